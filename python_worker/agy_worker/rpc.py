@@ -1,0 +1,399 @@
+"""Symmetric JSON-RPC 2.0 peer over newline-delimited JSON (NDJSON).
+
+One reader callback (an asyncio ``Protocol``) frames lines with a hard size bound and never
+awaits a handler: every inbound request runs in its own task, notifications are dispatched
+synchronously in arrival order, responses resolve pending futures. All writes go through one
+writer task. The module knows nothing about agents; ``host.py`` registers the methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+try:  # orjson is ~4x faster on large payloads; the worker works without it.
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+    JSON_BACKEND = "orjson"
+except ImportError:  # pragma: no cover - exercised only without orjson installed
+    import json
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(data: bytes) -> Any:
+        return json.loads(data)
+
+    JSON_BACKEND = "json"
+
+log = logging.getLogger("agy_worker.rpc")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+REQUEST_CANCELLED = -32800
+MESSAGE_TOO_LARGE = -32001
+CONNECTION_CLOSED = -32002
+
+DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+# Bytes of an oversized line kept so that its "id" (written first by both peers) can be read.
+_HEAD_KEEP = 256
+_ID_RE = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+_METHOD_RE = re.compile(rb'"method"\s*:')
+
+
+class RpcError(Exception):
+    """An error that travels as a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            obj["data"] = self.data
+        return obj
+
+
+def too_large(size: int, limit: int) -> RpcError:
+    return RpcError(
+        MESSAGE_TOO_LARGE,
+        f"message of {size} bytes exceeds the limit of {limit} bytes",
+        {"size": size, "limit": limit},
+    )
+
+
+class LineFramer:
+    """Splits a byte stream into lines, holding at most ``limit`` bytes of a partial line.
+
+    ``feed`` yields ``("line", bytes)`` for complete lines and ``("oversized", size, head)``
+    for lines longer than the limit; the rest of an oversized line is discarded as it arrives,
+    so a peer that never sends a newline cannot grow memory past the limit.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._buf = bytearray()
+        self._discarding = False
+        self._discarded = 0
+        self._head = b""
+
+    def feed(self, data: bytes):
+        start = 0
+        n = len(data)
+        while start < n:
+            nl = data.find(b"\n", start)
+            end = n if nl < 0 else nl
+            self._append(data, start, end)
+            if nl < 0:
+                break
+            yield self._finish()
+            start = nl + 1
+
+    def finish_eof(self):
+        if self._discarding or self._buf:
+            yield self._finish()
+
+    def _append(self, data: bytes, start: int, end: int) -> None:
+        seg = end - start
+        if self._discarding:
+            self._discarded += seg
+        elif len(self._buf) + seg > self.limit:
+            head = bytes(self._buf[:_HEAD_KEEP])
+            if len(head) < _HEAD_KEEP:
+                head += data[start : start + (_HEAD_KEEP - len(head))]
+            self._head = head
+            self._discarded = len(self._buf) + seg
+            self._buf = bytearray()
+            self._discarding = True
+        else:
+            self._buf += data[start:end]
+
+    def _finish(self):
+        if self._discarding:
+            item = ("oversized", self._discarded, self._head)
+            self._discarding = False
+            self._discarded = 0
+            self._head = b""
+            return item
+        line = bytes(self._buf)
+        self._buf = bytearray()
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        return ("line", line)
+
+
+def sniff_id(head: bytes) -> tuple[Any, bool]:
+    """Reads the id and whether a method is present from the start of an oversized message."""
+    m = _ID_RE.search(head)
+    msg_id: Any = None
+    if m:
+        try:
+            msg_id = loads(m.group(1))
+        except ValueError:
+            msg_id = None
+    return msg_id, bool(_METHOD_RE.search(head))
+
+
+RequestHandler = Callable[[Any], Awaitable[Any]]
+NotificationHandler = Callable[[Any], None]
+
+
+class Peer:
+    """A JSON-RPC 2.0 peer: sends and answers requests and notifications."""
+
+    def __init__(self, write_fd: int, max_message: int = DEFAULT_MAX_MESSAGE):
+        self.max_message = max_message
+        self._write_fd = write_fd
+        self._methods: dict[str, RequestHandler] = {}
+        self._notifications: dict[str, NotificationHandler] = {}
+        self._pending: dict[int, asyncio.Future] = {}
+        self._inflight: dict[Any, asyncio.Task] = {}
+        self._next_id = 1
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._closed: RpcError | None = None
+        self.eof = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._writer_task: asyncio.Task | None = None
+
+    # registration -------------------------------------------------------------------------
+    def method(self, name: str, handler: RequestHandler) -> None:
+        self._methods[name] = handler
+
+    def notification(self, name: str, handler: NotificationHandler) -> None:
+        self._notifications[name] = handler
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self, read_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        peer = self
+
+        class _Reader(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.framer = LineFramer(peer.max_message)
+
+            def data_received(self, data: bytes) -> None:
+                for item in self.framer.feed(data):
+                    peer._on_frame(item)
+
+            def eof_received(self) -> bool:
+                for item in self.framer.finish_eof():
+                    peer._on_frame(item)
+                return False
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                peer._on_eof()
+
+        read_file = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
+        await loop.connect_read_pipe(_Reader, read_file)
+        write_file = os.fdopen(self._write_fd, "wb", buffering=0, closefd=False)
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, write_file)
+        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        self._writer_task = asyncio.create_task(self._write_loop(), name="rpc-writer")
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        while True:
+            data = await self._queue.get()
+            if data is None:
+                break
+            self._writer.write(data)
+            # Batch whatever else is queued into the same flush.
+            while not self._queue.empty():
+                more = self._queue.get_nowait()
+                if more is None:
+                    await self._writer.drain()
+                    return
+                self._writer.write(more)
+            try:
+                await self._writer.drain()
+            except (ConnectionError, OSError):
+                log.warning("protocol pipe closed while writing")
+                return
+
+    async def flush_and_close(self) -> None:
+        """Writes everything queued so far, then stops the writer."""
+        self._queue.put_nowait(None)
+        if self._writer_task is not None:
+            try:
+                await asyncio.wait_for(self._writer_task, 5)
+            except (asyncio.TimeoutError, OSError):
+                log.warning("could not flush the protocol stream at shutdown")
+
+    # sending ------------------------------------------------------------------------------
+    def _send(self, obj: dict[str, Any]) -> None:
+        self._queue.put_nowait(dumps(obj) + b"\n")
+
+    def notify(self, method: str, params: Any) -> None:
+        data = dumps({"jsonrpc": "2.0", "method": method, "params": params}) + b"\n"
+        if len(data) - 1 > self.max_message:
+            raise too_large(len(data) - 1, self.max_message)
+        self._queue.put_nowait(data)
+
+    async def call(self, method: str, params: Any, timeout: float | None = None) -> Any:
+        if self._closed is not None:
+            raise self._closed
+        req_id = self._next_id
+        self._next_id += 1
+        data = dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}) + b"\n"
+        if len(data) - 1 > self.max_message:
+            raise too_large(len(data) - 1, self.max_message)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        self._queue.put_nowait(data)
+        try:
+            if timeout is None:
+                return await fut
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.CancelledError:
+            if not fut.done() and self._closed is None:
+                self._send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": req_id}})
+            raise
+        except asyncio.TimeoutError:
+            if self._closed is None:
+                self._send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": req_id}})
+            raise
+        finally:
+            self._pending.pop(req_id, None)
+
+    # receiving ----------------------------------------------------------------------------
+    def _on_frame(self, item: tuple) -> None:
+        if item[0] == "oversized":
+            self._on_oversized(item[1], item[2])
+            return
+        line = item[1]
+        if not line.strip():
+            return
+        try:
+            msg = loads(line)
+        except ValueError:
+            log.warning("ignoring a non-JSON line from the peer: %r", line[:200])
+            return
+        if not isinstance(msg, dict):
+            log.warning("ignoring a JSON value that is not a message: %r", line[:200])
+            return
+        method = msg.get("method")
+        if isinstance(method, str):
+            if "id" in msg:
+                self._on_request(msg["id"], method, msg.get("params"))
+            else:
+                self._on_notification(method, msg.get("params"))
+            return
+        if "id" in msg:
+            self._on_response(msg)
+            return
+        log.warning("ignoring an invalid message: %r", line[:200])
+
+    def _on_oversized(self, size: int, head: bytes) -> None:
+        msg_id, is_request = sniff_id(head)
+        log.error("discarded an oversized message of %d bytes (limit %d)", size, self.max_message)
+        err = too_large(size, self.max_message)
+        if is_request and msg_id is not None:
+            self._send({"jsonrpc": "2.0", "id": msg_id, "error": err.to_json()})
+        elif not is_request and isinstance(msg_id, int):
+            fut = self._pending.get(msg_id)
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+
+    def _on_response(self, msg: dict[str, Any]) -> None:
+        fut = self._pending.get(msg["id"]) if isinstance(msg["id"], int) else None
+        if fut is None or fut.done():
+            log.debug("response for an unknown or finished request id %r", msg["id"])
+            return
+        err = msg.get("error")
+        if err is not None:
+            fut.set_exception(
+                RpcError(err.get("code", INTERNAL_ERROR), err.get("message", ""), err.get("data"))
+            )
+        else:
+            fut.set_result(msg.get("result"))
+
+    def _on_notification(self, method: str, params: Any) -> None:
+        if method == "$/cancelRequest":
+            task = self._inflight.get((params or {}).get("id"))
+            if task is not None:
+                task.cancel()
+            return
+        handler = self._notifications.get(method)
+        if handler is None:
+            log.debug("no handler for notification %s", method)
+            return
+        try:
+            handler(params)
+        except Exception:
+            log.exception("notification handler for %s failed", method)
+
+    def _on_request(self, msg_id: Any, method: str, params: Any) -> None:
+        handler = self._methods.get(method)
+        if handler is None:
+            self._send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": msg_id,
+                    "error": {"code": METHOD_NOT_FOUND, "message": f"method not found: {method}"},
+                }
+            )
+            return
+        task = asyncio.get_running_loop().create_task(self._run(msg_id, method, handler, params))
+        self._inflight[msg_id] = task
+
+    async def _run(self, msg_id: Any, method: str, handler: RequestHandler, params: Any) -> None:
+        try:
+            result = await handler(params)
+            data = dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}) + b"\n"
+            if len(data) - 1 > self.max_message:
+                raise too_large(len(data) - 1, self.max_message)
+            self._queue.put_nowait(data)
+        except RpcError as e:
+            self._send({"jsonrpc": "2.0", "id": msg_id, "error": e.to_json()})
+        except asyncio.CancelledError:
+            # Cancelled by the peer ($/cancelRequest) or at shutdown: answer so nothing waits.
+            self._send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": msg_id,
+                    "error": {"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"},
+                }
+            )
+        except Exception as e:  # noqa: BLE001 - every failure must become an answer
+            log.exception("handler for %s failed", method)
+            self._send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": msg_id,
+                    "error": {
+                        "code": INTERNAL_ERROR,
+                        "message": f"{type(e).__name__}: {e}",
+                        "data": {"exception": type(e).__name__},
+                    },
+                }
+            )
+        finally:
+            self._inflight.pop(msg_id, None)
+
+    def _on_eof(self) -> None:
+        if self._closed is None:
+            self._closed = RpcError(CONNECTION_CLOSED, "the Rust side closed the connection")
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(self._closed)
+        self.eof.set()
+
+    def cancel_inflight(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()

@@ -1,0 +1,297 @@
+//! [`Bridge`]: owns a worker process and routes its traffic to agents.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{
+    agent::Agent,
+    config::{AgentConfig, BridgeConfig},
+    error::{Error, Result},
+    protocol::{self, ChatEventParams, WorkerInfo, methods},
+    rpc::{Handler, RpcError, codes},
+    types::ChatEvent,
+    worker::{StartupTimings, WorkerOptions, WorkerProcess, venv},
+};
+
+type TurnKey = (String, u64);
+
+/// Routes the worker's inbound traffic: reverse requests and streamed chat events.
+#[derive(Default)]
+pub(crate) struct Router {
+    turns: Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>,
+}
+
+impl Router {
+    pub(crate) fn open_turn(&self, key: TurnKey) -> mpsc::UnboundedReceiver<ChatEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.turns().insert(key, tx);
+        rx
+    }
+
+    pub(crate) fn close_turn(&self, key: &TurnKey) {
+        self.turns().remove(key);
+    }
+
+    fn turns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>> {
+        self.turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Handler for Router {
+    fn request(
+        &self,
+        method: String,
+        _params: Value,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        match method.as_str() {
+            methods::PING => async { Ok(json!("pong")) }.boxed(),
+            _ => async move {
+                Err(RpcError::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!("the Rust side has no method {method}"),
+                ))
+            }
+            .boxed(),
+        }
+    }
+
+    fn notification(&self, method: String, params: Value) {
+        if method != methods::CHAT_EVENT {
+            tracing::debug!(%method, "ignoring an unknown notification");
+            return;
+        }
+        match serde_json::from_value::<ChatEventParams>(params) {
+            Ok(p) => {
+                let key = (p.agent_id, p.turn_id);
+                if let Some(tx) = self.turns().get(&key) {
+                    let _ = tx.send(p.event);
+                } else {
+                    tracing::debug!(agent = %key.0, turn = key.1, "event for a finished turn");
+                }
+            }
+            Err(e) => tracing::warn!("malformed chat/event: {e}"),
+        }
+    }
+}
+
+pub(crate) struct BridgeInner {
+    pub(crate) worker: WorkerProcess,
+    pub(crate) router: Arc<Router>,
+    pub(crate) config: BridgeConfig,
+    pub(crate) data_dir: PathBuf,
+    next_agent: AtomicU64,
+    pub(crate) next_turn: AtomicU64,
+}
+
+/// The entry point: starts a Python worker (creating the managed venv on first use) and creates
+/// agents on it.
+///
+/// ```no_run
+/// # async fn demo() -> agy_bridge::Result<()> {
+/// use agy_bridge::{AgentConfig, Bridge, BridgeConfig, ModelConfig};
+/// use futures::StreamExt;
+///
+/// let bridge = Bridge::start(BridgeConfig::default()).await?;
+/// let agent = bridge
+///     .create_agent(AgentConfig::new(ModelConfig::gemini_from_env()?))
+///     .await?;
+/// let mut reply = agent.chat("Say hello").await?;
+/// while let Some(event) = reply.next().await {
+///     println!("{event:?}");
+/// }
+/// let outcome = reply.finish().await?;
+/// println!("{}", outcome.text);
+/// agent.close().await?;
+/// bridge.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<BridgeInner>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("worker", &self.inner.worker)
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    /// Prepares the Python environment (first run: creates the venv) and starts a worker.
+    ///
+    /// # Errors
+    /// [`Error::VenvSetup`], [`Error::Spawn`], [`Error::VersionMismatch`], or the worker's
+    /// start-up failure with its stderr.
+    pub async fn start(config: BridgeConfig) -> Result<Self> {
+        let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
+        let data_dir = config
+            .data_dir
+            .clone()
+            .or_else(|| dirs::data_local_dir().map(|d| d.join("agy-bridge")))
+            .unwrap_or_else(|| std::env::temp_dir().join("agy-bridge-data"));
+        for sub in ["conversations", "app-data", "harness-home"] {
+            std::fs::create_dir_all(data_dir.join(sub))?;
+        }
+        let router = Arc::new(Router::default());
+        let mut options = WorkerOptions::new(env);
+        options.max_message_size = config.max_message_size;
+        options.startup_timeout = config.startup_timeout;
+        options.shutdown_grace = config.shutdown_timeout;
+        options.allow_sdk_mismatch = config.allow_sdk_mismatch;
+        options.debug_methods = config.debug_methods;
+        options.extra_env.clone_from(&config.worker_env);
+        let worker =
+            WorkerProcess::spawn(&options, Arc::clone(&router) as Arc<dyn Handler>).await?;
+        Ok(Self {
+            inner: Arc::new(BridgeInner {
+                worker,
+                router,
+                config,
+                data_dir,
+                next_agent: AtomicU64::new(1),
+                next_turn: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Starts an agent on the worker.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the SDK rejects the configuration, or a worker error.
+    pub async fn create_agent(&self, config: AgentConfig) -> Result<Agent> {
+        let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
+        let agent_id = format!("agent-{seq}");
+        let conversation_id = uuid::Uuid::new_v4().to_string();
+        let save_dir = self.inner.data_dir.join("conversations");
+        let app_data_dir = self.inner.data_dir.join("app-data");
+        let mut wire = json!({
+            "model": config.model,
+            "conversation_id": conversation_id,
+            "save_dir": save_dir,
+            "app_data_dir": app_data_dir,
+            "session_continuation_mode": "create_or_resume",
+            "enabled_tools": config.builtin_tools,
+            // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
+            "env": { "HOME": self.inner.data_dir.join("harness-home") },
+        });
+        if let Some(text) = &config.system_instructions {
+            wire["system_instructions"] = json!(text);
+        }
+        if !config.workspaces.is_empty() {
+            wire["workspaces"] = json!(config.workspaces);
+        }
+        let params = protocol::AgentCreateParams {
+            agent_id: &agent_id,
+            config: &wire,
+        };
+        let reply = self
+            .inner
+            .worker
+            .peer()
+            .call_timeout(
+                methods::AGENT_CREATE,
+                params,
+                self.inner.config.operation_timeout,
+            )
+            .await
+            .map_err(protocol::refine_error)?;
+        let created: protocol::AgentCreateResult = serde_json::from_value(reply)
+            .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
+        tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
+        Ok(Agent::new(
+            agent_id,
+            conversation_id,
+            save_dir,
+            app_data_dir,
+            created.harness_pid,
+            Arc::clone(&self.inner),
+        ))
+    }
+
+    /// What the worker reported at start-up (versions, pid, JSON backend, event loop).
+    #[must_use]
+    pub fn worker_info(&self) -> &WorkerInfo {
+        self.inner.worker.info()
+    }
+
+    /// How long the worker's start-up phases took.
+    #[must_use]
+    pub fn startup_timings(&self) -> StartupTimings {
+        self.inner.worker.timings()
+    }
+
+    /// The data directory (conversations, harness files).
+    #[must_use]
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+
+    /// Round-trips a `worker/ping` and returns the time it took.
+    ///
+    /// # Errors
+    /// A worker error or [`Error::Timeout`].
+    pub async fn ping(&self) -> Result<Duration> {
+        let started = Instant::now();
+        self.inner
+            .worker
+            .peer()
+            .call_timeout(
+                methods::WORKER_PING,
+                Value::Null,
+                self.inner.config.operation_timeout,
+            )
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    /// Sends a raw request to the worker (diagnostics, benchmarks, tests).
+    ///
+    /// # Errors
+    /// Whatever the worker answers with.
+    #[doc(hidden)]
+    pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
+        self.inner
+            .worker
+            .peer()
+            .call(method, params)
+            .await
+            .map_err(protocol::refine_error)
+    }
+
+    /// The worker's last stderr lines.
+    #[must_use]
+    pub fn worker_stderr_tail(&self) -> String {
+        self.inner.worker.stderr_tail()
+    }
+
+    /// Stops the worker gracefully (agents closed, then the process group ended). Bounded by
+    /// the shutdown timeout plus a few seconds for signals.
+    pub async fn shutdown(self) {
+        self.inner.worker.shutdown().await;
+    }
+
+    /// Kills the worker's process group at once (SIGKILL). In-flight calls fail with
+    /// [`Error::WorkerCrashed`].
+    #[doc(hidden)]
+    pub fn kill_worker(&self) {
+        self.inner.worker.kill();
+    }
+}

@@ -1,0 +1,265 @@
+//! Configuration: the bridge's runtime knobs, agents, and models.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    rpc::DEFAULT_MAX_MESSAGE_SIZE,
+    worker::{PythonConfig, SetupEvent, SetupProgress},
+};
+
+/// Env var holding the chat timeout in seconds (default 120), as in the seed.
+pub const ENV_CHAT_TIMEOUT: &str = "AGI_CHAT_TIMEOUT_SECS";
+/// Default chat timeout.
+pub const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The chat timeout from [`ENV_CHAT_TIMEOUT`]; an invalid value warns and falls back to 120 s.
+#[must_use]
+pub fn default_chat_timeout() -> Duration {
+    match std::env::var(ENV_CHAT_TIMEOUT) {
+        Ok(v) => v.trim().parse::<u64>().map_or_else(
+            |e| {
+                tracing::warn!(value = %v, error = %e, "invalid {ENV_CHAT_TIMEOUT}; using 120 s");
+                DEFAULT_CHAT_TIMEOUT
+            },
+            Duration::from_secs,
+        ),
+        Err(_) => DEFAULT_CHAT_TIMEOUT,
+    }
+}
+
+/// Settings for a [`crate::Bridge`].
+#[derive(Clone)]
+pub struct BridgeConfig {
+    /// Where the Python interpreter comes from.
+    pub python: PythonConfig,
+    /// Where conversations and harness files live (default: the user data dir).
+    pub data_dir: Option<PathBuf>,
+    /// Largest JSON-RPC message in either direction (default 64 MiB).
+    pub max_message_size: usize,
+    /// Deadline for a worker to start and import the SDK.
+    pub startup_timeout: Duration,
+    /// Deadline for a graceful worker stop before it is killed.
+    pub shutdown_timeout: Duration,
+    /// Deadline for one chat turn (default from `AGI_CHAT_TIMEOUT_SECS`, else 120 s).
+    pub chat_timeout: Duration,
+    /// Deadline for other operations (default: chat timeout + 2 min, as in the seed).
+    pub operation_timeout: Duration,
+    /// Accept a `google-antigravity` other than the tested pin.
+    pub allow_sdk_mismatch: bool,
+    /// Extra environment variables for workers.
+    pub worker_env: Vec<(String, String)>,
+    /// Receives venv set-up progress (first run only).
+    pub setup_progress: Option<SetupProgress>,
+    /// Enables the worker's failure-injection method. For the bridge's own tests.
+    #[doc(hidden)]
+    pub debug_methods: bool,
+}
+
+impl std::fmt::Debug for BridgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeConfig")
+            .field("python", &self.python)
+            .field("data_dir", &self.data_dir)
+            .field("max_message_size", &self.max_message_size)
+            .field("chat_timeout", &self.chat_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        let chat_timeout = default_chat_timeout();
+        Self {
+            python: PythonConfig::default(),
+            data_dir: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            startup_timeout: Duration::from_secs(120),
+            shutdown_timeout: Duration::from_secs(10),
+            chat_timeout,
+            operation_timeout: chat_timeout + Duration::from_secs(120),
+            allow_sdk_mismatch: false,
+            worker_env: Vec::new(),
+            setup_progress: None,
+            debug_methods: false,
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// Sets the data directory.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the message size limit.
+    #[must_use]
+    pub const fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets the chat timeout (and the operation timeout to chat + 2 min).
+    #[must_use]
+    pub fn chat_timeout(mut self, timeout: Duration) -> Self {
+        self.chat_timeout = timeout;
+        self.operation_timeout = timeout + Duration::from_secs(120);
+        self
+    }
+
+    /// Reports venv set-up progress to `f`.
+    #[must_use]
+    pub fn on_setup_progress(mut self, f: impl Fn(&SetupEvent) + Send + Sync + 'static) -> Self {
+        self.setup_progress = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Uses this ready interpreter instead of the managed venv.
+    #[must_use]
+    pub fn python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python.python = Some(python.into());
+        self
+    }
+
+    /// Keeps managed venvs under this directory.
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.python.cache_dir = Some(dir.into());
+        self
+    }
+}
+
+/// Which model an agent talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModelConfig {
+    /// The Gemini API.
+    Gemini {
+        /// API key (the SDK also reads `GEMINI_API_KEY`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_key: Option<String>,
+        /// Model name; the SDK's default when `None`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// Vertex AI.
+    Vertex {
+        /// Google Cloud project.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        project: Option<String>,
+        /// Region.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+        /// Express-mode API key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        api_key: Option<String>,
+        /// Model name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// Any server with an OpenAI-compatible `/chat/completions` (Ollama, vLLM, LM Studio, the
+    /// crate's `ScriptedModel`). The SDK sends no API key on this path.
+    OpenaiCompatible {
+        /// e.g. `http://127.0.0.1:11434/v1`.
+        base_url: String,
+        /// Model name as the server knows it.
+        model: String,
+    },
+}
+
+impl ModelConfig {
+    /// Gemini with the key from `GEMINI_API_KEY`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the variable is not set.
+    pub fn gemini_from_env() -> Result<Self> {
+        let key = std::env::var("GEMINI_API_KEY").map_err(|_| Error::InvalidConfig {
+            message: "GEMINI_API_KEY is not set".into(),
+        })?;
+        Ok(Self::Gemini {
+            api_key: Some(key),
+            model: None,
+        })
+    }
+
+    /// An OpenAI-compatible server.
+    pub fn openai_compatible(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self::OpenaiCompatible {
+            base_url: base_url.into(),
+            model: model.into(),
+        }
+    }
+
+    /// A short human-readable name, e.g. for the CLI.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Gemini { model, .. } => {
+                format!(
+                    "Gemini ({})",
+                    model.as_deref().unwrap_or("SDK default model")
+                )
+            }
+            Self::Vertex { model, .. } => {
+                format!(
+                    "Vertex AI ({})",
+                    model.as_deref().unwrap_or("SDK default model")
+                )
+            }
+            Self::OpenaiCompatible { base_url, model } => format!("{model} at {base_url}"),
+        }
+    }
+}
+
+/// How an agent is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The model.
+    pub model: ModelConfig,
+    /// Appended to the SDK's built-in system prompt.
+    pub system_instructions: Option<String>,
+    /// SDK built-in tools to expose (SDK names, e.g. `view_file`). Empty by default: no file
+    /// writes or commands unless asked for.
+    pub builtin_tools: Vec<String>,
+    /// Workspace directories (default: the SDK's, i.e. the worker's cwd).
+    pub workspaces: Vec<PathBuf>,
+}
+
+impl AgentConfig {
+    /// An agent for `model` with no built-in tools.
+    #[must_use]
+    pub const fn new(model: ModelConfig) -> Self {
+        Self {
+            model,
+            system_instructions: None,
+            builtin_tools: Vec::new(),
+            workspaces: Vec::new(),
+        }
+    }
+
+    /// Sets the system instructions.
+    #[must_use]
+    pub fn system_instructions(mut self, text: impl Into<String>) -> Self {
+        self.system_instructions = Some(text.into());
+        self
+    }
+
+    /// Exposes an SDK built-in tool by its SDK name.
+    #[must_use]
+    pub fn builtin_tool(mut self, name: impl Into<String>) -> Self {
+        self.builtin_tools.push(name.into());
+        self
+    }
+
+    /// Adds a workspace directory.
+    #[must_use]
+    pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspaces.push(dir.into());
+        self
+    }
+}

@@ -1,0 +1,163 @@
+//! The crate's one error type.
+
+use std::{sync::Arc, time::Duration};
+
+/// Everything that can go wrong in the bridge, as typed variants.
+///
+/// `Error` is `Clone` so one failure (a worker crash) can be handed to every request that was
+/// waiting on that worker.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Creating or repairing the managed Python environment failed at `step`.
+    #[error(
+        "Python environment set-up failed while {step}: {message}\n--- last output ---\n{output_tail}"
+    )]
+    VenvSetup {
+        /// What was being done, e.g. "installing google-antigravity==0.1.22".
+        step: String,
+        /// What went wrong.
+        message: String,
+        /// The last lines printed by pip, uv or Python.
+        output_tail: String,
+    },
+    /// The worker process could not be started.
+    #[error("could not start the Python worker `{program}`: {source}")]
+    Spawn {
+        /// The interpreter that was launched.
+        program: String,
+        /// The operating-system error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The worker speaks a different protocol or runs different code than this crate expects.
+    #[error("version mismatch: {message}")]
+    VersionMismatch {
+        /// What differs and how to fix it.
+        message: String,
+    },
+    /// The worker process exited or closed its pipes; every request in flight fails with this.
+    #[error("the Python worker crashed ({})\n--- worker stderr (last lines) ---\n{stderr_tail}",
+        exit_status.as_deref().unwrap_or("exit status unknown"))]
+    WorkerCrashed {
+        /// How the process ended (`exit status: 1`, `signal: 9 (SIGKILL)`), if known.
+        exit_status: Option<String>,
+        /// The last lines the worker wrote to stderr.
+        stderr_tail: String,
+    },
+    /// The worker was stopped on purpose (shutdown) while this request was pending.
+    #[error("the worker was shut down")]
+    WorkerStopped,
+    /// A message was larger than the configured limit. Only that request fails.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the message in bytes.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The agent id is not known (closed, never created, or on another worker).
+    #[error("unknown agent `{agent_id}`")]
+    UnknownAgent {
+        /// The id that was asked for.
+        agent_id: String,
+    },
+    /// The agent is already running a turn; turns on one agent are serialized.
+    #[error("agent `{agent_id}` is already running a turn")]
+    AgentBusy {
+        /// The busy agent.
+        agent_id: String,
+    },
+    /// The configuration was rejected by the bridge or the SDK.
+    #[error("invalid configuration: {message}")]
+    InvalidConfig {
+        /// The SDK's or the bridge's explanation, naming the field.
+        message: String,
+    },
+    /// The model or the agent failed the turn.
+    #[error("{kind} error: {message}")]
+    Agent {
+        /// The structural classification made by the worker.
+        kind: AgentErrorKind,
+        /// HTTP status returned by the model server, if any.
+        http_status: Option<u16>,
+        /// The SDK's message.
+        message: String,
+    },
+    /// The operation was cancelled.
+    #[error("the operation was cancelled")]
+    Cancelled,
+    /// The operation did not finish in time.
+    #[error("{operation} timed out after {duration:?}")]
+    Timeout {
+        /// What timed out.
+        operation: String,
+        /// The deadline that passed.
+        duration: Duration,
+    },
+    /// The peer answered with a JSON-RPC error the bridge has no better type for.
+    #[error("worker error {code}: {message}")]
+    Rpc {
+        /// JSON-RPC error code.
+        code: i64,
+        /// Error message.
+        message: String,
+        /// Optional structured data.
+        data: Option<serde_json::Value>,
+    },
+    /// The peer sent something that breaks the protocol (a bad result shape, …).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Local I/O failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] Arc<std::io::Error>),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(Arc::new(e))
+    }
+}
+
+/// How the worker classified a failed turn (from the exception class and HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AgentErrorKind {
+    /// HTTP 429 or RESOURCE_EXHAUSTED.
+    Quota,
+    /// The context or output token limit was hit.
+    MaxTokens,
+    /// The model server answered with an HTTP error.
+    ModelHttp,
+    /// The model server could not be reached.
+    ModelUnreachable,
+    /// The harness connection was lost.
+    ConnectionLost,
+    /// The SDK rejected the request (e.g. an empty prompt).
+    InvalidRequest,
+    /// Another terminal execution error.
+    Execution,
+    /// An unexpected error inside the worker.
+    #[serde(other)]
+    Internal,
+}
+
+impl std::fmt::Display for AgentErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Self::Quota => "quota",
+            Self::MaxTokens => "max tokens",
+            Self::ModelHttp => "model HTTP",
+            Self::ModelUnreachable => "model unreachable",
+            Self::ConnectionLost => "connection lost",
+            Self::InvalidRequest => "invalid request",
+            Self::Execution => "execution",
+            Self::Internal => "internal",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Shorthand for `Result<T, agy_bridge::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,50 @@
+//! # agy-bridge
+//!
+//! Run [Google Antigravity](https://pypi.org/project/google-antigravity/) agents from Rust.
+//! The SDK exists only in Python, so agy-bridge runs it **out of process**: it creates a
+//! managed Python venv on first use, starts a worker (`python -m agy_worker`) and speaks
+//! JSON-RPC 2.0 over the worker's stdin/stdout. Nothing links libpython; a crashed worker
+//! fails only the requests in flight, with its exit status and stderr.
+//!
+//! ```no_run
+//! use agy_bridge::{AgentConfig, Bridge, BridgeConfig, ChatEvent, ModelConfig};
+//! use futures::StreamExt;
+//!
+//! # async fn demo() -> agy_bridge::Result<()> {
+//! let bridge = Bridge::start(BridgeConfig::default()).await?;
+//! let model = ModelConfig::openai_compatible("http://127.0.0.1:11434/v1", "llama3");
+//! let agent = bridge.create_agent(AgentConfig::new(model)).await?;
+//! let mut reply = agent.chat("What is 2 + 2?").await?;
+//! while let Some(event) = reply.next().await {
+//!     if let ChatEvent::Text { text } = event {
+//!         print!("{text}");
+//!     }
+//! }
+//! let outcome = reply.finish().await?;
+//! println!("\n({:?} tokens)", outcome.usage.and_then(|u| u.total_tokens));
+//! agent.close().await?;
+//! bridge.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/architecture.md` for the design and `docs/protocol.md` for the wire protocol.
+
+pub mod agent;
+pub mod bridge;
+pub mod config;
+pub mod error;
+pub mod protocol;
+pub mod rpc;
+pub mod streaming;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod types;
+pub mod worker;
+
+pub use agent::Agent;
+pub use bridge::Bridge;
+pub use config::{AgentConfig, BridgeConfig, ModelConfig};
+pub use error::{AgentErrorKind, Error, Result};
+pub use streaming::ChatResponse;
+pub use types::{ChatEvent, ChatOutcome, Usage};
+pub use worker::{PythonConfig, SetupEvent};

@@ -1,0 +1,226 @@
+//! The `agy-bridge` command-line tool.
+
+use std::{
+    io::Write,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agy_bridge::{
+    AgentConfig, Bridge, BridgeConfig, ChatEvent, ModelConfig, SetupEvent,
+    testing::{RecordedRequest, Reply, ScriptedModel},
+    worker::venv,
+};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "agy-bridge",
+    version,
+    about = "Run Google Antigravity agents from Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one prompt and stream the reply.
+    ///
+    /// Uses Gemini when GEMINI_API_KEY is set, any OpenAI-compatible server with
+    /// --base-url/--model, and otherwise an offline demo model.
+    Chat {
+        /// The prompt.
+        prompt: String,
+        /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.
+        #[arg(long, requires = "model")]
+        base_url: Option<String>,
+        /// Model name (with --base-url, or a Gemini model name).
+        #[arg(long)]
+        model: Option<String>,
+        /// Use the offline demo model even if GEMINI_API_KEY is set.
+        #[arg(long)]
+        offline: bool,
+        /// System instructions for the agent.
+        #[arg(long)]
+        system: Option<String>,
+    },
+    /// Create (or check) the managed Python environment, showing progress.
+    Setup,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGY_BRIDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Chat {
+            prompt,
+            base_url,
+            model,
+            offline,
+            system,
+        } => chat(prompt, base_url, model, offline, system).await,
+        Command::Setup => setup().await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A spinner on stderr that shows venv set-up phases with elapsed time.
+fn setup_progress() -> (BridgeConfig, ProgressBar) {
+    let bar = ProgressBar::hidden();
+    let shown = Arc::new(Mutex::new(None::<ProgressBar>));
+    let config = BridgeConfig::default().on_setup_progress(move |event| {
+        let mut shown = shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            SetupEvent::Phase { name, elapsed } => {
+                let bar = shown.get_or_insert_with(|| {
+                    eprintln!("Setting up the Python environment (first run only)…");
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} [{elapsed_precise}] {msg}")
+                            .expect("valid template"),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                let line = format!("  [{:>5.1}s] {name}", elapsed.as_secs_f64());
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+                bar.set_message(name.clone());
+            }
+            SetupEvent::Output(line) => {
+                if let Some(bar) = shown.as_ref() {
+                    bar.set_message(line.chars().take(100).collect::<String>());
+                }
+            }
+            SetupEvent::Done { elapsed, reused } => {
+                if let Some(bar) = shown.take() {
+                    bar.finish_and_clear();
+                    eprintln!(
+                        "  Python environment ready in {:.1}s",
+                        elapsed.as_secs_f64()
+                    );
+                } else if !reused {
+                    eprintln!("Python environment ready in {:.1}s", elapsed.as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+    });
+    (config, bar)
+}
+
+async fn setup() -> agy_bridge::Result<()> {
+    let (config, _bar) = setup_progress();
+    let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
+    println!("interpreter: {}", env.python.display());
+    if let Some(dir) = env.venv_dir {
+        println!("venv:        {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The offline demo model: a friendly scripted reply that says what it is.
+fn demo_reply(request: &RecordedRequest) -> Reply {
+    let prompt = request.last_user_prompt().unwrap_or_default();
+    let prompt = prompt.trim();
+    Reply::slow_text(
+        format!(
+            "Hello from the offline demo model! You asked: \"{prompt}\". This reply was streamed \
+             through the real Antigravity SDK and its localharness, from a scripted model server \
+             inside agy-bridge. Set GEMINI_API_KEY, or pass --base-url and --model, to talk to a \
+             real model."
+        )
+        .split_inclusive(' ')
+        .map(str::to_owned)
+        .collect::<Vec<_>>(),
+        Duration::from_millis(15),
+    )
+}
+
+async fn chat(
+    prompt: String,
+    base_url: Option<String>,
+    model: Option<String>,
+    offline: bool,
+    system: Option<String>,
+) -> agy_bridge::Result<()> {
+    let mut demo = None;
+    let model_config = match (base_url, std::env::var("GEMINI_API_KEY").ok()) {
+        (Some(url), _) => ModelConfig::openai_compatible(url, model.unwrap_or_default()),
+        (None, Some(key)) if !offline => ModelConfig::Gemini {
+            api_key: Some(key),
+            model,
+        },
+        _ => {
+            let server = ScriptedModel::with_responder(Arc::new(demo_reply)).await?;
+            let config = ModelConfig::openai_compatible(server.base_url(), "offline-demo");
+            demo = Some(server);
+            config
+        }
+    };
+    if demo.is_some() {
+        eprintln!(
+            "Model: offline demo (a scripted local server; set GEMINI_API_KEY or use --base-url/--model for a real model)"
+        );
+    } else {
+        eprintln!("Model: {}", model_config.describe());
+    }
+    let (config, _bar) = setup_progress();
+    eprintln!("Starting the Python worker…");
+    let bridge = Bridge::start(config).await?;
+    let mut agent_config = AgentConfig::new(model_config);
+    if let Some(system) = system {
+        agent_config = agent_config.system_instructions(system);
+    }
+    let agent = bridge.create_agent(agent_config).await?;
+    let mut reply = agent.chat(prompt).await?;
+    let mut stdout = std::io::stdout();
+    while let Some(event) = reply.next().await {
+        match event {
+            ChatEvent::Text { text } => {
+                let _ = write!(stdout, "{text}");
+                let _ = stdout.flush();
+            }
+            ChatEvent::Thought { text } => eprint!("{text}"),
+            ChatEvent::ToolCall { name, args, .. } => eprintln!("\n[tool call] {name} {args}"),
+            _ => {}
+        }
+    }
+    let outcome = reply.finish().await;
+    println!();
+    let outcome = outcome?;
+    if let Some(usage) = outcome.usage {
+        eprintln!(
+            "[{} tokens in, {} out]",
+            usage.prompt_tokens.unwrap_or(0),
+            usage.output_tokens.unwrap_or(0)
+        );
+    }
+    agent.close().await?;
+    bridge.shutdown().await;
+    drop(demo);
+    Ok(())
+}

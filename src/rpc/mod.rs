@@ -1,0 +1,15 @@
+//! A small, generic, symmetric JSON-RPC 2.0 peer over NDJSON. It knows nothing about agents.
+//!
+//! Why not jsonrpsee: its client cannot answer server→client requests and treats any stray line
+//! as fatal, and its `RpcModule` adds a channel per call for dispatch we do with one `match`.
+//! See `docs/architecture.md`.
+
+mod framing;
+mod message;
+mod peer;
+
+pub use framing::{Frame, LineDecoder, OVERSIZED_HEAD, sniff_head};
+pub use message::{
+    DecodeError, Id, Incoming, RpcError, codes, decode, encode_request, encode_response,
+};
+pub use peer::{DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};

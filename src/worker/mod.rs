@@ -1,0 +1,8 @@
+//! The Python worker: its managed environment, its embedded sources and its process.
+
+pub mod embedded;
+pub mod process;
+pub mod venv;
+
+pub use process::{StartupTimings, WorkerOptions, WorkerProcess};
+pub use venv::{PythonConfig, PythonEnv, SetupEvent, SetupProgress};

@@ -1,0 +1,454 @@
+//! The managed Python environment: created on first use in a per-user cache directory, keyed by
+//! a hash of (Python version, worker sources, pinned requirements), reused afterwards.
+//!
+//! Concurrency: builders take an exclusive file lock; a completion stamp is written last, so a
+//! half-built environment (crash, Ctrl-C, full disk) is detected and rebuilt. Checking a ready
+//! environment takes no lock and spawns nothing.
+
+use std::{
+    collections::VecDeque,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use fs4::fs_std::FileExt;
+use serde::{Deserialize, Serialize};
+
+use super::embedded;
+use crate::error::{Error, Result};
+
+/// Env var: a ready interpreter to use as is (no venv management). It needs
+/// `google-antigravity` installed; the worker package is put on its `PYTHONPATH`.
+pub const ENV_PYTHON: &str = "AGY_BRIDGE_PYTHON";
+/// Env var: the cache directory holding managed venvs (default: the user cache dir).
+pub const ENV_CACHE_DIR: &str = "AGY_BRIDGE_CACHE_DIR";
+/// Env var: the base interpreter used to create venvs (default: `python3` on `PATH`).
+pub const ENV_BASE_PYTHON: &str = "AGY_BRIDGE_BASE_PYTHON";
+
+const STAMP: &str = "agy-bridge-complete.json";
+const OUTPUT_TAIL_LINES: usize = 40;
+/// Bumped when the venv layout or the build steps change.
+const LAYOUT_VERSION: &str = "venv-layout-1";
+
+/// Where the Python environment comes from.
+#[derive(Debug, Clone, Default)]
+pub struct PythonConfig {
+    /// Use this ready interpreter (overrides [`ENV_PYTHON`]).
+    pub python: Option<PathBuf>,
+    /// Cache directory for managed venvs (overrides [`ENV_CACHE_DIR`]).
+    pub cache_dir: Option<PathBuf>,
+    /// Base interpreter for new venvs (overrides [`ENV_BASE_PYTHON`]).
+    pub base_python: Option<PathBuf>,
+}
+
+/// A progress report from environment set-up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SetupEvent {
+    /// A new phase started.
+    Phase {
+        /// What is being done.
+        name: String,
+        /// Time since set-up began.
+        elapsed: Duration,
+    },
+    /// A line printed by pip, uv or Python.
+    Output(String),
+    /// Set-up finished.
+    Done {
+        /// Total time.
+        elapsed: Duration,
+        /// `true` when an existing environment was reused.
+        reused: bool,
+    },
+}
+
+/// Receives [`SetupEvent`]s.
+pub type SetupProgress = Arc<dyn Fn(&SetupEvent) + Send + Sync>;
+
+/// A Python interpreter ready to run the worker.
+#[derive(Debug, Clone)]
+pub struct PythonEnv {
+    /// The interpreter to launch (the venv's own binary, never a shim).
+    pub python: PathBuf,
+    /// A directory to put on `PYTHONPATH` (only for unmanaged interpreters).
+    pub pythonpath: Option<PathBuf>,
+    /// The managed venv directory, if managed.
+    pub venv_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stamp {
+    key: String,
+    purelib: PathBuf,
+}
+
+/// Returns a ready Python environment, creating or repairing the managed venv when needed.
+///
+/// # Errors
+/// [`Error::VenvSetup`] naming the failed step with the tail of the tool's output.
+pub async fn ensure(config: PythonConfig, progress: Option<SetupProgress>) -> Result<PythonEnv> {
+    tokio::task::spawn_blocking(move || ensure_blocking(&config, progress.as_ref()))
+        .await
+        .map_err(|e| setup_error("preparing the Python environment", e.to_string(), ""))?
+}
+
+/// The cache directory for managed venvs.
+#[must_use]
+pub fn cache_dir(config: &PythonConfig) -> PathBuf {
+    config
+        .cache_dir
+        .clone()
+        .or_else(|| std::env::var_os(ENV_CACHE_DIR).map(PathBuf::from))
+        .or_else(|| dirs::cache_dir().map(|d| d.join("agy-bridge")))
+        .unwrap_or_else(|| std::env::temp_dir().join("agy-bridge-cache"))
+}
+
+/// Blocking version of [`ensure`].
+///
+/// # Errors
+/// As [`ensure`].
+pub fn ensure_blocking(
+    config: &PythonConfig,
+    progress: Option<&SetupProgress>,
+) -> Result<PythonEnv> {
+    let started = Instant::now();
+    let report = |event: SetupEvent| {
+        if let Some(p) = progress {
+            p(&event);
+        }
+    };
+    let cache = cache_dir(config);
+    if let Some(python) = config
+        .python
+        .clone()
+        .or_else(|| std::env::var_os(ENV_PYTHON).map(PathBuf::from))
+    {
+        let src = cache.join("worker-src").join(&embedded::digest()[..16]);
+        embedded::write_package(&src)
+            .map_err(|e| setup_error("writing the worker package", e.to_string(), ""))?;
+        return Ok(PythonEnv {
+            python,
+            pythonpath: Some(src),
+            venv_dir: None,
+        });
+    }
+
+    let base = config
+        .base_python
+        .clone()
+        .or_else(|| std::env::var_os(ENV_BASE_PYTHON).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let (base_exe, version) = probe_base_python(&base)?;
+    let key = venv_key(&base_exe, &version);
+    let venvs = cache.join("venvs");
+    let dir = venvs.join(&key[..16]);
+    if is_complete(&dir, &key) {
+        report(SetupEvent::Done {
+            elapsed: started.elapsed(),
+            reused: true,
+        });
+        return Ok(managed_env(&dir));
+    }
+
+    std::fs::create_dir_all(&venvs)
+        .map_err(|e| setup_error("creating the cache directory", e.to_string(), ""))?;
+    let lock_path = venvs.join(format!("{}.lock", &key[..16]));
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| setup_error("creating the venv lock file", e.to_string(), ""))?;
+    if !lock.try_lock_exclusive().unwrap_or(false) {
+        report(SetupEvent::Phase {
+            name: "waiting for another process that is building the environment".into(),
+            elapsed: started.elapsed(),
+        });
+        lock.lock_exclusive()
+            .map_err(|e| setup_error("locking the venv", e.to_string(), ""))?;
+    }
+    // Someone else may have finished while we waited.
+    let result = if is_complete(&dir, &key) {
+        report(SetupEvent::Done {
+            elapsed: started.elapsed(),
+            reused: true,
+        });
+        Ok(managed_env(&dir))
+    } else {
+        build(&dir, &key, &base_exe, &version, started, &report).map(|()| managed_env(&dir))
+    };
+    let _ = FileExt::unlock(&lock);
+    result
+}
+
+fn managed_env(dir: &Path) -> PythonEnv {
+    PythonEnv {
+        python: dir.join("bin").join("python"),
+        pythonpath: None,
+        venv_dir: Some(dir.to_path_buf()),
+    }
+}
+
+fn venv_key(base_exe: &Path, version: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        LAYOUT_VERSION,
+        version,
+        &base_exe.to_string_lossy(),
+        &embedded::digest(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    embedded::hex(&h.finalize())
+}
+
+/// Whether `dir` holds a finished venv for `key` whose key files are all still present.
+fn is_complete(dir: &Path, key: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(STAMP)) else {
+        return false;
+    };
+    let Ok(stamp) = serde_json::from_str::<Stamp>(&text) else {
+        return false;
+    };
+    stamp.key == key
+        && dir.join("bin").join("python").exists()
+        && [
+            "agy_worker/__main__.py",
+            "google/antigravity/__init__.py",
+            "google/antigravity/bin/localharness",
+        ]
+        .iter()
+        .all(|f| stamp.purelib.join(f).exists())
+}
+
+fn probe_base_python(base: &Path) -> Result<(PathBuf, String)> {
+    let out = Command::new(base)
+        .args([
+            "-c",
+            "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])",
+        ])
+        .output()
+        .map_err(|e| {
+            setup_error(
+                "looking for Python",
+                format!(
+                    "cannot run `{}`: {e}. Install Python >= 3.10 or set {ENV_BASE_PYTHON}.",
+                    base.display()
+                ),
+                "",
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let (Some(exe), Some(version)) = (lines.next(), lines.next()) else {
+        return Err(setup_error(
+            "looking for Python",
+            format!("`{}` did not report its version", base.display()),
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    };
+    let minor: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+    if minor.len() < 2 || (minor[0], minor[1]) < (3, 10) {
+        return Err(setup_error(
+            "looking for Python",
+            format!("Python {version} is too old; google-antigravity needs >= 3.10"),
+            "",
+        ));
+    }
+    Ok((PathBuf::from(exe), version.to_owned()))
+}
+
+fn build(
+    dir: &Path,
+    key: &str,
+    base_exe: &Path,
+    version: &str,
+    started: Instant,
+    report: &dyn Fn(SetupEvent),
+) -> Result<()> {
+    let phase = |name: String| {
+        tracing::info!("{name}");
+        report(SetupEvent::Phase {
+            name,
+            elapsed: started.elapsed(),
+        });
+    };
+    if dir.exists() {
+        phase(format!(
+            "removing an incomplete environment at {}",
+            dir.display()
+        ));
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| setup_error("removing the broken venv", e.to_string(), ""))?;
+    }
+    let python = dir.join("bin").join("python");
+    let requirements = embedded::requirements();
+    let uv = which("uv");
+    if let Some(uv) = &uv {
+        phase(format!("creating a venv with uv (Python {version})"));
+        run(
+            "creating the venv with uv",
+            Command::new(uv)
+                .arg("venv")
+                .arg("--python")
+                .arg(base_exe)
+                .arg(dir),
+            report,
+        )?;
+        phase(format!("installing {}", requirements.join(" ")));
+        run(
+            &format!("installing {}", requirements.join(" ")),
+            Command::new(uv)
+                .args(["pip", "install", "--python"])
+                .arg(&python)
+                .args(&requirements),
+            report,
+        )?;
+    } else {
+        phase(format!("creating a venv (Python {version})"));
+        run(
+            "creating the venv",
+            Command::new(base_exe).args(["-m", "venv"]).arg(dir),
+            report,
+        )?;
+        phase(format!(
+            "installing {} with pip (the SDK wheel is ~130 MB)",
+            requirements.join(" ")
+        ));
+        run(
+            &format!("installing {}", requirements.join(" ")),
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                ])
+                .args(&requirements),
+            report,
+        )?;
+    }
+    phase("installing the agy_worker package".into());
+    let purelib = capture(
+        "locating site-packages",
+        Command::new(&python).args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ]),
+    )?;
+    let purelib = PathBuf::from(purelib.trim());
+    embedded::write_package(&purelib)
+        .map_err(|e| setup_error("installing the agy_worker package", e.to_string(), ""))?;
+    phase("checking that the SDK imports".into());
+    run(
+        "importing google.antigravity in the new venv",
+        Command::new(&python).args(["-c", "import agy_worker, google.antigravity"]),
+        report,
+    )?;
+    let stamp = serde_json::to_string(&Stamp {
+        key: key.to_owned(),
+        purelib,
+    })
+    .map_err(|e| setup_error("writing the completion stamp", e.to_string(), ""))?;
+    let tmp = dir.join(format!("{STAMP}.tmp"));
+    std::fs::write(&tmp, stamp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, dir.join(STAMP)))
+        .map_err(|e| setup_error("writing the completion stamp", e.to_string(), ""))?;
+    report(SetupEvent::Done {
+        elapsed: started.elapsed(),
+        reused: false,
+    });
+    Ok(())
+}
+
+/// Finds an executable on `PATH`.
+#[must_use]
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn setup_error(step: &str, message: impl Into<String>, output_tail: &str) -> Error {
+    Error::VenvSetup {
+        step: step.to_owned(),
+        message: message.into(),
+        output_tail: output_tail.to_owned(),
+    }
+}
+
+fn capture(step: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| setup_error(step, e.to_string(), ""))?;
+    if !out.status.success() {
+        return Err(setup_error(
+            step,
+            out.status.to_string(),
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a set-up command, streaming its output to `report` and keeping a tail for errors.
+fn run(step: &str, cmd: &mut Command, report: &dyn Fn(SetupEvent)) -> Result<()> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("PIP_PROGRESS_BAR", "off")
+        .spawn()
+        .map_err(|e| setup_error(step, format!("cannot start: {e}"), ""))?;
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_TAIL_LINES)));
+    let push = |tail: &Mutex<VecDeque<String>>, line: String| {
+        let mut t = tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if t.len() == OUTPUT_TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    };
+    let stderr = child.stderr.take().map(|err| {
+        let tail = Arc::clone(&tail);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(std::io::Result::ok) {
+                push(&tail, line);
+            }
+        })
+    });
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(std::io::Result::ok) {
+            report(SetupEvent::Output(line.clone()));
+            push(&tail, line);
+        }
+    }
+    if let Some(handle) = stderr {
+        let _ = handle.join();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| setup_error(step, e.to_string(), ""))?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail = tail
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(setup_error(
+        step,
+        format!("the command failed ({status})"),
+        &tail,
+    ))
+}
