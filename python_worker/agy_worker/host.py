@@ -76,6 +76,16 @@ class HostedAgent:
         self.agent = agent
         self.config = config
         self.turn_lock = asyncio.Lock()
+        # True while a cancelled turn is being halted; the next turn waits for that, instead
+        # of being refused as busy.
+        self.cancelling = False
+        self.turn_task: asyncio.Task | None = None
+
+    def winding_down(self) -> bool:
+        """Whether the running turn was cancelled (its task may not have seen it yet)."""
+        task = self.turn_task
+        requested = task is not None and getattr(task, "cancelling", lambda: 0)() > 0
+        return self.cancelling or requested
 
     @property
     def harness_pid(self) -> int | None:
@@ -168,14 +178,18 @@ class AgentHost:
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise RpcError(INVALID_PARAMS, "prompt must be a non-empty string")
-        if hosted.turn_lock.locked():
+        if hosted.turn_lock.locked() and not hosted.winding_down():
             raise RpcError(
                 AGENT_BUSY,
                 f"agent {hosted.agent_id} is already running a turn",
                 {"agent_id": hosted.agent_id},
             )
         async with hosted.turn_lock:
-            return await self._run_turn(hosted, turn_id, prompt)
+            hosted.turn_task = asyncio.current_task()
+            try:
+                return await self._run_turn(hosted, turn_id, prompt)
+            finally:
+                hosted.turn_task = None
 
     async def _run_turn(self, hosted: HostedAgent, turn_id: Any, prompt: str) -> dict[str, Any]:
         from google.antigravity import types as t
@@ -206,15 +220,24 @@ class AgentHost:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the
             # consuming task would leave the harness turn running, so halt it explicitly.
             if response is not None:
+                hosted.cancelling = True
                 try:
-                    await asyncio.shield(asyncio.wait_for(hosted.agent.conversation.cancel(), 5))
+                    await asyncio.shield(self._halt_turn(hosted))
                 except BaseException:  # noqa: BLE001 - best effort while already cancelling
                     log.warning("cancelling the turn of %s failed", agent_id)
+                finally:
+                    hosted.cancelling = False
             raise
         except RpcError:
             raise
         except Exception as e:
             raise classify_exception(e) from e
+
+    async def _halt_turn(self, hosted: HostedAgent) -> None:
+        """Halts the harness turn and waits until the SDK reports the agent idle again."""
+        conversation = hosted.agent.conversation
+        await asyncio.wait_for(conversation.cancel(), 5)
+        await asyncio.wait_for(conversation.wait_for_idle(), 10)
 
     async def close(self, params: Any) -> dict[str, Any]:
         hosted = self._get(params)

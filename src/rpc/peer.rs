@@ -431,3 +431,261 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver
     }
     let _ = writer.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use serde_json::json;
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+
+    /// Answers `echo` with its params, `slow` after `params` ms, `$/ping` with "pong".
+    struct Echo;
+
+    impl Handler for Echo {
+        fn request(
+            &self,
+            method: String,
+            params: Value,
+        ) -> BoxFuture<'static, Result<Value, RpcError>> {
+            async move {
+                match method.as_str() {
+                    "echo" => Ok(params),
+                    "slow" => {
+                        tokio::time::sleep(Duration::from_millis(params.as_u64().unwrap_or(0)))
+                            .await;
+                        Ok(json!("slow done"))
+                    }
+                    "$/ping" => Ok(json!("pong")),
+                    _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, method)),
+                }
+            }
+            .boxed()
+        }
+
+        fn notification(&self, _method: String, _params: Value) {}
+    }
+
+    fn closed() -> OnClose {
+        Box::new(|| {
+            async {
+                Error::WorkerCrashed {
+                    exit_status: Some("exit code 9".into()),
+                    stderr_tail: "last words".into(),
+                }
+            }
+            .boxed()
+        })
+    }
+
+    fn pair(limit_a: usize, limit_b: usize) -> (Peer, Peer) {
+        let (a_io, b_io) = tokio::io::duplex(1 << 20);
+        let (ar, aw) = tokio::io::split(a_io);
+        let (br, bw) = tokio::io::split(b_io);
+        let cfg = |limit| PeerConfig {
+            max_message_size: limit,
+            ..PeerConfig::default()
+        };
+        let a = Peer::spawn(ar, aw, Arc::new(Echo), &cfg(limit_a), closed());
+        let b = Peer::spawn(br, bw, Arc::new(Echo), &cfg(limit_b), closed());
+        (a, b)
+    }
+
+    /// A peer against a raw stream the test writes to and reads from by hand.
+    fn raw(
+        limit: usize,
+    ) -> (
+        Peer,
+        tokio::io::WriteHalf<DuplexStream>,
+        BufReader<tokio::io::ReadHalf<DuplexStream>>,
+    ) {
+        let (a_io, b_io) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a_io);
+        let (br, bw) = tokio::io::split(b_io);
+        let cfg = PeerConfig {
+            max_message_size: limit,
+            ..PeerConfig::default()
+        };
+        (
+            Peer::spawn(ar, aw, Arc::new(Echo), &cfg, closed()),
+            bw,
+            BufReader::new(br),
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_flow_both_ways() {
+        let (a, b) = pair(1024, 1024);
+        assert_eq!(
+            a.call("echo", json!({"x": 1})).await.unwrap(),
+            json!({"x": 1})
+        );
+        assert_eq!(b.call("$/ping", Value::Null).await.unwrap(), json!("pong"));
+        assert!(matches!(
+            a.call("nope", Value::Null).await,
+            Err(Error::Rpc {
+                code: codes::METHOD_NOT_FOUND,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_does_not_block_other_requests() {
+        let (a, _b) = pair(1024, 1024);
+        let slow = tokio::spawn({
+            let a = a.clone();
+            async move { a.call("slow", json!(60_000)).await }
+        });
+        // The fast call completes while the slow one is still pending.
+        for _ in 0..20 {
+            assert_eq!(a.call("$/ping", Value::Null).await.unwrap(), json!("pong"));
+        }
+        assert!(!slow.is_finished());
+        slow.abort();
+    }
+
+    #[tokio::test]
+    async fn oversized_request_is_refused_before_sending_and_the_connection_survives() {
+        let (a, _b) = pair(100, 100);
+        let big = "x".repeat(200);
+        assert!(matches!(
+            a.call("echo", json!(big)).await,
+            Err(Error::MessageTooLarge { limit: 100, .. })
+        ));
+        assert_eq!(a.call("echo", json!("ok")).await.unwrap(), json!("ok"));
+    }
+
+    #[tokio::test]
+    async fn oversized_request_at_the_receiver_fails_that_request_only() {
+        // The sender allows big messages, the receiver does not.
+        let (a, _b) = pair(1 << 20, 100);
+        let big = "x".repeat(500);
+        assert!(matches!(
+            a.call("echo", json!(big)).await,
+            Err(Error::MessageTooLarge { size, limit: 100 }) if size > 500
+        ));
+        assert_eq!(a.call("echo", json!("next")).await.unwrap(), json!("next"));
+    }
+
+    #[tokio::test]
+    async fn oversized_response_at_the_receiver_fails_that_request_only() {
+        // b answers with a line larger than a accepts.
+        let (a, _b) = pair(300, 1 << 20);
+        let mid = "y".repeat(250);
+        // Request fits (~290 bytes), the echoed response is larger than 300 bytes.
+        let r = a
+            .call("echo", json!({ "a": mid, "pad": "zzzzzzzzzzzzzzzzzzzz" }))
+            .await;
+        assert!(
+            matches!(r, Err(Error::MessageTooLarge { limit: 300, .. })),
+            "{r:?}"
+        );
+        assert_eq!(a.call("echo", json!("next")).await.unwrap(), json!("next"));
+    }
+
+    #[tokio::test]
+    async fn garbage_lines_are_ignored_and_invalid_requests_answered() {
+        let (peer, mut w, mut r) = raw(1024);
+        w.write_all(b"this is not json\n{\"id\":5,\"method\":7}\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["id"], json!(5));
+        assert_eq!(v["error"]["code"], json!(codes::INVALID_REQUEST));
+        // Still alive: a real request is answered.
+        w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"echo\",\"params\":1}\n")
+            .await
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&line).unwrap()["result"],
+            json!(1)
+        );
+        drop(peer);
+    }
+
+    #[tokio::test]
+    async fn a_never_ending_line_is_bounded_and_skipped() {
+        let (peer, mut w, mut r) = raw(1024);
+        let chunk = vec![b'a'; 64 * 1024];
+        for _ in 0..64 {
+            w.write_all(&chunk).await.unwrap(); // 4 MiB without a newline
+        }
+        w.write_all(b"\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":2}\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&line).unwrap()["result"],
+            json!(2)
+        );
+        drop(peer);
+    }
+
+    #[tokio::test]
+    async fn eof_fails_every_pending_call_with_the_close_error() {
+        let (peer, w, r) = raw(1024);
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let p = peer.clone();
+                tokio::spawn(async move { p.call("anything", Value::Null).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(w);
+        drop(r);
+        for c in calls {
+            let err = c.await.unwrap().unwrap_err();
+            assert!(
+                matches!(err, Error::WorkerCrashed { ref stderr_tail, .. } if stderr_tail == "last words"),
+                "{err:?}"
+            );
+        }
+        // Later calls fail at once with the same error.
+        assert!(matches!(
+            peer.call("x", Value::Null).await,
+            Err(Error::WorkerCrashed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_call_sends_cancel_request() {
+        let (peer, _w, mut r) = raw(1024);
+        let call = tokio::spawn({
+            let p = peer.clone();
+            async move { p.call("slow", json!(1)).await }
+        });
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let id = serde_json::from_str::<Value>(&line).unwrap()["id"].clone();
+        call.abort();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        let cancel: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(cancel["method"], json!("$/cancelRequest"));
+        assert_eq!(cancel["params"]["id"], id);
+    }
+
+    #[tokio::test]
+    async fn inbound_cancel_request_aborts_the_handler_and_answers_cancelled() {
+        let (_peer, mut w, mut r) = raw(1024);
+        w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"slow\",\"params\":600000}\n")
+            .await
+            .unwrap();
+        w.write_all(
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":9}}\n",
+        )
+        .await
+        .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["id"], json!(9));
+        assert_eq!(v["error"]["code"], json!(codes::REQUEST_CANCELLED));
+    }
+}

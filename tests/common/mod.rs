@@ -1,0 +1,68 @@
+//! Shared set-up for the integration tests: a bridge on the real worker, SDK and harness.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use agy_bridge::{
+    AgentConfig, Bridge, BridgeConfig, ChatEvent, ChatResponse, ModelConfig, testing::ScriptedModel,
+};
+use futures::StreamExt;
+
+/// A loose bound that only tells a hang from a slow, shared machine.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// A bridge config with its own data directory and the worker's failure injection enabled.
+pub fn config(data: &tempfile::TempDir) -> BridgeConfig {
+    let mut config = BridgeConfig::default().data_dir(data.path());
+    config.debug_methods = true;
+    config
+}
+
+/// Starts a bridge and a scripted model.
+pub async fn start() -> (Bridge, ScriptedModel, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let bridge = Bridge::start(config(&data)).await.expect("bridge starts");
+    let model = ScriptedModel::start().await.expect("model starts");
+    (bridge, model, data)
+}
+
+/// An agent config for the scripted model.
+pub fn agent_config(model: &ScriptedModel) -> AgentConfig {
+    AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "scripted"))
+}
+
+/// Reads a whole response: the streamed text and the outcome's result.
+pub async fn collect(
+    mut reply: ChatResponse,
+) -> (String, agy_bridge::Result<agy_bridge::ChatOutcome>) {
+    let mut text = String::new();
+    while let Some(event) = reply.next().await {
+        if let ChatEvent::Text { text: t } = event {
+            text.push_str(&t);
+        }
+    }
+    (text, reply.finish().await)
+}
+
+/// Whether a process is gone (or a zombie waiting to be reaped).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// Waits until `pid` is gone or `within` passes.
+pub async fn wait_gone(pid: u32, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if process_gone(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    process_gone(pid)
+}
