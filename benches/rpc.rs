@@ -1,2 +1,405 @@
-//! Benchmarks (filled in below).
-fn main() {}
+//! Bridge overhead, measured against a plain Python asyncio echo peer in the same run.
+//!
+//! `cargo bench --bench rpc` (or `scripts/bench`). Prints a Markdown report for BENCHMARKS.md.
+//! Figures: forward ping RTT (Rust → worker → Rust), reverse ping RTT (worker → Rust → worker,
+//! timed in Python), 32-in-flight reverse throughput, worker start-up phases, first agent ready,
+//! a text chat turn, and the time from `kill -9` of the worker to the error of a streaming chat.
+//! The worker is measured with uvloop+orjson (the default), asyncio+orjson and asyncio+json.
+
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use agy_bridge::{
+    AgentConfig, Bridge, BridgeConfig, ModelConfig,
+    rpc::{Handler, Peer, PeerConfig, RpcError},
+    testing::{Reply, ScriptedModel},
+    worker::venv,
+};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use serde_json::{Value, json};
+
+const PINGS: usize = 3000;
+const REVERSE: usize = 3000;
+const TURNS: usize = 20;
+const STARTS: usize = 3;
+const KILLS: usize = 3;
+const BIG_ECHOES: usize = 30;
+
+async fn big_echo<F, Fut>(call: F) -> f64
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let payload = json!({ "payload": "x".repeat(1 << 20) });
+    call(payload.clone()).await;
+    let mut samples = Vec::new();
+    for _ in 0..BIG_ECHOES {
+        let t = Instant::now();
+        call(payload.clone()).await;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    percentile(&mut samples, 0.5)
+}
+
+struct Pong;
+
+impl Handler for Pong {
+    fn request(
+        &self,
+        _method: String,
+        _params: Value,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        async { Ok(json!("pong")) }.boxed()
+    }
+    fn notification(&self, _method: String, _params: Value) {}
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx.min(samples.len() - 1)]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    percentile(&mut v, 0.5)
+}
+
+struct Rtt {
+    p50: f64,
+    p99: f64,
+}
+
+async fn forward<F, Fut>(call: F) -> Rtt
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..PINGS / 10 {
+        call().await;
+    }
+    let mut samples = Vec::with_capacity(PINGS);
+    for _ in 0..PINGS {
+        let t = Instant::now();
+        call().await;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Rtt {
+        p50: percentile(&mut samples, 0.5),
+        p99: percentile(&mut samples, 0.99),
+    }
+}
+
+fn reverse_result(v: &Value) -> (Rtt, f64) {
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    (
+        Rtt {
+            p50: f("p50_us"),
+            p99: f("p99_us"),
+        },
+        f("calls_per_sec"),
+    )
+}
+
+struct Baseline {
+    start_ms: f64,
+    big_ms: f64,
+    fwd: Rtt,
+    rev: Rtt,
+    rev32: f64,
+}
+
+async fn baseline(python: &std::path::Path) -> Baseline {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/asyncio_echo.py");
+    let mut starts = Vec::new();
+    let mut kept = None;
+    for _ in 0..STARTS {
+        let t = Instant::now();
+        let mut child = tokio::process::Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baseline starts");
+        let peer = Peer::spawn(
+            child.stdout.take().unwrap(),
+            child.stdin.take().unwrap(),
+            Arc::new(Pong),
+            &PeerConfig::default(),
+            Box::new(|| async { agy_bridge::Error::WorkerStopped }.boxed()),
+        );
+        peer.call("ping", Value::Null)
+            .await
+            .expect("baseline answers");
+        starts.push(t.elapsed().as_secs_f64() * 1e3);
+        kept = Some((child, peer));
+    }
+    let (_child, peer) = kept.unwrap();
+    let fwd = forward(|| async {
+        peer.call("ping", Value::Null).await.unwrap();
+    })
+    .await;
+    let big_ms = big_echo(|p| async {
+        peer.call("echo", p).await.unwrap();
+    })
+    .await;
+    let (rev, _) = reverse_result(
+        &peer
+            .call("ping_rust", json!({"count": REVERSE, "concurrency": 1}))
+            .await
+            .unwrap(),
+    );
+    let (_, rev32) = reverse_result(
+        &peer
+            .call(
+                "ping_rust",
+                json!({"count": REVERSE * 4, "concurrency": 32}),
+            )
+            .await
+            .unwrap(),
+    );
+    Baseline {
+        start_ms: median(starts),
+        big_ms,
+        fwd,
+        rev,
+        rev32,
+    }
+}
+
+struct Variant {
+    name: &'static str,
+    big_ms: f64,
+    fwd: Rtt,
+    rev: Rtt,
+    rev32: f64,
+}
+
+async fn worker_variant(name: &'static str, env: &[(&str, &str)]) -> Variant {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = BridgeConfig::default().data_dir(data.path());
+    config.worker_env = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    let bridge = Bridge::start(config).await.expect("bridge starts");
+    let fwd = forward(|| async {
+        bridge.call_raw("worker/ping", Value::Null).await.unwrap();
+    })
+    .await;
+    let big_ms = big_echo(|p| async {
+        bridge.call_raw("worker/echo", p).await.unwrap();
+    })
+    .await;
+    let (rev, _) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE, "concurrency": 1}),
+            )
+            .await
+            .unwrap(),
+    );
+    let (_, rev32) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE * 4, "concurrency": 32}),
+            )
+            .await
+            .unwrap(),
+    );
+    bridge.shutdown().await;
+    Variant {
+        name,
+        big_ms,
+        fwd,
+        rev,
+        rev32,
+    }
+}
+
+struct Startup {
+    spawn: f64,
+    interpreter: f64,
+    sdk_import: f64,
+    ready: f64,
+    first_agent: f64,
+    turn_p50: f64,
+    turn_p99: f64,
+}
+
+async fn startup_and_turns(model: &ScriptedModel) -> Startup {
+    let mut rows = Vec::new();
+    let mut turns = Vec::new();
+    for run in 0..STARTS {
+        let data = tempfile::tempdir().unwrap();
+        let bridge = Bridge::start(BridgeConfig::default().data_dir(data.path()))
+            .await
+            .unwrap();
+        let t = bridge.startup_timings();
+        let started = Instant::now();
+        let agent = bridge
+            .create_agent(AgentConfig::new(ModelConfig::openai_compatible(
+                model.base_url(),
+                "bench",
+            )))
+            .await
+            .unwrap();
+        let first_agent = started.elapsed();
+        rows.push([
+            t.spawn.as_secs_f64(),
+            t.interpreter.as_secs_f64(),
+            t.sdk_import.as_secs_f64(),
+            t.ready.as_secs_f64(),
+            first_agent.as_secs_f64(),
+        ]);
+        if run == 0 {
+            // Warm-up turn, then timed text turns.
+            agent.chat("warm up").await.unwrap().finish().await.unwrap();
+            for i in 0..TURNS {
+                let t = Instant::now();
+                let mut reply = agent.chat(format!("turn {i}")).await.unwrap();
+                while reply.next().await.is_some() {}
+                reply.finish().await.unwrap();
+                turns.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        agent.close().await.unwrap();
+        bridge.shutdown().await;
+    }
+    let col = |i: usize| median(rows.iter().map(|r| r[i] * 1e3).collect());
+    Startup {
+        spawn: col(0),
+        interpreter: col(1),
+        sdk_import: col(2),
+        ready: col(3),
+        first_agent: col(4),
+        turn_p50: percentile(&mut turns.clone(), 0.5),
+        turn_p99: percentile(&mut turns, 0.99),
+    }
+}
+
+async fn kill_to_error(model: &ScriptedModel) -> Vec<f64> {
+    let mut out = Vec::new();
+    for _ in 0..KILLS {
+        let data = tempfile::tempdir().unwrap();
+        let bridge = Bridge::start(BridgeConfig::default().data_dir(data.path()))
+            .await
+            .unwrap();
+        let agent = bridge
+            .create_agent(AgentConfig::new(ModelConfig::openai_compatible(
+                model.base_url(),
+                "bench",
+            )))
+            .await
+            .unwrap();
+        model.push(Reply::slow_text(
+            (0..500).map(|i| format!("w{i} ")),
+            Duration::from_millis(20),
+        ));
+        let mut reply = agent.chat("stream").await.unwrap();
+        reply.next().await.expect("first delta");
+        let pid = bridge.worker_info().pid;
+        let t = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        while reply.next().await.is_some() {}
+        let err = reply.finish().await.unwrap_err();
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            matches!(err, agy_bridge::Error::WorkerCrashed { .. }),
+            "{err}"
+        );
+    }
+    out
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let env = venv::ensure(Default::default(), None).await.expect("python env");
+        let model = ScriptedModel::start().await.unwrap();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        eprintln!("measuring (load average {})…", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+
+        let base = baseline(&env.python).await;
+        let variants = [
+            worker_variant("worker, uvloop + orjson (default)", &[]).await,
+            worker_variant("worker, asyncio + orjson", &[("AGY_WORKER_UVLOOP", "0")]).await,
+            worker_variant(
+                "worker, asyncio + json",
+                &[("AGY_WORKER_UVLOOP", "0"), ("AGY_WORKER_JSON", "json")],
+            )
+            .await,
+        ];
+        let start = startup_and_turns(&model).await;
+        let kills = kill_to_error(&model).await;
+
+        println!("## Run of {}", chrono_like_now());
+        println!("\nLoad average at start: {}\n", load.trim());
+        println!("### Ping round trips over stdio (µs; ratio = figure / plain asyncio echo)\n");
+        println!("| peer | forward p50 | forward p99 | reverse p50 | reverse p99 | reverse calls/s, 32 in flight | 1 MiB echo p50 (ms) |");
+        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| plain asyncio echo (baseline) | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
+            base.fwd.p50, base.fwd.p99, base.rev.p50, base.rev.p99, base.rev32, base.big_ms
+        );
+        for v in &variants {
+            println!(
+                "| {} | {:.1} ({:.2}×) | {:.1} ({:.2}×) | {:.1} ({:.2}×) | {:.1} ({:.2}×) | {:.0} ({:.2}×) | {:.2} ({:.2}×) |",
+                v.name,
+                v.fwd.p50,
+                v.fwd.p50 / base.fwd.p50,
+                v.fwd.p99,
+                v.fwd.p99 / base.fwd.p99,
+                v.rev.p50,
+                v.rev.p50 / base.rev.p50,
+                v.rev.p99,
+                v.rev.p99 / base.rev.p99,
+                v.rev32,
+                v.rev32 / base.rev32,
+                v.big_ms,
+                v.big_ms / base.big_ms,
+            );
+        }
+        println!("\n### Worker start-up (ms, median of {STARTS})\n");
+        println!("| phase | worker | plain asyncio echo |");
+        println!("|---|---|---|");
+        println!("| spawn (fork/exec) | {:.1} | |", start.spawn);
+        println!("| interpreter start → `__main__` | {:.0} | |", start.interpreter);
+        println!("| SDK import (in a thread, overlapping the above) | {:.0} | |", start.sdk_import);
+        println!(
+            "| spawn → `initialize` answered | {:.0} ({:.1}×) | {:.0} (spawn → first reply) |",
+            start.ready,
+            start.ready / base.start_ms,
+            base.start_ms
+        );
+        println!("| first agent ready (`agent/create`, harness start) | {:.0} | |", start.first_agent);
+        println!("\n### Chat turns and crashes\n");
+        println!("| figure | value |");
+        println!("|---|---|");
+        println!(
+            "| text chat turn through the bridge (scripted model), p50 / p99 of {TURNS} | {:.1} ms / {:.1} ms |",
+            start.turn_p50, start.turn_p99
+        );
+        println!(
+            "| `kill -9` of the worker → streaming chat fails with `WorkerCrashed` ({KILLS} runs) | {} ms |",
+            kills.iter().map(|k| format!("{k:.1}")).collect::<Vec<_>>().join(" / ")
+        );
+    });
+}
+
+fn chrono_like_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -15,26 +15,26 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-try:  # orjson is ~4x faster on large payloads; the worker works without it.
-    import orjson
 
-    def dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
+def _json_backend() -> tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]:
+    """orjson is ~4x faster on large payloads; the stdlib is the fallback (and the benchmark's
+    comparison point, selected with AGY_WORKER_JSON=json)."""
+    if os.environ.get("AGY_WORKER_JSON", "orjson") != "json":
+        try:
+            import orjson
 
-    def loads(data: bytes) -> Any:
-        return orjson.loads(data)
-
-    JSON_BACKEND = "orjson"
-except ImportError:  # pragma: no cover - exercised only without orjson installed
+            return "orjson", orjson.dumps, orjson.loads
+        except ImportError:  # pragma: no cover - only without orjson installed
+            pass
     import json
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def loads(data: bytes) -> Any:
-        return json.loads(data)
+    return "json", dumps, json.loads
 
-    JSON_BACKEND = "json"
+
+JSON_BACKEND, dumps, loads = _json_backend()
 
 log = logging.getLogger("agy_worker.rpc")
 
@@ -351,6 +351,19 @@ class Peer:
             return
         task = asyncio.get_running_loop().create_task(self._run(msg_id, method, handler, params))
         self._inflight[msg_id] = task
+        task.add_done_callback(lambda t: self._on_task_done(t, msg_id, method))
+
+    def _on_task_done(self, task: asyncio.Task, msg_id: Any, method: str) -> None:
+        self._inflight.pop(msg_id, None)
+        if task.cancelled():
+            # Cancelled before its first step ran, so _run could not answer: answer here.
+            self._send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": msg_id,
+                    "error": {"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"},
+                }
+            )
 
     async def _run(self, msg_id: Any, method: str, handler: RequestHandler, params: Any) -> None:
         try:
