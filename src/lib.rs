@@ -29,6 +29,9 @@
 //!
 //! See `docs/architecture.md` for the design and `docs/protocol.md` for the wire protocol.
 
+// Lets `#[llm_tool]`'s generated `::agy_bridge::…` paths resolve inside this crate too.
+extern crate self as agy_bridge;
+
 pub mod agent;
 pub mod bridge;
 pub mod config;
@@ -38,8 +41,21 @@ pub mod rpc;
 pub mod streaming;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tools;
 pub mod types;
 pub mod worker;
+
+pub use agy_bridge_macros::llm_tool;
+
+/// Re-exports used by code that `#[llm_tool]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::BoxFuture;
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+    pub use tokio;
+}
 
 pub use agent::Agent;
 pub use bridge::Bridge;

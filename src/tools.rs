@@ -1,0 +1,565 @@
+//! Rust tools the model can call: the [`Tool`] trait, [`ToolRegistry`], [`ToolContext`] with
+//! per-agent state, [`FnTool`] for closures, and the `#[llm_tool]` attribute.
+//!
+//! ```
+//! use agy_bridge::tools::{ToolContext, ToolRegistry};
+//! use agy_bridge::llm_tool;
+//!
+//! /// Adds two numbers.
+//! #[llm_tool]
+//! fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! /// Counts how often it was called for this agent.
+//! #[llm_tool]
+//! async fn count_calls(ctx: ToolContext) -> Result<u64, String> {
+//!     Ok(ctx.update("calls", |n: Option<u64>| n.unwrap_or(0) + 1))
+//! }
+//!
+//! let mut registry = ToolRegistry::new();
+//! registry.register(Add).unwrap();
+//! registry.register(CountCalls).unwrap();
+//! assert_eq!(registry.names(), ["add", "count_calls"]);
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Display,
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Shared key-value state of one agent, visible to all its tools, kept across calls and turns.
+#[derive(Debug, Clone, Default)]
+pub struct ToolState(Arc<RwLock<HashMap<String, Value>>>);
+
+/// What a tool call knows about its caller.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    agent_id: String,
+    conversation_id: String,
+    state: ToolState,
+}
+
+impl ToolContext {
+    /// A context for `agent_id` sharing `state`.
+    #[must_use]
+    pub fn new(
+        agent_id: impl Into<String>,
+        conversation_id: impl Into<String>,
+        state: ToolState,
+    ) -> Self {
+        Self {
+            agent_id: agent_id.into(),
+            conversation_id: conversation_id.into(),
+            state,
+        }
+    }
+
+    /// The calling agent's id.
+    #[must_use]
+    pub fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    /// The calling agent's conversation id.
+    #[must_use]
+    pub fn conversation_id(&self) -> &str {
+        &self.conversation_id
+    }
+
+    /// Reads a state value, if present and of type `T`.
+    #[must_use]
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let map = self
+            .state
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Stores a state value.
+    pub fn set(&self, key: impl Into<String>, value: impl Serialize) {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        let mut map = self
+            .state
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(key.into(), value);
+    }
+
+    /// Atomically replaces a value with `f(old)` and returns the new value.
+    pub fn update<T: Serialize + DeserializeOwned + Clone>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<T>) -> T,
+    ) -> T {
+        let mut map = self
+            .state
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = map
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let new = f(old);
+        map.insert(
+            key.to_owned(),
+            serde_json::to_value(new.clone()).unwrap_or(Value::Null),
+        );
+        new
+    }
+}
+
+/// Why a tool call failed. The model sees the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The arguments did not match the tool's parameters.
+    #[error("invalid arguments for {tool}: {message}")]
+    InvalidArguments {
+        /// The tool.
+        tool: String,
+        /// What did not match.
+        message: String,
+    },
+    /// The tool returned an error.
+    #[error("{0}")]
+    Failed(String),
+    /// The tool panicked.
+    #[error("tool {tool} panicked: {message}")]
+    Panicked {
+        /// The tool.
+        tool: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The tool did not finish within its timeout.
+    #[error("tool {tool} timed out after {timeout:?}")]
+    TimedOut {
+        /// The tool.
+        tool: String,
+        /// Its timeout.
+        timeout: Duration,
+    },
+}
+
+impl ToolError {
+    /// A failure with a message for the model.
+    pub fn failed(message: impl Display) -> Self {
+        Self::Failed(message.to_string())
+    }
+}
+
+/// A tool the model can call.
+pub trait Tool: Send + Sync + 'static {
+    /// The name the model sees (unique per agent).
+    fn name(&self) -> &str;
+    /// What the tool does, for the model.
+    fn description(&self) -> &str;
+    /// JSON schema of the parameters (an object schema).
+    fn parameters(&self) -> Value;
+    /// Runs the tool.
+    fn call(&self, args: Value, ctx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>>;
+    /// A deadline for one call; `None` (the default) waits as long as it takes.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+type ToolFn =
+    dyn Fn(Value, ToolContext) -> BoxFuture<'static, Result<Value, ToolError>> + Send + Sync;
+
+/// A tool from a closure, without macros.
+///
+/// ```
+/// use agy_bridge::tools::{FnTool, ToolError};
+/// use serde_json::json;
+///
+/// let shout = FnTool::new(
+///     "shout",
+///     "Upper-cases a text.",
+///     json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+///     |args, _ctx| async move {
+///         let text = args["text"].as_str().ok_or_else(|| ToolError::failed("text missing"))?;
+///         Ok(json!(text.to_uppercase()))
+///     },
+/// );
+/// ```
+#[derive(Clone)]
+pub struct FnTool {
+    name: String,
+    description: String,
+    parameters: Value,
+    timeout: Option<Duration>,
+    f: Arc<ToolFn>,
+}
+
+impl std::fmt::Debug for FnTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnTool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FnTool {
+    /// A tool taking raw JSON arguments.
+    pub fn new<F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        parameters: Value,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(Value, ToolContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            parameters,
+            timeout: None,
+            f: Arc::new(move |args, ctx| f(args, ctx).boxed()),
+        }
+    }
+
+    /// A tool whose arguments are the typed struct `A` (schema derived with `schemars`).
+    pub fn typed<A, R, E, F, Fut>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+        f: F,
+    ) -> Self
+    where
+        A: DeserializeOwned + schemars::JsonSchema + Send + 'static,
+        R: Serialize,
+        E: Display,
+        F: Fn(A, ToolContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let name = name.into();
+        let tool = name.clone();
+        let f = Arc::new(f);
+        Self::new(name, description, schema_for::<A>(), move |args, ctx| {
+            let f = Arc::clone(&f);
+            let tool = tool.clone();
+            async move {
+                let args = parse_args::<A>(&tool, args)?;
+                result_output(f(args, ctx).await)
+            }
+        })
+    }
+
+    /// Sets a per-call timeout.
+    #[must_use]
+    pub const fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl Tool for FnTool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn parameters(&self) -> Value {
+        self.parameters.clone()
+    }
+    fn call(&self, args: Value, ctx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>> {
+        (self.f)(args, ctx)
+    }
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+/// A tool's declaration as sent to the worker (and on to the model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDeclaration {
+    /// Tool name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// JSON schema of the parameters.
+    pub parameters: Value,
+}
+
+/// The tools of one agent, by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+    default_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.names())
+            .finish()
+    }
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a tool of that name exists or its schema is not an object.
+    pub fn register(&mut self, tool: impl Tool) -> Result<()> {
+        self.register_arc(Arc::new(tool))
+    }
+
+    /// Adds a shared tool.
+    ///
+    /// # Errors
+    /// As [`ToolRegistry::register`].
+    pub fn register_arc(&mut self, tool: Arc<dyn Tool>) -> Result<()> {
+        let name = tool.name().to_owned();
+        if name.is_empty() {
+            return Err(Error::InvalidConfig {
+                message: "a tool name must not be empty".into(),
+            });
+        }
+        if tool.parameters().get("type").and_then(Value::as_str) != Some("object") {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "tool {name}: parameters must be a JSON schema of type \"object\""
+                ),
+            });
+        }
+        if self.tools.contains_key(&name) {
+            return Err(Error::InvalidConfig {
+                message: format!("tool {name} is registered twice"),
+            });
+        }
+        self.tools.insert(name, tool);
+        Ok(())
+    }
+
+    /// A timeout for tools that set none themselves.
+    pub const fn set_default_timeout(&mut self, timeout: Option<Duration>) {
+        self.default_timeout = timeout;
+    }
+
+    /// Tool names, sorted.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.tools.keys().map(String::as_str).collect()
+    }
+
+    /// Whether a tool of that name exists.
+    #[must_use]
+    pub fn contains(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
+    }
+
+    /// Whether the registry is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// Declarations of all tools.
+    #[must_use]
+    pub fn declarations(&self) -> Vec<ToolDeclaration> {
+        self.tools
+            .values()
+            .map(|t| ToolDeclaration {
+                name: t.name().to_owned(),
+                description: t.description().to_owned(),
+                parameters: t.parameters(),
+            })
+            .collect()
+    }
+
+    /// Runs a tool: a panic or a timeout becomes a [`ToolError`], never a crash.
+    ///
+    /// # Errors
+    /// The tool's error, [`ToolError::Panicked`], [`ToolError::TimedOut`], or
+    /// [`ToolError::InvalidArguments`] for an unknown tool.
+    pub async fn dispatch(
+        &self,
+        name: &str,
+        args: Value,
+        ctx: ToolContext,
+    ) -> Result<Value, ToolError> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| ToolError::InvalidArguments {
+                tool: name.to_owned(),
+                message: "no such tool".into(),
+            })?;
+        let call = AssertUnwindSafe(tool.call(args, ctx)).catch_unwind();
+        let outcome = match tool.timeout().or(self.default_timeout) {
+            Some(timeout) => {
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map_err(|_| ToolError::TimedOut {
+                        tool: name.to_owned(),
+                        timeout,
+                    })?
+            }
+            None => call.await,
+        };
+        outcome.unwrap_or_else(|panic| {
+            Err(ToolError::Panicked {
+                tool: name.to_owned(),
+                message: panic_message(panic.as_ref()),
+            })
+        })
+    }
+}
+
+/// The text of a panic payload.
+#[must_use]
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// The JSON schema of `T` as a tool parameter object: subschemas inlined (models handle `$ref`
+/// poorly), no `$schema` or `title`.
+#[must_use]
+pub fn schema_for<T: schemars::JsonSchema>() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.inline_subschemas = true;
+    });
+    let mut schema = settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+        map.remove("title");
+    }
+    schema
+}
+
+/// Decodes tool arguments (used by `#[llm_tool]`).
+///
+/// # Errors
+/// [`ToolError::InvalidArguments`] naming the mismatch.
+pub fn parse_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
+    serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments {
+        tool: tool.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Turns a tool's `Result<T, E>` into its JSON output (used by `#[llm_tool]`).
+///
+/// # Errors
+/// [`ToolError::Failed`] with `E`'s message.
+pub fn result_output<T: Serialize, E: Display>(
+    r: std::result::Result<T, E>,
+) -> Result<Value, ToolError> {
+    r.map_err(ToolError::failed).and_then(value_output)
+}
+
+/// Turns a tool's plain return value into its JSON output (used by `#[llm_tool]`).
+///
+/// # Errors
+/// [`ToolError::Failed`] if the value cannot be serialized.
+pub fn value_output<T: Serialize>(v: T) -> Result<Value, ToolError> {
+    serde_json::to_value(v).map_err(ToolError::failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> ToolContext {
+        ToolContext::new("agent-1", "conv", ToolState::default())
+    }
+
+    #[tokio::test]
+    async fn panics_and_timeouts_become_tool_errors() {
+        let mut reg = ToolRegistry::new();
+        reg.register(FnTool::new(
+            "boom",
+            "panics",
+            json!({"type": "object"}),
+            |_, _| async { panic!("kaboom") },
+        ))
+        .unwrap();
+        reg.register(
+            FnTool::new(
+                "sleepy",
+                "sleeps",
+                json!({"type": "object"}),
+                |_, _| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(Value::Null)
+                },
+            )
+            .with_timeout(Duration::from_millis(20)),
+        )
+        .unwrap();
+        assert_eq!(
+            reg.dispatch("boom", json!({}), ctx()).await,
+            Err(ToolError::Panicked {
+                tool: "boom".into(),
+                message: "kaboom".into()
+            })
+        );
+        assert!(matches!(
+            reg.dispatch("sleepy", json!({}), ctx()).await,
+            Err(ToolError::TimedOut { .. })
+        ));
+    }
+
+    #[test]
+    fn duplicate_and_non_object_tools_are_refused() {
+        let mut reg = ToolRegistry::new();
+        let t = || {
+            FnTool::new("t", "", json!({"type": "object"}), |_, _| async {
+                Ok(Value::Null)
+            })
+        };
+        reg.register(t()).unwrap();
+        assert!(matches!(
+            reg.register(t()),
+            Err(Error::InvalidConfig { .. })
+        ));
+        let bad = FnTool::new("bad", "", json!({}), |_, _| async { Ok(Value::Null) });
+        assert!(matches!(
+            reg.register(bad),
+            Err(Error::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn state_is_shared_and_updates_are_atomic() {
+        let state = ToolState::default();
+        let a = ToolContext::new("a", "c", state.clone());
+        let b = ToolContext::new("a", "c", state);
+        a.set("k", 41);
+        assert_eq!(b.update("k", |v: Option<i64>| v.unwrap_or(0) + 1), 42);
+        assert_eq!(a.get::<i64>("k"), Some(42));
+    }
+}
