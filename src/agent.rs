@@ -152,7 +152,8 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        self.bridge
+        let result = self
+            .bridge
             .worker
             .peer()
             .call_timeout(
@@ -161,7 +162,9 @@ impl Agent {
                 self.bridge.config.operation_timeout,
             )
             .await
-            .map_err(protocol::refine_error)?;
+            .map_err(protocol::refine_error);
+        self.bridge.router.remove_agent(&self.id);
+        result?;
         Ok(())
     }
 }
@@ -182,6 +185,7 @@ impl Drop for Agent {
                     .peer()
                     .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
                     .await;
+                bridge.router.remove_agent(&id);
             });
         }
     }

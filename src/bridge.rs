@@ -1,93 +1,25 @@
 //! [`Bridge`]: owns a worker process and routes its traffic to agents.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use futures::{FutureExt, future::BoxFuture};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::{
     agent::Agent,
     config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
-    protocol::{self, ChatEventParams, WorkerInfo, methods},
-    rpc::{Handler, RpcError, codes},
-    types::ChatEvent,
+    protocol::{self, WorkerInfo, methods},
+    router::{AgentState, Router},
+    rpc::Handler,
     worker::{StartupTimings, WorkerOptions, WorkerProcess, venv},
 };
-
-type TurnKey = (String, u64);
-
-/// Routes the worker's inbound traffic: reverse requests and streamed chat events.
-#[derive(Default)]
-pub(crate) struct Router {
-    turns: Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>,
-}
-
-impl Router {
-    pub(crate) fn open_turn(&self, key: TurnKey) -> mpsc::UnboundedReceiver<ChatEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.turns().insert(key, tx);
-        rx
-    }
-
-    pub(crate) fn close_turn(&self, key: &TurnKey) {
-        self.turns().remove(key);
-    }
-
-    fn turns(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>> {
-        self.turns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Handler for Router {
-    fn request(
-        &self,
-        method: String,
-        _params: Value,
-    ) -> BoxFuture<'static, Result<Value, RpcError>> {
-        match method.as_str() {
-            methods::PING => async { Ok(json!("pong")) }.boxed(),
-            _ => async move {
-                Err(RpcError::new(
-                    codes::METHOD_NOT_FOUND,
-                    format!("the Rust side has no method {method}"),
-                ))
-            }
-            .boxed(),
-        }
-    }
-
-    fn notification(&self, method: String, params: Value) {
-        if method != methods::CHAT_EVENT {
-            tracing::debug!(%method, "ignoring an unknown notification");
-            return;
-        }
-        match serde_json::from_value::<ChatEventParams>(params) {
-            Ok(p) => {
-                let key = (p.agent_id, p.turn_id);
-                if let Some(tx) = self.turns().get(&key) {
-                    let _ = tx.send(p.event);
-                } else {
-                    tracing::debug!(agent = %key.0, turn = key.1, "event for a finished turn");
-                }
-            }
-            Err(e) => tracing::warn!("malformed chat/event: {e}"),
-        }
-    }
-}
 
 pub(crate) struct BridgeInner {
     pub(crate) worker: WorkerProcess,
@@ -177,6 +109,7 @@ impl Bridge {
     /// # Errors
     /// [`Error::InvalidConfig`] when the SDK rejects the configuration, or a worker error.
     pub async fn create_agent(&self, config: AgentConfig) -> Result<Agent> {
+        config.validate()?;
         let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
         let agent_id = format!("agent-{seq}");
         let conversation_id = uuid::Uuid::new_v4().to_string();
@@ -192,6 +125,17 @@ impl Bridge {
             // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
             "env": { "HOME": self.inner.data_dir.join("harness-home") },
         });
+        if !config.tools.is_empty() {
+            wire["tools"] = json!(config.tools.declarations());
+        }
+        if !config.hooks.points().is_empty() {
+            wire["hooks"] = json!(config.hooks.points());
+        }
+        if !config.policies.is_empty() {
+            let rules: Vec<Value> =
+                config.policies.rules().iter().enumerate().map(|(i, r)| r.wire(i)).collect();
+            wire["policies"] = json!(rules);
+        }
         if let Some(text) = &config.system_instructions {
             wire["system_instructions"] = json!(text);
         }
@@ -202,17 +146,22 @@ impl Bridge {
             agent_id: &agent_id,
             config: &wire,
         };
+        // Rust state first: the worker may call back while the agent starts.
+        self.inner.router.add_agent(Arc::new(AgentState::new(
+            agent_id.clone(),
+            conversation_id.clone(),
+            config.tools,
+            config.hooks,
+            config.policies,
+        )));
         let reply = self
             .inner
             .worker
             .peer()
-            .call_timeout(
-                methods::AGENT_CREATE,
-                params,
-                self.inner.config.operation_timeout,
-            )
+            .call_timeout(methods::AGENT_CREATE, params, self.inner.config.operation_timeout)
             .await
-            .map_err(protocol::refine_error)?;
+            .map_err(protocol::refine_error)
+            .inspect_err(|_| self.inner.router.remove_agent(&agent_id))?;
         let created: protocol::AgentCreateResult = serde_json::from_value(reply)
             .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
         tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");

@@ -6,7 +6,10 @@ use serde::Serialize;
 
 use crate::{
     error::{Error, Result},
+    hooks::Hooks,
+    policies::{PolicyRule, PolicySet, READ_ONLY_BUILTINS},
     rpc::DEFAULT_MAX_MESSAGE_SIZE,
+    tools::{Tool, ToolRegistry},
     worker::{PythonConfig, SetupEvent, SetupProgress},
 };
 
@@ -217,7 +220,7 @@ impl ModelConfig {
 }
 
 /// How an agent is set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The model.
     pub model: ModelConfig,
@@ -228,17 +231,30 @@ pub struct AgentConfig {
     pub builtin_tools: Vec<String>,
     /// Workspace directories (default: the SDK's, i.e. the worker's cwd).
     pub workspaces: Vec<PathBuf>,
+    /// Rust tools.
+    pub tools: ToolRegistry,
+    /// Lifecycle hooks.
+    pub hooks: Hooks,
+    /// Tool-call policies. With none, every tool is allowed, unless write built-ins are
+    /// enabled: then the agent is refused (the SDK's safety rule) unless a
+    /// `pre_tool_call_decide` hook decides.
+    pub policies: PolicySet,
+    problems: Vec<String>,
 }
 
 impl AgentConfig {
-    /// An agent for `model` with no built-in tools.
+    /// An agent for `model` with no tools.
     #[must_use]
-    pub const fn new(model: ModelConfig) -> Self {
+    pub fn new(model: ModelConfig) -> Self {
         Self {
             model,
             system_instructions: None,
             builtin_tools: Vec::new(),
             workspaces: Vec::new(),
+            tools: ToolRegistry::new(),
+            hooks: Hooks::new(),
+            policies: PolicySet::new(),
+            problems: Vec::new(),
         }
     }
 
@@ -261,5 +277,70 @@ impl AgentConfig {
     pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workspaces.push(dir.into());
         self
+    }
+
+    /// Adds a Rust tool (e.g. a `#[llm_tool]` struct or an [`crate::tools::FnTool`]). A
+    /// duplicate name is reported by [`crate::Bridge::create_agent`].
+    #[must_use]
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        if let Err(e) = self.tools.register(tool) {
+            self.problems.push(e.to_string());
+        }
+        self
+    }
+
+    /// Applies a timeout to every tool call that has none of its own.
+    #[must_use]
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tools.set_default_timeout(Some(timeout));
+        self
+    }
+
+    /// Sets the hooks.
+    #[must_use]
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Adds a policy rule.
+    #[must_use]
+    pub fn policy(mut self, rule: PolicyRule) -> Self {
+        self.policies.push(rule);
+        self
+    }
+
+    /// Checks the configuration before it is sent to a worker.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the problem.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(problem) = self.problems.first() {
+            return Err(Error::InvalidConfig {
+                message: problem.clone(),
+            });
+        }
+        let writes: Vec<&str> = self
+            .builtin_tools
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !READ_ONLY_BUILTINS.contains(t))
+            .collect();
+        if !writes.is_empty() && self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide") {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "write tools {writes:?} are enabled without a safety policy: add \
+                     .policy(PolicyRule::allow_all()) to approve every call, or \
+                     .policy(PolicyRule::deny_all()).policy(PolicyRule::allow(\"tool\")) to \
+                     allow only some"
+                ),
+            });
+        }
+        if let Some(name) = self.builtin_tools.iter().find(|b| self.tools.contains(b)) {
+            return Err(Error::InvalidConfig {
+                message: format!("tool {name} is both a Rust tool and an SDK built-in"),
+            });
+        }
+        Ok(())
     }
 }

@@ -40,6 +40,12 @@ pub mod methods {
     pub const AGENT_CLOSE: &str = "agent/close";
     /// Worker → Rust notification: one streamed event of a turn.
     pub const CHAT_EVENT: &str = "chat/event";
+    /// Worker → Rust: run a Rust tool for an agent.
+    pub const TOOL_CALL: &str = "tool/call";
+    /// Worker → Rust: run an agent's hook.
+    pub const HOOK_RUN: &str = "hook/run";
+    /// Worker → Rust: ask an agent's `ask_user` policy handler.
+    pub const POLICY_CONFIRM: &str = "policy/confirm";
 }
 
 /// Error codes of our protocol (beyond the JSON-RPC ones in [`crate::rpc::codes`]).
@@ -52,6 +58,12 @@ pub mod codes {
     pub const INVALID_CONFIG: i64 = -32030;
     /// The agent is already running a turn.
     pub const AGENT_BUSY: i64 = -32040;
+    /// The tool is not registered for that agent.
+    pub const UNKNOWN_TOOL: i64 = -32011;
+    /// A Rust tool failed (its message is shown to the model).
+    pub const TOOL_FAILED: i64 = -32050;
+    /// A Rust hook failed.
+    pub const HOOK_FAILED: i64 = -32051;
 }
 
 /// `initialize` params.

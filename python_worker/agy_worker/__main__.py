@@ -133,7 +133,7 @@ class Worker:
         asyncio.get_running_loop().call_soon(self.stop.set)
         return {}
 
-    async def debug(self, params: dict) -> dict:
+    async def debug(self, params: dict) -> object:
         """Failure injection for the bridge's own tests (only with AGY_WORKER_DEBUG=1)."""
         action = params.get("action")
         if action == "print":
@@ -143,6 +143,9 @@ class Worker:
             self.peer._queue.put_nowait(params.get("text", "garbage").encode() + b"\n")
         elif action == "block":
             time.sleep(float(params.get("seconds", 1)))
+        elif action == "reverse":
+            # Sends an arbitrary reverse request, as a forged or buggy worker could.
+            return await self.peer.call(params["method"], params.get("params"))
         elif action == "exit":
             os._exit(int(params.get("code", 3)))
         else:

@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+from .proxies import Callbacks, integral, make_hooks, make_policies, make_tool, tool_name
 from .rpc import INVALID_PARAMS, Peer, RpcError
 
 log = logging.getLogger("agy_worker.host")
@@ -70,11 +71,15 @@ def _usage(u: Any) -> dict[str, Any] | None:
     }
 
 
+# SDK built-ins that only read; any other enabled built-in is a write tool (the SDK's rule).
+READ_ONLY_BUILTINS = {"view_file", "read_url_content", "schedule", "finish"}
+
+
 class HostedAgent:
-    def __init__(self, agent_id: str, agent: Any, config: Any):
+    def __init__(self, agent_id: str):
         self.agent_id = agent_id
-        self.agent = agent
-        self.config = config
+        self.agent: Any = None
+        self.callbacks = Callbacks()
         self.turn_lock = asyncio.Lock()
         # True while a cancelled turn is being halted; the next turn waits for that, instead
         # of being refused as busy.
@@ -111,19 +116,21 @@ class AgentHost:
             raise RpcError(UNKNOWN_AGENT, f"no agent {agent_id!r} on this worker", {"agent_id": agent_id})
         return hosted
 
-    def _build_config(self, cfg: dict[str, Any]) -> Any:
-        from google.antigravity.hooks import policy
-
+    def _build_config(self, agent_id: str, callbacks: Callbacks, cfg: dict[str, Any]) -> Any:
         ag = _sdk()
         model = cfg.get("model") or {}
+        enabled = cfg.get("enabled_tools", [])
+        has_writes = any(name not in READ_ONLY_BUILTINS for name in enabled)
         common: dict[str, Any] = {
             "conversation_id": cfg["conversation_id"],
             "save_dir": cfg["save_dir"],
             "app_data_dir": cfg["app_data_dir"],
             "session_continuation_mode": cfg.get("session_continuation_mode", "create_or_resume"),
             # Builtin tools are opt-in: the SDK default exposes file writes and commands.
-            "capabilities": ag.CapabilitiesConfig(enabled_tools=cfg.get("enabled_tools", [])),
-            "policies": [policy.allow_all()] if cfg.get("allow_all_tools", True) else [],
+            "capabilities": ag.CapabilitiesConfig(enabled_tools=enabled),
+            "policies": make_policies(self.peer, agent_id, callbacks, cfg.get("policies"), has_writes),
+            "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
+            "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", [])),
         }
         if cfg.get("system_instructions"):
             common["system_instructions"] = cfg["system_instructions"]
@@ -152,7 +159,8 @@ class AgentHost:
             raise RpcError(INVALID_PARAMS, "agent_id must be a non-empty string")
         if agent_id in self.agents:
             raise RpcError(INVALID_PARAMS, f"agent {agent_id!r} already exists on this worker")
-        config = self._build_config(params.get("config") or {})
+        hosted = HostedAgent(agent_id)
+        config = self._build_config(agent_id, hosted.callbacks, params.get("config") or {})
         ag = _sdk()
         started = time.perf_counter()
         agent = ag.Agent(config)
@@ -164,7 +172,7 @@ class AgentHost:
             raise RpcError(
                 INVALID_CONFIG, f"agent failed to start: {e}", {"exception": type(e).__name__}
             ) from e
-        hosted = HostedAgent(agent_id, agent, config)
+        hosted.agent = agent
         self.agents[agent_id] = hosted
         return {
             "agent_id": agent_id,
@@ -205,7 +213,12 @@ class AgentHost:
                 elif isinstance(chunk, t.Thought):
                     event = {"type": "thought", "text": chunk.text}
                 elif isinstance(chunk, t.ToolCall):
-                    event = {"type": "tool_call", "id": chunk.id, "name": str(chunk.name), "args": chunk.args}
+                    event = {
+                        "type": "tool_call",
+                        "id": chunk.id,
+                        "name": tool_name(chunk.name),
+                        "args": integral(chunk.args),
+                    }
                 else:
                     continue
                 notify("chat/event", {"agent_id": agent_id, "turn_id": turn_id, "event": event})
@@ -219,6 +232,7 @@ class AgentHost:
         except asyncio.CancelledError:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the
             # consuming task would leave the harness turn running, so halt it explicitly.
+            log.info("turn of %s cancelled (response started: %s)", agent_id, response is not None)
             if response is not None:
                 hosted.cancelling = True
                 try:
@@ -236,6 +250,8 @@ class AgentHost:
     async def _halt_turn(self, hosted: HostedAgent) -> None:
         """Halts the harness turn and waits until the SDK reports the agent idle again."""
         conversation = hosted.agent.conversation
+        # Rust tools and confirmations in flight are cancelled too; the SDK would let them run.
+        hosted.callbacks.cancel_all()
         await asyncio.wait_for(conversation.cancel(), 5)
         await asyncio.wait_for(conversation.wait_for_idle(), 10)
 

@@ -261,7 +261,10 @@ class Peer:
                 return await fut
             return await asyncio.wait_for(fut, timeout)
         except asyncio.CancelledError:
-            if not fut.done() and self._closed is None:
+            # Task.cancel() cancels the future awaited here, so `fut` is usually done (cancelled)
+            # by now; only an answer that already arrived makes the cancel pointless.
+            answered = fut.done() and not fut.cancelled()
+            if not answered and self._closed is None:
                 self._send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": req_id}})
             raise
         except asyncio.TimeoutError:

@@ -82,3 +82,16 @@ def test_cancel_request_answers_cancelled_and_eof_fails_pending_calls():
             await asyncio.wait_for(pending, 10)
 
     asyncio.run(run())
+
+
+def test_cancelling_a_call_sends_cancel_request():
+    async def run():
+        peer, w, reader = await _pair(limit=1 << 20)
+        task = asyncio.ensure_future(peer.call("tool/call", {"x": 1}))
+        request = await _answer(reader)
+        task.cancel()
+        cancel = await _answer(reader)
+        assert cancel["method"] == "$/cancelRequest"
+        assert cancel["params"] == {"id": request["id"]}
+
+    asyncio.run(run())

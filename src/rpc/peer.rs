@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
-use futures::future::{AbortHandle, Abortable, BoxFuture};
+use futures::{
+    FutureExt,
+    future::{AbortHandle, Abortable, BoxFuture},
+};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::{
@@ -351,8 +354,13 @@ impl Peer {
         self.state().inflight.insert(key.clone(), abort);
         let peer = self.clone();
         tokio::spawn(async move {
+            let work = std::panic::AssertUnwindSafe(work).catch_unwind();
             let result = match Abortable::new(work, registration).await {
-                Ok(result) => result,
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(RpcError::new(
+                    codes::INTERNAL_ERROR,
+                    format!("the handler of {method} panicked: {}", crate::tools::panic_message(panic.as_ref())),
+                )),
                 Err(_) => Err(RpcError::new(
                     codes::REQUEST_CANCELLED,
                     format!("{method} was cancelled"),

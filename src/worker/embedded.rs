@@ -20,6 +20,10 @@ pub const WORKER_FILES: &[(&str, &str)] = &[
         "host.py",
         include_str!("../../python_worker/agy_worker/host.py"),
     ),
+    (
+        "proxies.py",
+        include_str!("../../python_worker/agy_worker/proxies.py"),
+    ),
 ];
 
 /// The worker's `pyproject.toml`; its `dependencies` are what the managed venv installs.

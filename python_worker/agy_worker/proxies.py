@@ -1,0 +1,211 @@
+"""SDK-side stand-ins for Rust tools, hooks and policy handlers.
+
+Each proxy turns the SDK's callback into a reverse request to Rust (`tool/call`, `hook/run`,
+`policy/confirm`) carrying the agent id. The task running a callback is tracked on the agent so
+that cancelling a turn also cancels the Rust work in flight (the SDK itself would let a tool run
+on after the turn was halted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .rpc import Peer, RpcError
+
+log = logging.getLogger("agy_worker.proxies")
+
+
+def integral(value: Any) -> Any:
+    """The harness turns every JSON number into a float; give integers back their type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
+def tool_name(name: Any) -> str:
+    return str(getattr(name, "value", name))
+
+
+class Callbacks:
+    """The reverse calls in flight for one agent."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self, coro: Awaitable[Any]) -> Any:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            return await coro
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+
+    def cancel_all(self) -> None:
+        log.info("cancelling %d reverse calls in flight", len(self.tasks))
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def make_tool(peer: Peer, agent_id: str, callbacks: Callbacks, decl: dict[str, Any]) -> Any:
+    from google.antigravity.tools.tool_runner import ToolWithSchema
+    from google.antigravity.types import ToolExecutionError
+
+    name = decl["name"]
+
+    async def _proxy(**kwargs: Any) -> Any:
+        params = {"agent_id": agent_id, "tool": name, "args": integral(kwargs)}
+        try:
+            return await callbacks.run(peer.call("tool/call", params))
+        except RpcError as e:
+            raise ToolExecutionError(e.message, tool_name=name) from None
+
+    _proxy.__name__ = name
+    _proxy.__qualname__ = name
+    _proxy.__doc__ = decl.get("description", "")
+    return ToolWithSchema(_proxy, decl["parameters"])
+
+
+def make_policies(
+    peer: Peer, agent_id: str, callbacks: Callbacks, rules: list[dict[str, Any]] | None, has_writes: bool
+) -> list[Any]:
+    from google.antigravity.hooks import policy
+
+    if rules is None:
+        # No policy given: allow everything unless write tools are on; then hand the SDK an
+        # empty list so that its own safety rule refuses the agent with a clear message.
+        return [] if has_writes else [policy.allow_all()]
+    out = []
+    for rule in rules:
+        tool, decision, reason = rule["tool"], rule["decision"], rule.get("reason", "")
+        if decision == "allow":
+            out.append(policy.allow(tool))
+        elif decision == "deny":
+            out.append(policy.deny(tool, reason=reason))
+        else:
+            out.append(
+                policy.ask_user(tool, handler=_confirm(peer, agent_id, callbacks, rule), reason=reason)
+            )
+    return out
+
+
+def _confirm(peer: Peer, agent_id: str, callbacks: Callbacks, rule: dict[str, Any]) -> Callable:
+    async def handler(tool_call: Any, reason: str = "") -> bool:
+        params = {
+            "agent_id": agent_id,
+            "index": rule["index"],
+            "tool": tool_name(tool_call.name),
+            "args": integral(tool_call.args),
+            "reason": reason or rule.get("reason", ""),
+        }
+        try:
+            return bool(await callbacks.run(peer.call("policy/confirm", params)))
+        except RpcError as e:
+            log.warning("policy confirmation for %s failed closed: %s", params["tool"], e.message)
+            return False
+
+    return handler
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part for part in content if isinstance(part, str))
+    return str(content)
+
+
+def _json_or_text(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str]) -> list[Any]:
+    """One class-based SDK hook per point that Rust registered."""
+    from google.antigravity import types as t
+    from google.antigravity.hooks import hooks as h
+
+    async def call(point: str, data: dict[str, Any]) -> Any:
+        data["agent_id"] = agent_id
+        return await callbacks.run(
+            peer.call("hook/run", {"agent_id": agent_id, "point": point, "data": data})
+        )
+
+    def decide(result: Any) -> Any:
+        return t.HookResult(
+            allow=bool(result.get("allow", True)),
+            message=result.get("message", ""),
+            modified_args=result.get("modified_args"),
+        )
+
+    specs: dict[str, tuple[type, Callable[[Any], dict], Callable[[Any], Any] | None]] = {
+        "on_session_start": (h.OnSessionStartHook, lambda d: {}, None),
+        "on_session_end": (h.OnSessionEndHook, lambda d: {}, None),
+        "pre_turn": (h.PreTurnHook, lambda d: {"prompt": _content_text(d)}, decide),
+        "post_turn": (h.PostTurnHook, lambda d: {"response": d or ""}, None),
+        "pre_tool_call_decide": (
+            h.PreToolCallDecideHook,
+            lambda d: {"call_id": d.id, "tool": tool_name(d.name), "args": integral(d.args)},
+            decide,
+        ),
+        "post_tool_call": (
+            h.PostToolCallHook,
+            lambda d: {"call_id": d.id, "tool": tool_name(d.name), "result": _json_or_text(d.result)},
+            None,
+        ),
+        "on_tool_error": (
+            h.OnToolErrorHook,
+            lambda e: {
+                "call_id": getattr(e, "call_id", None),
+                "tool": getattr(e, "tool_name", None),
+                "message": str(e),
+            },
+            lambda r: r,
+        ),
+        "on_compaction": (h.OnCompactionHook, lambda s: {"summary": s.content or ""}, None),
+        "on_interaction": (
+            h.OnInteractionHook,
+            lambda spec: {"questions": spec.model_dump(mode="json")["questions"]},
+            lambda r: t.QuestionHookResult.model_validate(r),
+        ),
+        "stop": (
+            h.StopHook,
+            lambda a: {**integral(a.model_dump(mode="json")), "stop_reason": str(a.stop_reason or "")},
+            lambda r: t.StopHookResult(
+                decision=t.StopDecision(r.get("decision", "ALLOW_STOP")), reason=r.get("reason", "")
+            ),
+        ),
+    }
+    out = []
+    for point in points:
+        if point not in specs:
+            raise RpcError(-32602, f"unknown hook point {point!r}")
+        base, to_wire, from_wire = specs[point]
+
+        async def run(self: Any, context: Any, data: Any = None, *, _point=point, _w=to_wire, _r=from_wire):
+            try:
+                result = await call(_point, _w(data))
+            except RpcError as e:
+                if _point == "pre_turn":
+                    # A raising pre_turn hook makes the SDK silently skip the turn; refuse it
+                    # visibly instead.
+                    return t.HookResult(allow=False, message=f"pre_turn hook failed: {e.message}")
+                raise
+            return _r(result) if _r is not None else None
+
+        cls = type(f"Rust{base.__name__}", (base,), {"run": run})
+        out.append(cls())
+    return out

@@ -1,0 +1,257 @@
+//! Routes a worker's inbound traffic: streamed chat events to their turn, and reverse requests
+//! (`tool/call`, `hook/run`, `policy/confirm`) to the Rust state of the agent they name.
+//!
+//! Isolation: a reverse request is served only for an agent this bridge created on this
+//! worker, and only for a tool registered for that agent; anything else is refused with a
+//! typed error and logged. Each agent's tool state is its own.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use futures::{FutureExt, future::BoxFuture};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{
+    hooks::Hooks,
+    policies::{ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
+    protocol::{ChatEventParams, codes as proto, methods},
+    rpc::{Handler, RpcError, codes},
+    tools::{ToolContext, ToolRegistry, ToolState},
+    types::ChatEvent,
+};
+
+type TurnKey = (String, u64);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Everything Rust keeps for one agent: the worker holds only proxies.
+pub(crate) struct AgentState {
+    pub(crate) agent_id: String,
+    pub(crate) conversation_id: String,
+    pub(crate) tools: ToolRegistry,
+    pub(crate) hooks: Hooks,
+    pub(crate) policies: PolicySet,
+    pub(crate) tool_state: ToolState,
+    /// `ask_user` approvals granted through `policy/confirm`, not yet used by a tool call.
+    approvals: Mutex<HashMap<String, u32>>,
+}
+
+impl AgentState {
+    pub(crate) fn new(
+        agent_id: String,
+        conversation_id: String,
+        tools: ToolRegistry,
+        hooks: Hooks,
+        policies: PolicySet,
+    ) -> Self {
+        Self {
+            agent_id,
+            conversation_id,
+            tools,
+            hooks,
+            policies,
+            tool_state: ToolState::default(),
+            approvals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn call_tool(self: Arc<Self>, params: ToolCallParams) -> Result<Value, RpcError> {
+        if !self.tools.contains(&params.tool) {
+            tracing::warn!(agent = %self.agent_id, tool = %params.tool, "tool/call for a tool this agent does not have");
+            return Err(RpcError::new(
+                proto::UNKNOWN_TOOL,
+                format!("agent {} has no tool {}", self.agent_id, params.tool),
+            ));
+        }
+        // Defense in depth: the harness enforces the policy already; check again here.
+        match self.policies.evaluate(&params.tool) {
+            PolicyDecision::Allow => {}
+            PolicyDecision::Deny { reason } => {
+                return Err(RpcError::new(proto::TOOL_FAILED, format!("blocked by policy: {reason}")));
+            }
+            PolicyDecision::AskUser { reason, handler } => {
+                if !self.take_approval(&params.tool) {
+                    let request = ConfirmRequest {
+                        agent_id: self.agent_id.clone(),
+                        tool: params.tool.clone(),
+                        args: params.args.clone(),
+                        reason,
+                    };
+                    if !handler.confirm(request).await {
+                        return Err(RpcError::new(proto::TOOL_FAILED, "denied by the user"));
+                    }
+                }
+            }
+        }
+        let ctx = ToolContext::new(&self.agent_id, &self.conversation_id, self.tool_state.clone());
+        self.tools
+            .dispatch(&params.tool, params.args, ctx)
+            .await
+            .map_err(|e| RpcError::new(proto::TOOL_FAILED, e.to_string()))
+    }
+
+    async fn confirm(self: Arc<Self>, params: ConfirmParams) -> Result<Value, RpcError> {
+        let Some(PolicyRule::AskUser { handler, reason, .. }) = self.policies.rules().get(params.index) else {
+            return Err(RpcError::new(
+                codes::INVALID_PARAMS,
+                format!("rule {} of agent {} is not an ask_user rule", params.index, self.agent_id),
+            ));
+        };
+        let request = ConfirmRequest {
+            agent_id: self.agent_id.clone(),
+            tool: params.tool.clone(),
+            args: params.args,
+            reason: if params.reason.is_empty() { reason.clone() } else { params.reason },
+        };
+        let approved = handler.confirm(request).await;
+        if approved {
+            *lock(&self.approvals).entry(params.tool).or_default() += 1;
+        }
+        Ok(json!(approved))
+    }
+
+    fn take_approval(&self, tool: &str) -> bool {
+        let mut approvals = lock(&self.approvals);
+        match approvals.get_mut(tool) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn run_hook(self: Arc<Self>, params: HookParams) -> Result<Value, RpcError> {
+        let mut data = params.data;
+        if let Value::Object(map) = &mut data {
+            map.insert("agent_id".into(), json!(self.agent_id));
+        }
+        self.hooks
+            .run(&params.point, data)
+            .await
+            .map_err(|e| RpcError::new(proto::HOOK_FAILED, e))
+    }
+}
+
+#[derive(Deserialize)]
+struct ToolCallParams {
+    tool: String,
+    #[serde(default)]
+    args: Value,
+}
+
+#[derive(Deserialize)]
+struct ConfirmParams {
+    index: usize,
+    tool: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct HookParams {
+    point: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// The inbound side of one worker connection.
+#[derive(Default)]
+pub(crate) struct Router {
+    turns: Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>,
+    agents: Mutex<HashMap<String, Arc<AgentState>>>,
+}
+
+impl Router {
+    pub(crate) fn open_turn(&self, key: TurnKey) -> mpsc::UnboundedReceiver<ChatEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.turns).insert(key, tx);
+        rx
+    }
+
+    pub(crate) fn close_turn(&self, key: &TurnKey) {
+        lock(&self.turns).remove(key);
+    }
+
+    /// Registers an agent's state; done before `agent/create` is sent, so reverse requests that
+    /// arrive while the agent starts find it.
+    pub(crate) fn add_agent(&self, state: Arc<AgentState>) {
+        lock(&self.agents).insert(state.agent_id.clone(), state);
+    }
+
+    pub(crate) fn remove_agent(&self, agent_id: &str) {
+        lock(&self.agents).remove(agent_id);
+    }
+
+    fn agent(&self, params: &Value) -> Result<Arc<AgentState>, RpcError> {
+        let agent_id = params.get("agent_id").and_then(Value::as_str).unwrap_or_default();
+        lock(&self.agents).get(agent_id).cloned().ok_or_else(|| {
+            tracing::warn!(%agent_id, "reverse request for an agent that is not on this worker");
+            RpcError::new(proto::UNKNOWN_AGENT, format!("unknown agent {agent_id:?}"))
+                .with_data(json!({ "agent_id": agent_id }))
+        })
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
+    serde_json::from_value(params).map_err(|e| RpcError::new(codes::INVALID_PARAMS, e.to_string()))
+}
+
+impl Handler for Router {
+    fn request(&self, method: String, params: Value) -> BoxFuture<'static, Result<Value, RpcError>> {
+        let reverse = matches!(
+            method.as_str(),
+            methods::TOOL_CALL | methods::HOOK_RUN | methods::POLICY_CONFIRM
+        );
+        if method == methods::PING {
+            return async { Ok(json!("pong")) }.boxed();
+        }
+        if !reverse {
+            return async move {
+                Err(RpcError::new(
+                    codes::METHOD_NOT_FOUND,
+                    format!("the Rust side has no method {method}"),
+                ))
+            }
+            .boxed();
+        }
+        let agent = match self.agent(&params) {
+            Ok(agent) => agent,
+            Err(e) => return async move { Err(e) }.boxed(),
+        };
+        async move {
+            match method.as_str() {
+                methods::TOOL_CALL => agent.call_tool(parse(params)?).await,
+                methods::HOOK_RUN => agent.run_hook(parse(params)?).await,
+                _ => agent.confirm(parse(params)?).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn notification(&self, method: String, params: Value) {
+        if method != methods::CHAT_EVENT {
+            tracing::debug!(%method, "ignoring an unknown notification");
+            return;
+        }
+        match serde_json::from_value::<ChatEventParams>(params) {
+            Ok(p) => {
+                let key = (p.agent_id, p.turn_id);
+                if let Some(tx) = lock(&self.turns).get(&key) {
+                    let _ = tx.send(p.event);
+                } else {
+                    tracing::debug!(agent = %key.0, turn = key.1, "event for a finished turn");
+                }
+            }
+            Err(e) => tracing::warn!("malformed chat/event: {e}"),
+        }
+    }
+}
