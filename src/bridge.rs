@@ -122,6 +122,7 @@ impl Bridge {
             "app_data_dir": app_data_dir,
             "session_continuation_mode": "create_or_resume",
             "enabled_tools": config.builtin_tools,
+            "agent_behavior": config.behavior,
             // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
             "env": { "HOME": self.inner.data_dir.join("harness-home") },
         });
@@ -132,8 +133,13 @@ impl Bridge {
             wire["hooks"] = json!(config.hooks.points());
         }
         if !config.policies.is_empty() {
-            let rules: Vec<Value> =
-                config.policies.rules().iter().enumerate().map(|(i, r)| r.wire(i)).collect();
+            let rules: Vec<Value> = config
+                .policies
+                .rules()
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.wire(i))
+                .collect();
             wire["policies"] = json!(rules);
         }
         if let Some(text) = &config.system_instructions {
@@ -158,7 +164,11 @@ impl Bridge {
             .inner
             .worker
             .peer()
-            .call_timeout(methods::AGENT_CREATE, params, self.inner.config.operation_timeout)
+            .call_timeout(
+                methods::AGENT_CREATE,
+                params,
+                self.inner.config.operation_timeout,
+            )
             .await
             .map_err(protocol::refine_error)
             .inspect_err(|_| self.inner.router.remove_agent(&agent_id))?;

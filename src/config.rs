@@ -219,6 +219,19 @@ impl ModelConfig {
     }
 }
 
+/// How autonomously the agent works (the SDK's `AgentBehavior`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentBehavior {
+    /// Solve the task end to end without asking (the SDK default).
+    #[default]
+    Autonomous,
+    /// Ask the user when unsure; needed for the `ask_question` built-in tool.
+    Interactive,
+    /// Minimal tools and prompt.
+    Minimal,
+}
+
 /// How an agent is set up.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -231,6 +244,8 @@ pub struct AgentConfig {
     pub builtin_tools: Vec<String>,
     /// Workspace directories (default: the SDK's, i.e. the worker's cwd).
     pub workspaces: Vec<PathBuf>,
+    /// Autonomous (default), interactive or minimal.
+    pub behavior: AgentBehavior,
     /// Rust tools.
     pub tools: ToolRegistry,
     /// Lifecycle hooks.
@@ -251,6 +266,7 @@ impl AgentConfig {
             system_instructions: None,
             builtin_tools: Vec::new(),
             workspaces: Vec::new(),
+            behavior: AgentBehavior::default(),
             tools: ToolRegistry::new(),
             hooks: Hooks::new(),
             policies: PolicySet::new(),
@@ -269,6 +285,13 @@ impl AgentConfig {
     #[must_use]
     pub fn builtin_tool(mut self, name: impl Into<String>) -> Self {
         self.builtin_tools.push(name.into());
+        self
+    }
+
+    /// Sets the agent's behaviour.
+    #[must_use]
+    pub const fn behavior(mut self, behavior: AgentBehavior) -> Self {
+        self.behavior = behavior;
         self
     }
 
@@ -326,7 +349,8 @@ impl AgentConfig {
             .map(String::as_str)
             .filter(|t| !READ_ONLY_BUILTINS.contains(t))
             .collect();
-        if !writes.is_empty() && self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide") {
+        if !writes.is_empty() && self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide")
+        {
             return Err(Error::InvalidConfig {
                 message: format!(
                     "write tools {writes:?} are enabled without a safety policy: add \

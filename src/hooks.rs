@@ -330,7 +330,9 @@ hook_points! {
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hooks").field("points", &self.points()).finish()
+        f.debug_struct("Hooks")
+            .field("points", &self.points())
+            .finish()
     }
 }
 

@@ -62,11 +62,11 @@ pub mod __private {
 
 pub use agent::Agent;
 pub use bridge::Bridge;
-pub use config::{AgentConfig, BridgeConfig, ModelConfig};
+pub use config::{AgentBehavior, AgentConfig, BridgeConfig, ModelConfig};
 pub use error::{AgentErrorKind, Error, Result};
 pub use hooks::Hooks;
 pub use policies::{PolicyRule, PolicySet};
-pub use tools::{Tool, ToolContext, ToolRegistry};
 pub use streaming::ChatResponse;
+pub use tools::{Tool, ToolContext, ToolRegistry};
 pub use types::{ChatEvent, ChatOutcome, Usage};
 pub use worker::{PythonConfig, SetupEvent};

@@ -257,14 +257,19 @@ impl PolicySet {
             .min_by_key(|(wild, rank, _)| (*wild, *rank));
         match best.map(|(_, _, r)| r) {
             None | Some(PolicyRule::Allow { .. }) => PolicyDecision::Allow,
-            Some(PolicyRule::Deny { reason, tool: pattern }) => PolicyDecision::Deny {
+            Some(PolicyRule::Deny {
+                reason,
+                tool: pattern,
+            }) => PolicyDecision::Deny {
                 reason: if reason.is_empty() {
                     format!("denied by policy {pattern:?}")
                 } else {
                     reason.clone()
                 },
             },
-            Some(PolicyRule::AskUser { reason, handler, .. }) => PolicyDecision::AskUser {
+            Some(PolicyRule::AskUser {
+                reason, handler, ..
+            }) => PolicyDecision::AskUser {
                 reason: reason.clone(),
                 handler: Arc::clone(handler),
             },
@@ -296,17 +301,45 @@ mod tests {
         let cases: Vec<(Vec<PolicyRule>, &str, &str)> = vec![
             (vec![], "t", "allow"),
             (vec![PolicyRule::deny_all()], "t", "deny"),
-            (vec![PolicyRule::deny_all(), PolicyRule::allow("t")], "t", "allow"),
-            (vec![PolicyRule::allow("t"), PolicyRule::deny_all()], "t", "allow"),
-            (vec![PolicyRule::allow_all(), PolicyRule::deny("t")], "t", "deny"),
-            (vec![PolicyRule::allow("t"), PolicyRule::deny("t")], "t", "deny"),
+            (
+                vec![PolicyRule::deny_all(), PolicyRule::allow("t")],
+                "t",
+                "allow",
+            ),
+            (
+                vec![PolicyRule::allow("t"), PolicyRule::deny_all()],
+                "t",
+                "allow",
+            ),
+            (
+                vec![PolicyRule::allow_all(), PolicyRule::deny("t")],
+                "t",
+                "deny",
+            ),
+            (
+                vec![PolicyRule::allow("t"), PolicyRule::deny("t")],
+                "t",
+                "deny",
+            ),
             (vec![ask("*"), PolicyRule::allow("t")], "t", "allow"),
             (vec![ask("*"), PolicyRule::allow("t")], "u", "ask"),
             (vec![ask("t"), PolicyRule::allow("t")], "t", "ask"),
             (vec![ask("t"), PolicyRule::deny("t")], "t", "deny"),
-            (vec![PolicyRule::deny("srv/*"), PolicyRule::allow_all()], "srv/x", "deny"),
-            (vec![PolicyRule::deny("srv/*"), PolicyRule::allow_all()], "srvx", "allow"),
-            (vec![PolicyRule::deny("srv/*"), PolicyRule::allow("srv/x")], "srv/x", "allow"),
+            (
+                vec![PolicyRule::deny("srv/*"), PolicyRule::allow_all()],
+                "srv/x",
+                "deny",
+            ),
+            (
+                vec![PolicyRule::deny("srv/*"), PolicyRule::allow_all()],
+                "srvx",
+                "allow",
+            ),
+            (
+                vec![PolicyRule::deny("srv/*"), PolicyRule::allow("srv/x")],
+                "srv/x",
+                "allow",
+            ),
         ];
         for (rules, tool, want) in cases {
             let set = PolicySet::from_iter(rules.clone());
@@ -317,6 +350,8 @@ mod tests {
     #[test]
     fn deny_reasons_reach_the_decision() {
         let set = PolicySet::from_iter([PolicyRule::deny_with_reason("t", "no weather!")]);
-        assert!(matches!(set.evaluate("t"), PolicyDecision::Deny { reason } if reason == "no weather!"));
+        assert!(
+            matches!(set.evaluate("t"), PolicyDecision::Deny { reason } if reason == "no weather!")
+        );
     }
 }

@@ -73,7 +73,10 @@ impl AgentState {
         match self.policies.evaluate(&params.tool) {
             PolicyDecision::Allow => {}
             PolicyDecision::Deny { reason } => {
-                return Err(RpcError::new(proto::TOOL_FAILED, format!("blocked by policy: {reason}")));
+                return Err(RpcError::new(
+                    proto::TOOL_FAILED,
+                    format!("blocked by policy: {reason}"),
+                ));
             }
             PolicyDecision::AskUser { reason, handler } => {
                 if !self.take_approval(&params.tool) {
@@ -89,7 +92,11 @@ impl AgentState {
                 }
             }
         }
-        let ctx = ToolContext::new(&self.agent_id, &self.conversation_id, self.tool_state.clone());
+        let ctx = ToolContext::new(
+            &self.agent_id,
+            &self.conversation_id,
+            self.tool_state.clone(),
+        );
         self.tools
             .dispatch(&params.tool, params.args, ctx)
             .await
@@ -97,17 +104,27 @@ impl AgentState {
     }
 
     async fn confirm(self: Arc<Self>, params: ConfirmParams) -> Result<Value, RpcError> {
-        let Some(PolicyRule::AskUser { handler, reason, .. }) = self.policies.rules().get(params.index) else {
+        let Some(PolicyRule::AskUser {
+            handler, reason, ..
+        }) = self.policies.rules().get(params.index)
+        else {
             return Err(RpcError::new(
                 codes::INVALID_PARAMS,
-                format!("rule {} of agent {} is not an ask_user rule", params.index, self.agent_id),
+                format!(
+                    "rule {} of agent {} is not an ask_user rule",
+                    params.index, self.agent_id
+                ),
             ));
         };
         let request = ConfirmRequest {
             agent_id: self.agent_id.clone(),
             tool: params.tool.clone(),
             args: params.args,
-            reason: if params.reason.is_empty() { reason.clone() } else { params.reason },
+            reason: if params.reason.is_empty() {
+                reason.clone()
+            } else {
+                params.reason
+            },
         };
         let approved = handler.confirm(request).await;
         if approved {
@@ -192,7 +209,10 @@ impl Router {
     }
 
     fn agent(&self, params: &Value) -> Result<Arc<AgentState>, RpcError> {
-        let agent_id = params.get("agent_id").and_then(Value::as_str).unwrap_or_default();
+        let agent_id = params
+            .get("agent_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         lock(&self.agents).get(agent_id).cloned().ok_or_else(|| {
             tracing::warn!(%agent_id, "reverse request for an agent that is not on this worker");
             RpcError::new(proto::UNKNOWN_AGENT, format!("unknown agent {agent_id:?}"))
@@ -206,7 +226,11 @@ fn parse<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
 }
 
 impl Handler for Router {
-    fn request(&self, method: String, params: Value) -> BoxFuture<'static, Result<Value, RpcError>> {
+    fn request(
+        &self,
+        method: String,
+        params: Value,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
         let reverse = matches!(
             method.as_str(),
             methods::TOOL_CALL | methods::HOOK_RUN | methods::POLICY_CONFIRM

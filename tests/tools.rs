@@ -91,7 +91,10 @@ async fn llm_tool_gets_typed_args_and_its_schema_reaches_the_model() {
     assert_eq!(calls[0].0, "forecast");
     // Integers stay integers all the way (the harness sends floats; the worker fixes them).
     assert_eq!(calls[0].1["days"], json!(3));
-    assert!(text.contains("Oslo (NO) in 3 days: 21 degrees Fahrenheit"), "{text}");
+    assert!(
+        text.contains("Oslo (NO) in 3 days: 21 degrees Fahrenheit"),
+        "{text}"
+    );
 
     let requests = model.requests();
     let tool = requests[0]
@@ -116,22 +119,39 @@ async fn llm_tool_gets_typed_args_and_its_schema_reaches_the_model() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_healthy() {
     let (bridge, model, _data) = start().await;
-    let boom = FnTool::new("boom", "Panics.", json!({"type": "object", "properties": {}}), |_, _| async {
-        panic!("the tool exploded")
-    });
-    let slow = FnTool::new("slow", "Never ends.", json!({"type": "object", "properties": {}}), |_, _| async {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok(Value::Null)
-    })
+    let boom = FnTool::new(
+        "boom",
+        "Panics.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { panic!("the tool exploded") },
+    );
+    let slow = FnTool::new(
+        "slow",
+        "Never ends.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Value::Null)
+        },
+    )
     .with_timeout(Duration::from_millis(200));
     let agent = bridge
         .create_agent(agent_config(&model).tool(Forecast).tool(boom).tool(slow))
         .await
         .unwrap();
     for (call, expected) in [
-        (Reply::tool_call("forecast", json!({"place": {"city": "X"}, "days": 0})), "days must be at least 1"),
-        (Reply::tool_call("boom", json!({})), "tool boom panicked: the tool exploded"),
-        (Reply::tool_call("slow", json!({})), "tool slow timed out after 200ms"),
+        (
+            Reply::tool_call("forecast", json!({"place": {"city": "X"}, "days": 0})),
+            "days must be at least 1",
+        ),
+        (
+            Reply::tool_call("boom", json!({})),
+            "tool boom panicked: the tool exploded",
+        ),
+        (
+            Reply::tool_call("slow", json!({})),
+            "tool slow timed out after 200ms",
+        ),
     ] {
         model.push(call);
         let (text, outcome) = collect(agent.chat("go").await.unwrap()).await;
@@ -148,10 +168,16 @@ async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_hea
 #[tokio::test(flavor = "multi_thread")]
 async fn a_10_mib_tool_result_reaches_the_model() {
     let (bridge, model, _data) = start().await;
-    let big = FnTool::new("big", "Returns 10 MiB.", json!({"type": "object", "properties": {}}), |_, _| async {
-        Ok(json!("z".repeat(10 * 1024 * 1024)))
-    });
-    let agent = bridge.create_agent(agent_config(&model).tool(big)).await.unwrap();
+    let big = FnTool::new(
+        "big",
+        "Returns 10 MiB.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("z".repeat(10 * 1024 * 1024))) },
+    );
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(big))
+        .await
+        .unwrap();
     model.push(Reply::tool_call("big", json!({})));
     model.push(Reply::text("got it"));
     let (text, outcome) = collect(agent.chat("go").await.unwrap()).await;
@@ -160,21 +186,36 @@ async fn a_10_mib_tool_result_reaches_the_model() {
     // The whole 10 MiB crossed the bridge; the harness then truncates tool output for the
     // model (the SDK's tool_output_truncation_config), keeping a long run of it.
     let result = model.requests()[1].tool_result().unwrap();
-    assert!(result.contains("Tool response for big"), "{}", &result[..200]);
-    assert!(result.contains(&"z".repeat(40_000)), "{} bytes reached the model", result.len());
+    assert!(
+        result.contains("Tool response for big"),
+        "{}",
+        &result[..200]
+    );
+    assert!(
+        result.contains(&"z".repeat(40_000)),
+        "{} bytes reached the model",
+        result.len()
+    );
     bridge.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tool_state_persists_across_turns_and_is_private_to_each_agent() {
     let (bridge, model, _data) = start().await;
-    let a = bridge.create_agent(agent_config(&model).tool(CountCalls)).await.unwrap();
-    let b = bridge.create_agent(agent_config(&model).tool(CountCalls)).await.unwrap();
+    let a = bridge
+        .create_agent(agent_config(&model).tool(CountCalls))
+        .await
+        .unwrap();
+    let b = bridge
+        .create_agent(agent_config(&model).tool(CountCalls))
+        .await
+        .unwrap();
     for (agent, expected) in [(&a, 1), (&a, 2), (&b, 1), (&a, 3)] {
         model.push(Reply::tool_call("count_calls", json!({})));
         let (text, outcome) = collect(agent.chat("count").await.unwrap()).await;
         outcome.unwrap();
-        let want = format!("Tool response for count_calls:\n```json\n{{\"result\": {expected}}}\n```");
+        let want =
+            format!("Tool response for count_calls:\n```json\n{{\"result\": {expected}}}\n```");
         assert!(text.ends_with(&want), "{text}");
     }
     bridge.shutdown().await;
@@ -183,18 +224,27 @@ async fn tool_state_persists_across_turns_and_is_private_to_each_agent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_reverse_requests_are_rejected() {
     let (bridge, model, _data) = start().await;
-    let agent = bridge.create_agent(agent_config(&model).tool(CountCalls)).await.unwrap();
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(CountCalls))
+        .await
+        .unwrap();
     // Ask the worker to send tool/call for an agent id this bridge never created, and for a
     // tool the real agent does not have; both must be refused with typed errors.
     let err = bridge
-        .call_raw("worker/debug", json!({"action": "reverse", "method": "tool/call",
-            "params": {"agent_id": "agent-999", "tool": "count_calls", "args": {}}}))
+        .call_raw(
+            "worker/debug",
+            json!({"action": "reverse", "method": "tool/call",
+            "params": {"agent_id": "agent-999", "tool": "count_calls", "args": {}}}),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown agent"), "{err}");
     let err = bridge
-        .call_raw("worker/debug", json!({"action": "reverse", "method": "tool/call",
-            "params": {"agent_id": agent.id(), "tool": "rm_rf", "args": {}}}))
+        .call_raw(
+            "worker/debug",
+            json!({"action": "reverse", "method": "tool/call",
+            "params": {"agent_id": agent.id(), "tool": "rm_rf", "args": {}}}),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("has no tool rm_rf"), "{err}");
@@ -208,7 +258,10 @@ async fn duplicate_tool_names_are_refused_before_anything_starts() {
         .create_agent(agent_config(&model).tool(CountCalls).tool(CountCalls))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { ref message } if message.contains("registered twice")), "{err}");
+    assert!(
+        matches!(err, Error::InvalidConfig { ref message } if message.contains("registered twice")),
+        "{err}"
+    );
     bridge.shutdown().await;
 }
 
@@ -225,20 +278,30 @@ async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
     }
     let tool = {
         let (started, dropped) = (Arc::clone(&started), Arc::clone(&dropped));
-        FnTool::new("wait", "Waits forever.", json!({"type": "object", "properties": {}}), move |_, _| {
-            let (started, guard) = (Arc::clone(&started), Guard(Arc::clone(&dropped)));
-            async move {
-                let _guard = guard;
-                started.notify_one();
-                std::future::pending::<()>().await;
-                Err::<Value, _>(ToolError::failed("unreachable"))
-            }
-        })
+        FnTool::new(
+            "wait",
+            "Waits forever.",
+            json!({"type": "object", "properties": {}}),
+            move |_, _| {
+                let (started, guard) = (Arc::clone(&started), Guard(Arc::clone(&dropped)));
+                async move {
+                    let _guard = guard;
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Err::<Value, _>(ToolError::failed("unreachable"))
+                }
+            },
+        )
     };
-    let agent = bridge.create_agent(agent_config(&model).tool(tool)).await.unwrap();
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(tool))
+        .await
+        .unwrap();
     model.push(Reply::tool_call("wait", json!({})));
     let reply = agent.chat("wait").await.unwrap();
-    tokio::time::timeout(HANG, started.notified()).await.unwrap();
+    tokio::time::timeout(HANG, started.notified())
+        .await
+        .unwrap();
     drop(reply);
     let deadline = tokio::time::Instant::now() + HANG;
     while dropped.load(Ordering::SeqCst) == 0 {

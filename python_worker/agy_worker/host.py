@@ -127,7 +127,10 @@ class AgentHost:
             "app_data_dir": cfg["app_data_dir"],
             "session_continuation_mode": cfg.get("session_continuation_mode", "create_or_resume"),
             # Builtin tools are opt-in: the SDK default exposes file writes and commands.
-            "capabilities": ag.CapabilitiesConfig(enabled_tools=enabled),
+            "capabilities": ag.CapabilitiesConfig(
+                enabled_tools=enabled,
+                agent_behavior=ag.AgentBehavior(cfg.get("agent_behavior", "autonomous")),
+            ),
             "policies": make_policies(self.peer, agent_id, callbacks, cfg.get("policies"), has_writes),
             "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
             "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", [])),

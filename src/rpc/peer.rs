@@ -359,7 +359,10 @@ impl Peer {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => Err(RpcError::new(
                     codes::INTERNAL_ERROR,
-                    format!("the handler of {method} panicked: {}", crate::tools::panic_message(panic.as_ref())),
+                    format!(
+                        "the handler of {method} panicked: {}",
+                        crate::tools::panic_message(panic.as_ref())
+                    ),
                 )),
                 Err(_) => Err(RpcError::new(
                     codes::REQUEST_CANCELLED,

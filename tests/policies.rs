@@ -1,0 +1,270 @@
+//! Policies enforced by the SDK's harness with Rust `ask_user` handlers (`policy/confirm`), and
+//! the no-cross-agent-stall guarantee of the reverse path.
+
+mod common;
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use agy_bridge::{Error, PolicyRule, policies::ConfirmRequest, testing::Reply, tools::FnTool};
+use common::{HANG, agent_config, collect, start};
+use serde_json::json;
+
+fn counted_tool(name: &str, runs: &Arc<AtomicUsize>) -> FnTool {
+    let runs = Arc::clone(runs);
+    FnTool::new(
+        name,
+        "Looks up the weather.",
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        move |args, _| {
+            let runs = Arc::clone(&runs);
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(json!(format!(
+                    "sunny in {}",
+                    args["city"].as_str().unwrap_or("?")
+                )))
+            }
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_allow_and_precedence_are_enforced() {
+    let (bridge, model, _data) = start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let cases = [
+        (
+            vec![PolicyRule::deny_all()],
+            false,
+            "Denied by policy \"*\"",
+        ),
+        (
+            vec![PolicyRule::deny_all(), PolicyRule::allow("weather")],
+            true,
+            "",
+        ),
+        (
+            vec![PolicyRule::allow("weather"), PolicyRule::deny_all()],
+            true,
+            "",
+        ),
+        (
+            vec![
+                PolicyRule::allow_all(),
+                PolicyRule::deny_with_reason("weather", "no weather!"),
+            ],
+            false,
+            "no weather!",
+        ),
+        (
+            vec![PolicyRule::allow("weather"), PolicyRule::deny("weather")],
+            false,
+            "",
+        ),
+    ];
+    for (rules, allowed, message) in cases {
+        let before = runs.load(Ordering::SeqCst);
+        let mut config = agent_config(&model).tool(counted_tool("weather", &runs));
+        for rule in rules.clone() {
+            config = config.policy(rule);
+        }
+        let agent = bridge.create_agent(config).await.unwrap();
+        model.push(Reply::tool_call("weather", json!({"city": "Oslo"})));
+        let (text, outcome) = collect(agent.chat("weather?").await.unwrap()).await;
+        outcome.unwrap();
+        let ran = runs.load(Ordering::SeqCst) > before;
+        assert_eq!(ran, allowed, "{rules:?}: {text}");
+        if allowed {
+            assert!(text.contains("sunny in Oslo"), "{text}");
+        } else {
+            assert!(text.to_lowercase().contains("denied"), "{rules:?}: {text}");
+            assert!(text.contains(message), "{rules:?}: {text}");
+        }
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ask_user_handlers_decide_and_see_the_call() {
+    let (bridge, model, _data) = start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for approve in [true, false] {
+        let asked: Arc<Mutex<Vec<ConfirmRequest>>> = Arc::default();
+        let handler = {
+            let asked = Arc::clone(&asked);
+            move |req: ConfirmRequest| {
+                asked.lock().unwrap().push(req);
+                async move { approve }
+            }
+        };
+        let before = runs.load(Ordering::SeqCst);
+        let agent = bridge
+            .create_agent(
+                agent_config(&model)
+                    .tool(counted_tool("weather", &runs))
+                    .policy(PolicyRule::ask_user_with_reason(
+                        "weather",
+                        "needs approval",
+                        handler,
+                    )),
+            )
+            .await
+            .unwrap();
+        model.push(Reply::tool_call("weather", json!({"city": "Bergen"})));
+        let (text, outcome) = collect(agent.chat("weather?").await.unwrap()).await;
+        outcome.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(
+            asked.len(),
+            1,
+            "asked once, not twice (the Rust re-check uses the approval)"
+        );
+        assert_eq!(asked[0].tool, "weather");
+        assert_eq!(asked[0].args["city"], "Bergen");
+        assert_eq!(asked[0].reason, "needs approval");
+        assert_eq!(asked[0].agent_id, agent.id());
+        assert_eq!(runs.load(Ordering::SeqCst) > before, approve, "{text}");
+        if !approve {
+            assert!(
+                text.contains("needs approval") || text.to_lowercase().contains("denied"),
+                "{text}"
+            );
+        }
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_builtin_tool_is_blocked_by_a_deny_rule() {
+    let (bridge, model, data) = start().await;
+    let file = data.path().join("secret.txt");
+    std::fs::write(&file, "TOP SECRET CONTENT").unwrap();
+    for (rules, visible) in [
+        (vec![PolicyRule::allow_all()], true),
+        (
+            vec![
+                PolicyRule::allow_all(),
+                PolicyRule::deny_with_reason("view_file", "no peeking"),
+            ],
+            false,
+        ),
+    ] {
+        let mut config = agent_config(&model).builtin_tool("view_file");
+        for rule in rules {
+            config = config.policy(rule);
+        }
+        let agent = bridge.create_agent(config).await.unwrap();
+        model.push(Reply::tool_call("view_file", json!({"AbsolutePath": file})));
+        let (text, outcome) = collect(agent.chat("show me the file").await.unwrap()).await;
+        outcome.unwrap();
+        assert_eq!(text.contains("TOP SECRET CONTENT"), visible, "{text}");
+        if !visible {
+            assert!(text.contains("no peeking"), "{text}");
+        }
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_tools_without_a_policy_are_refused() {
+    let (bridge, model, _data) = start().await;
+    let err = bridge
+        .create_agent(agent_config(&model).builtin_tool("run_command"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { message } if message.contains("without a safety policy")),
+        "{err}"
+    );
+    // With a policy it starts.
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool("run_command")
+                .policy(PolicyRule::deny_all()),
+        )
+        .await
+        .unwrap();
+    agent.close().await.unwrap();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_agents_blocked_in_slow_tools_do_not_hold_up_a_ninth() {
+    let (bridge, model, _data) = start().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+        FnTool::new(
+            "gate",
+            "Waits for the gate.",
+            json!({"type": "object", "properties": {}}),
+            move |_, _| {
+                let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+                async move {
+                    entered.fetch_add(1, Ordering::SeqCst);
+                    let _permit = gate.acquire().await.expect("gate open");
+                    Ok(json!("gate opened"))
+                }
+            },
+        )
+    };
+    let quick = FnTool::new(
+        "quick",
+        "Answers at once.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("quick answer")) },
+    );
+    let mut blocked = Vec::new();
+    for _ in 0..8 {
+        blocked.push(
+            bridge
+                .create_agent(agent_config(&model).tool(slow.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    let free = bridge
+        .create_agent(agent_config(&model).tool(quick))
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for agent in &blocked {
+        model.push(Reply::tool_call("gate", json!({})));
+        pending.push(agent.chat("wait at the gate").await.unwrap());
+        // One scripted reply per request, in order: wait until this agent is inside its tool.
+        let n = pending.len();
+        tokio::time::timeout(HANG, async {
+            while entered.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("agent reached its tool");
+    }
+    // All eight are parked in Rust tools. The ninth agent's whole turn, tool call included,
+    // completes while the gate is still closed.
+    model.push(Reply::tool_call("quick", json!({})));
+    let (text, outcome) = tokio::time::timeout(HANG, async {
+        collect(free.chat("be quick").await.unwrap()).await
+    })
+    .await
+    .expect("the ninth agent is not held up");
+    outcome.unwrap();
+    assert!(text.contains("quick answer"), "{text}");
+    assert_eq!(gate.available_permits(), 0, "the gate was still closed");
+    gate.add_permits(8);
+    for reply in pending {
+        let (text, outcome) = tokio::time::timeout(HANG, collect(reply)).await.unwrap();
+        outcome.unwrap();
+        assert!(text.contains("gate opened"), "{text}");
+    }
+    bridge.shutdown().await;
+}
