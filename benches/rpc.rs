@@ -16,6 +16,7 @@ use agy_bridge::{
     AgentConfig, Bridge, BridgeConfig, ModelConfig,
     rpc::{Handler, Peer, PeerConfig, RpcError},
     testing::{Reply, ScriptedModel},
+    tools::FnTool,
     worker::venv,
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -318,6 +319,92 @@ async fn kill_to_error(model: &ScriptedModel) -> Vec<f64> {
     out
 }
 
+struct ToolBench {
+    call: Rtt,
+    calls32: f64,
+    bridge_turn: Rtt,
+    sdk_turn: Rtt,
+}
+
+fn ms_stats(mut samples: Vec<f64>) -> Rtt {
+    Rtt {
+        p50: percentile(&mut samples, 0.5),
+        p99: percentile(&mut samples, 0.99),
+    }
+}
+
+/// A no-op Rust tool: its reverse round trip as the worker sees it, and a chat turn with one
+/// call of it through the bridge vs the same turn driven by the Python SDK directly.
+async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBench {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(BridgeConfig::default().data_dir(data.path()))
+        .await
+        .unwrap();
+    let noop = FnTool::new("noop", "Does nothing.", json!({"type": "object", "properties": {}}), |_, _| async {
+        Ok(json!("ok"))
+    });
+    let agent = bridge
+        .create_agent(AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench")).tool(noop))
+        .await
+        .unwrap();
+    let call = json!({"agent_id": agent.id(), "tool": "noop", "args": {}});
+    let (call_rtt, _) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
+            )
+            .await
+            .unwrap(),
+    );
+    let (_, calls32) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
+            )
+            .await
+            .unwrap(),
+    );
+    let mut bridge_turns = Vec::new();
+    for i in 0..=TURNS {
+        model.push(Reply::tool_call("noop", json!({})));
+        model.push(Reply::text("done"));
+        let t = Instant::now();
+        let mut reply = agent.chat(format!("turn {i}")).await.unwrap();
+        while reply.next().await.is_some() {}
+        reply.finish().await.unwrap();
+        if i > 0 {
+            bridge_turns.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    agent.close().await.unwrap();
+    bridge.shutdown().await;
+
+    for _ in 0..=TURNS {
+        model.push(Reply::tool_call("noop", json!({})));
+        model.push(Reply::text("done"));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sdk_direct_turn.py"))
+        .arg(model.base_url())
+        .arg(TURNS.to_string())
+        .arg(work.path())
+        .output()
+        .await
+        .expect("the SDK baseline runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sdk: Value = serde_json::from_slice(&out.stdout).expect("baseline JSON");
+    let sdk_turns: Vec<f64> = sdk["turn_ms"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    ToolBench {
+        call: call_rtt,
+        calls32,
+        bridge_turn: ms_stats(bridge_turns),
+        sdk_turn: ms_stats(sdk_turns),
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -341,6 +428,7 @@ fn main() {
         ];
         let start = startup_and_turns(&model).await;
         let kills = kill_to_error(&model).await;
+        let tools = tool_bench(&model, &env.python).await;
 
         println!("## Run of {}", chrono_like_now());
         println!("\nLoad average at start: {}\n", load.trim());
@@ -382,6 +470,34 @@ fn main() {
             base.start_ms
         );
         println!("| first agent ready (`agent/create`, harness start) | {:.0} | |", start.first_agent);
+        let ping = &variants[0];
+        println!("\n### Rust tools\n");
+        println!("| figure | p50 | p99 | calls/s, 32 in flight |");
+        println!("|---|---|---|---|");
+        println!(
+            "| reverse `$/ping` (baseline for the tool path, from the table above) | {:.1} µs | {:.1} µs | {:.0} |",
+            ping.rev.p50, ping.rev.p99, ping.rev32
+        );
+        println!(
+            "| no-op Rust tool via `tool/call`, seen from the worker | {:.1} µs ({:.2}×) | {:.1} µs ({:.2}×) | {:.0} ({:.2}×) |",
+            tools.call.p50,
+            tools.call.p50 / ping.rev.p50,
+            tools.call.p99,
+            tools.call.p99 / ping.rev.p99,
+            tools.calls32,
+            tools.calls32 / ping.rev32
+        );
+        println!(
+            "| chat turn with one tool call, Python SDK directly (baseline, {TURNS} turns) | {:.1} ms | {:.1} ms | |",
+            tools.sdk_turn.p50, tools.sdk_turn.p99
+        );
+        println!(
+            "| the same turn through the bridge with a Rust tool | {:.1} ms ({:.2}×) | {:.1} ms ({:.2}×) | |",
+            tools.bridge_turn.p50,
+            tools.bridge_turn.p50 / tools.sdk_turn.p50,
+            tools.bridge_turn.p99,
+            tools.bridge_turn.p99 / tools.sdk_turn.p99
+        );
         println!("\n### Chat turns and crashes\n");
         println!("| figure | value |");
         println!("|---|---|");

@@ -107,14 +107,18 @@ class Worker:
         return out
 
     async def ping_rust(self, params: dict) -> dict:
-        """Measures reverse round trips (worker -> Rust -> worker) as the worker sees them."""
-        count = int((params or {}).get("count", 1000))
-        concurrency = max(1, int((params or {}).get("concurrency", 1)))
+        """Times reverse round trips (worker -> Rust -> worker) as the worker sees them: `$/ping`
+        by default, or any reverse `method`/`params` (e.g. a no-op `tool/call`)."""
+        params = params or {}
+        count = int(params.get("count", 1000))
+        concurrency = max(1, int(params.get("concurrency", 1)))
+        method = params.get("method", "$/ping")
+        call_params = params.get("params")
         samples: list[float] = []
 
         async def one() -> None:
             t0 = time.perf_counter()
-            await self.peer.call("$/ping", None)
+            await self.peer.call(method, call_params)
             samples.append((time.perf_counter() - t0) * 1e6)
 
         started = time.perf_counter()
