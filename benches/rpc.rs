@@ -340,11 +340,16 @@ async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBenc
     let bridge = Bridge::start(BridgeConfig::default().data_dir(data.path()))
         .await
         .unwrap();
-    let noop = FnTool::new("noop", "Does nothing.", json!({"type": "object", "properties": {}}), |_, _| async {
-        Ok(json!("ok"))
-    });
+    let noop = FnTool::new(
+        "noop",
+        "Does nothing.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("ok")) },
+    );
     let agent = bridge
-        .create_agent(AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench")).tool(noop))
+        .create_agent(
+            AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench")).tool(noop),
+        )
         .await
         .unwrap();
     let call = json!({"agent_id": agent.id(), "tool": "noop", "args": {}});
@@ -387,16 +392,28 @@ async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBenc
     }
     let work = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sdk_direct_turn.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/sdk_direct_turn.py"
+        ))
         .arg(model.base_url())
         .arg(TURNS.to_string())
         .arg(work.path())
         .output()
         .await
         .expect("the SDK baseline runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sdk: Value = serde_json::from_slice(&out.stdout).expect("baseline JSON");
-    let sdk_turns: Vec<f64> = sdk["turn_ms"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    let sdk_turns: Vec<f64> = sdk["turn_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
     ToolBench {
         call: call_rtt,
         calls32,

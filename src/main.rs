@@ -7,9 +7,10 @@ use std::{
     time::Duration,
 };
 
+mod demo;
+
 use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, ChatEvent, ModelConfig, SetupEvent,
-    testing::{RecordedRequest, Reply, ScriptedModel},
+    AgentConfig, Bridge, BridgeConfig, ChatEvent, ModelConfig, SetupEvent, testing::ScriptedModel,
     worker::venv,
 };
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
         /// System instructions for the agent.
         #[arg(long)]
         system: Option<String>,
+        /// Do not offer the demo Rust tools (clock, calculator) to the model.
+        #[arg(long)]
+        no_tools: bool,
     },
     /// Create (or check) the managed Python environment, showing progress.
     Setup,
@@ -70,7 +74,8 @@ async fn main() -> ExitCode {
             model,
             offline,
             system,
-        } => chat(prompt, base_url, model, offline, system).await,
+            no_tools,
+        } => chat(prompt, base_url, model, offline, system, !no_tools).await,
         Command::Setup => setup().await,
     };
     match result {
@@ -142,30 +147,13 @@ async fn setup() -> agy_bridge::Result<()> {
     Ok(())
 }
 
-/// The offline demo model: a friendly scripted reply that says what it is.
-fn demo_reply(request: &RecordedRequest) -> Reply {
-    let prompt = request.last_user_prompt().unwrap_or_default();
-    let prompt = prompt.trim();
-    Reply::slow_text(
-        format!(
-            "Hello from the offline demo model! You asked: \"{prompt}\". This reply was streamed \
-             through the real Antigravity SDK and its localharness, from a scripted model server \
-             inside agy-bridge. Set GEMINI_API_KEY, or pass --base-url and --model, to talk to a \
-             real model."
-        )
-        .split_inclusive(' ')
-        .map(str::to_owned)
-        .collect::<Vec<_>>(),
-        Duration::from_millis(15),
-    )
-}
-
 async fn chat(
     prompt: String,
     base_url: Option<String>,
     model: Option<String>,
     offline: bool,
     system: Option<String>,
+    tools: bool,
 ) -> agy_bridge::Result<()> {
     let mut demo = None;
     let model_config = match (base_url, std::env::var("GEMINI_API_KEY").ok()) {
@@ -175,7 +163,7 @@ async fn chat(
             model,
         },
         _ => {
-            let server = ScriptedModel::with_responder(Arc::new(demo_reply)).await?;
+            let server = ScriptedModel::with_responder(Arc::new(demo::reply)).await?;
             let config = ModelConfig::openai_compatible(server.base_url(), "offline-demo");
             demo = Some(server);
             config
@@ -195,6 +183,9 @@ async fn chat(
     if let Some(system) = system {
         agent_config = agent_config.system_instructions(system);
     }
+    if tools {
+        agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
+    }
     let agent = bridge.create_agent(agent_config).await?;
     let mut reply = agent.chat(prompt).await?;
     let mut stdout = std::io::stdout();
@@ -205,7 +196,7 @@ async fn chat(
                 let _ = stdout.flush();
             }
             ChatEvent::Thought { text } => eprint!("{text}"),
-            ChatEvent::ToolCall { name, args, .. } => eprintln!("\n[tool call] {name} {args}"),
+            ChatEvent::ToolCall { name, args, .. } => eprintln!("[Rust tool call] {name} {args}"),
             _ => {}
         }
     }

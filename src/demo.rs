@@ -1,0 +1,145 @@
+//! The CLI's demo tools (written in Rust with `#[llm_tool]`) and its offline demo model.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agy_bridge::{
+    llm_tool,
+    testing::{RecordedRequest, Reply},
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+/// Returns the current date and time in UTC (ISO 8601).
+#[llm_tool]
+pub fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Date from days since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (era * 400 + yoe + i64::from(m <= 2), m, d)
+}
+
+/// An arithmetic operator.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+pub enum Op {
+    /// Addition.
+    #[serde(rename = "+")]
+    Add,
+    /// Subtraction.
+    #[serde(rename = "-")]
+    Sub,
+    /// Multiplication.
+    #[serde(rename = "*")]
+    Mul,
+    /// Division.
+    #[serde(rename = "/")]
+    Div,
+}
+
+/// Computes `a op b` exactly, for op in + - * /.
+#[llm_tool]
+pub fn calculator(a: f64, op: Op, b: f64) -> Result<f64, String> {
+    match op {
+        Op::Add => Ok(a + b),
+        Op::Sub => Ok(a - b),
+        Op::Mul => Ok(a * b),
+        Op::Div if b == 0.0 => Err("division by zero".into()),
+        Op::Div => Ok(a / b),
+    }
+}
+
+/// The offline demo model: calls the calculator for `a op b` in the prompt and the clock
+/// otherwise, then reports the Rust tool's answer, streamed word by word.
+pub fn reply(request: &RecordedRequest) -> Reply {
+    let pace = Duration::from_millis(15);
+    if let Some(result) = request.tool_result() {
+        let answer = result.rsplit("```json").next().unwrap_or(&result);
+        let answer = answer.trim().trim_end_matches("```").trim();
+        let text = format!(
+            "The Rust tool answered {answer}. This reply was streamed through the real \
+             Antigravity SDK and its localharness, from a scripted model inside agy-bridge; set \
+             GEMINI_API_KEY, or pass --base-url and --model, to talk to a real model."
+        );
+        return Reply::slow_text(words(&text), pace);
+    }
+    let prompt = request.last_user_prompt().unwrap_or_default();
+    let has_tools = !request.tools().is_empty();
+    if has_tools {
+        if let Some((a, op, b)) = find_arithmetic(&prompt) {
+            return Reply::tool_call("calculator", json!({"a": a, "op": op, "b": b}));
+        }
+        return Reply::tool_call("clock", json!({}));
+    }
+    let text = format!(
+        "Hello from the offline demo model! You asked: \"{}\". (No tools were offered.)",
+        prompt.trim()
+    );
+    Reply::slow_text(words(&text), pace)
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+/// Finds `<number> <op> <number>` in free text.
+fn find_arithmetic(text: &str) -> Option<(f64, String, f64)> {
+    let tokens: Vec<String> = text
+        .replace(['×', 'x'], " * ")
+        .replace('+', " + ")
+        .replace('/', " / ")
+        .replace('*', " * ")
+        .split_whitespace()
+        .map(|t| {
+            t.trim_matches(|c: char| !c.is_ascii_digit() && !"+-*/.".contains(c))
+                .to_owned()
+        })
+        .collect();
+    tokens.windows(3).find_map(|w| {
+        let a = w[0].parse().ok()?;
+        let b = w[2].parse().ok()?;
+        ["+", "-", "*", "/"]
+            .contains(&w[1].as_str())
+            .then(|| (a, w[1].clone(), b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_arithmetic_in_prose() {
+        assert_eq!(
+            find_arithmetic("what is 12 * 7?"),
+            Some((12.0, "*".into(), 7.0))
+        );
+        assert_eq!(find_arithmetic("2+2"), Some((2.0, "+".into(), 2.0)));
+        assert_eq!(find_arithmetic("what time is it"), None);
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+    }
+}
