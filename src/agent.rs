@@ -8,12 +8,18 @@ use std::{
     },
 };
 
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
 use crate::{
     bridge::BridgeInner,
-    error::{Error, Result},
+    content::Content,
+    error::{AgentErrorKind, Error, Result},
     protocol::{self, AgentRef, ChatParams, ChatResult, methods},
+    quota::QuotaState,
     streaming::ChatResponse,
-    types::ChatOutcome,
+    types::{ChatOutcome, ConversationState, Step, Usage},
 };
 
 /// A handle to an agent. Rust owns its id and directories; the worker only hosts it.
@@ -24,7 +30,10 @@ pub struct Agent {
     app_data_dir: PathBuf,
     harness_pid: Option<u32>,
     bridge: Arc<BridgeInner>,
+    quota: Arc<QuotaState>,
     closed: AtomicBool,
+    /// The last turn: whether its response was dropped, and whether its task has ended.
+    last_turn: std::sync::Mutex<Option<(Arc<AtomicBool>, watch::Receiver<bool>)>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -37,15 +46,19 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-/// Removes the turn's event route however the chat task ends (finished, failed, aborted).
+/// Removes the turn's event route however the chat task ends (finished, failed, aborted), and
+/// then reports the task's end. Declared first in the task, it is dropped last: after the
+/// pending call, whose drop sends `$/cancelRequest`.
 struct TurnRoute {
     bridge: Arc<BridgeInner>,
     key: (String, u64),
+    done: watch::Sender<bool>,
 }
 
 impl Drop for TurnRoute {
     fn drop(&mut self) {
         self.bridge.router.close_turn(&self.key);
+        let _ = self.done.send(true);
     }
 }
 
@@ -57,6 +70,7 @@ impl Agent {
         app_data_dir: PathBuf,
         harness_pid: Option<u32>,
         bridge: Arc<BridgeInner>,
+        quota: Arc<QuotaState>,
     ) -> Self {
         Self {
             id,
@@ -65,7 +79,9 @@ impl Agent {
             app_data_dir,
             harness_pid,
             bridge,
+            quota,
             closed: AtomicBool::new(false),
+            last_turn: std::sync::Mutex::new(None),
         }
     }
 
@@ -99,31 +115,39 @@ impl Agent {
         self.harness_pid
     }
 
-    /// Sends `prompt` and returns the streaming response at once.
+    /// Sends `prompt` (text or [`Content`] parts) and returns the streaming response at once.
     ///
     /// Turns on one agent are serialized by the worker: a second `chat` while one is running
-    /// fails with [`Error::AgentBusy`]. `chat` never retries on its own.
+    /// fails with [`Error::AgentBusy`]. If the model's API key is in quota backoff, the turn
+    /// first waits it out. `chat` never retries; see [`Agent::chat_with_retry`].
     ///
     /// # Errors
     /// [`Error::UnknownAgent`] after [`Agent::close`]; otherwise errors arrive via
     /// [`ChatResponse::finish`].
-    pub async fn chat(&self, prompt: impl Into<String>) -> Result<ChatResponse> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::UnknownAgent {
-                agent_id: self.id.clone(),
-            });
-        }
-        let prompt = prompt.into();
+    pub async fn chat(&self, prompt: impl Into<Content>) -> Result<ChatResponse> {
+        self.ensure_open()?;
+        self.settle_abandoned_turn().await;
+        let prompt = prompt.into().to_wire();
         let turn_id = self.bridge.next_turn.fetch_add(1, Ordering::Relaxed);
         let key = (self.id.clone(), turn_id);
         let events = self.bridge.router.open_turn(key.clone());
+        let (done, done_rx) = watch::channel(false);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        *self
+            .last_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Arc::clone(&abandoned), done_rx));
         let route = TurnRoute {
             bridge: Arc::clone(&self.bridge),
             key,
+            done,
         };
+        let quota = Arc::clone(&self.quota);
         let task = tokio::spawn(async move {
             let route = route;
             let bridge = &route.bridge;
+            quota.wait_for_quota().await;
             let params = ChatParams {
                 agent_id: &route.key.0,
                 turn_id,
@@ -134,16 +158,287 @@ impl Agent {
                 .peer()
                 .call_timeout(methods::AGENT_CHAT, params, bridge.config.chat_timeout)
                 .await
-                .map_err(protocol::refine_error)?;
-            let result: ChatResult = serde_json::from_value(reply)
-                .map_err(|e| Error::Protocol(format!("bad agent/chat result: {e}")))?;
-            Ok(ChatOutcome {
-                text: result.text,
-                usage: result.usage,
-                stop_reason: result.stop_reason,
-            })
+                .map_err(protocol::refine_error);
+            let reply = track_quota(&quota, reply)?;
+            outcome_from(reply)
         });
-        Ok(ChatResponse::new(events, task))
+        Ok(ChatResponse::new(events, task, abandoned))
+    }
+
+    /// If the previous turn's response was dropped, waits until its task has ended, so that
+    /// its `$/cancelRequest` reaches the worker before the next turn does. A turn whose
+    /// response is still held is not waited for (the worker answers `AgentBusy`).
+    async fn settle_abandoned_turn(&self) {
+        let previous = self
+            .last_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((abandoned, mut done)) = previous
+            && abandoned.load(Ordering::SeqCst)
+        {
+            let _ = done.wait_for(|d| *d).await;
+        }
+    }
+
+    /// [`Agent::chat`] to the end, retrying up to `max_attempts` times while the model reports
+    /// quota exhaustion (each retry waits out the key's backoff). This helper is the only
+    /// place the bridge retries.
+    ///
+    /// # Errors
+    /// The last error once attempts run out, or any non-quota error at once.
+    pub async fn chat_with_retry(
+        &self,
+        prompt: impl Into<Content>,
+        max_attempts: u32,
+    ) -> Result<ChatOutcome> {
+        let prompt = prompt.into();
+        let mut attempt = 1;
+        loop {
+            match self.chat(prompt.clone()).await?.finish().await {
+                Err(Error::Agent {
+                    kind: AgentErrorKind::Quota,
+                    ..
+                }) if attempt < max_attempts => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Starts a turn without streaming it (fire-and-forget); [`Agent::wait_for_idle`] returns
+    /// its outcome. The turn's steps still go into the history.
+    ///
+    /// # Errors
+    /// [`Error::AgentBusy`] if a turn is running; a worker error.
+    pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
+        self.ensure_open()?;
+        self.quota.wait_for_quota().await;
+        let prompt = prompt.into().to_wire();
+        self.request::<Value>(
+            methods::AGENT_SEND,
+            json!({"agent_id": self.id, "prompt": prompt}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Waits until the agent is idle. Returns the outcome of a turn started with
+    /// [`Agent::send`], if one was running.
+    ///
+    /// # Errors
+    /// That turn's error.
+    pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
+        let reply = self
+            .bridge
+            .worker
+            .peer()
+            .call_timeout(
+                methods::AGENT_WAIT_FOR_IDLE,
+                self.agent_ref(),
+                self.bridge.config.chat_timeout,
+            )
+            .await
+            .map_err(protocol::refine_error);
+        match track_quota(&self.quota, reply)? {
+            Value::Null => Ok(None),
+            reply => outcome_from(reply).map(Some),
+        }
+    }
+
+    /// Halts the running turn, if any (its `ChatResponse` then ends with [`Error::Cancelled`]).
+    /// Rust tools and confirmations in flight for this agent are cancelled too.
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn cancel(&self) -> Result<bool> {
+        let reply: Value = self
+            .request(methods::AGENT_CANCEL, self.agent_ref())
+            .await?;
+        Ok(reply["cancelled"].as_bool().unwrap_or(false))
+    }
+
+    /// The conversation history, one [`Step`] per step (its last update).
+    ///
+    /// # Errors
+    /// [`Error::AgentDisconnected`] while disconnected; a worker error.
+    pub async fn history(&self) -> Result<Vec<Step>> {
+        self.request(methods::AGENT_HISTORY, self.agent_ref()).await
+    }
+
+    /// Counters, usage, last response and idleness in one round trip.
+    ///
+    /// # Errors
+    /// [`Error::AgentDisconnected`] while disconnected; a worker error.
+    pub async fn conversation_state(&self) -> Result<ConversationState> {
+        self.request(methods::AGENT_STATE, self.agent_ref()).await
+    }
+
+    /// Turns sent in this session.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn turn_count(&self) -> Result<u32> {
+        Ok(self.conversation_state().await?.turn_count)
+    }
+
+    /// Usage over the whole conversation.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn total_usage(&self) -> Result<Usage> {
+        Ok(self
+            .conversation_state()
+            .await?
+            .total_usage
+            .unwrap_or_default())
+    }
+
+    /// Usage of the last turn.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn last_turn_usage(&self) -> Result<Usage> {
+        Ok(self
+            .conversation_state()
+            .await?
+            .last_turn_usage
+            .unwrap_or_default())
+    }
+
+    /// History indices at which compaction happened.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn compaction_indices(&self) -> Result<Vec<u32>> {
+        Ok(self.conversation_state().await?.compaction_indices)
+    }
+
+    /// Text of the last complete reply.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn last_response(&self) -> Result<Option<String>> {
+        Ok(self.conversation_state().await?.last_response)
+    }
+
+    /// Whether no turn is running.
+    ///
+    /// # Errors
+    /// As [`Agent::conversation_state`].
+    pub async fn is_idle(&self) -> Result<bool> {
+        Ok(self.conversation_state().await?.is_idle)
+    }
+
+    /// The last turn's structured output decoded into `T` (set a schema with
+    /// [`crate::AgentConfig::response_schema`]).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the output does not fit `T`; as [`Agent::conversation_state`].
+    pub async fn structured_output<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.conversation_state()
+            .await?
+            .structured_output
+            .map(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| Error::Protocol(format!("structured output does not fit: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Clears the local history (the model's context is unchanged, as in the SDK).
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn clear_history(&self) -> Result<()> {
+        self.request::<Value>(methods::AGENT_CLEAR_HISTORY, self.agent_ref())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the live session and stops its harness (~190 MiB) but keeps the agent and its
+    /// persisted conversation: the next turn resumes it, tools, hooks and policies included.
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn disconnect(&self) -> Result<()> {
+        self.request::<Value>(methods::AGENT_DISCONNECT, self.agent_ref())
+            .await?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the agent to start a turn on its own (a trigger or a
+    /// scheduled task). Its steps are in the history when this returns `true`.
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn wait_for_wakeup(&self, timeout: std::time::Duration) -> Result<bool> {
+        let params = json!({"agent_id": self.id, "timeout_secs": timeout.as_secs_f64()});
+        let reply: Value = self
+            .bridge
+            .worker
+            .peer()
+            .call_timeout(
+                methods::AGENT_WAIT_FOR_WAKEUP,
+                params,
+                timeout + self.bridge.config.operation_timeout,
+            )
+            .await
+            .map_err(protocol::refine_error)?;
+        Ok(reply.as_bool().unwrap_or(false))
+    }
+
+    /// Declares the agent idle: a turn it started on its own is halted and pending wake-ups
+    /// are forgotten. (The SDK has no such call; this is the bridge's definition.)
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn signal_idle(&self) -> Result<()> {
+        self.request::<Value>(methods::AGENT_SIGNAL_IDLE, self.agent_ref())
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the agent and deletes its persisted conversation (database and harness files).
+    /// A new agent can never resume it.
+    ///
+    /// # Errors
+    /// A worker error, or a file that could not be removed.
+    pub async fn delete(self) -> Result<()> {
+        let files = conversation_files(&self.save_dir, &self.app_data_dir, &self.conversation_id);
+        self.close().await?;
+        for path in files {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the agent in the background without waiting (for `Drop` paths and shutdown
+    /// hooks); does nothing without a tokio runtime.
+    pub fn try_shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let bridge = Arc::clone(&self.bridge);
+            let id = self.id.clone();
+            handle.spawn(async move {
+                let _ = bridge
+                    .worker
+                    .peer()
+                    .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
+                    .await;
+                bridge.router.remove_agent(&id);
+            });
+        }
     }
 
     /// Stops the agent and its harness. The conversation stays on disk.
@@ -167,26 +462,75 @@ impl Agent {
         result?;
         Ok(())
     }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::UnknownAgent {
+                agent_id: self.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn agent_ref(&self) -> Value {
+        json!({ "agent_id": self.id })
+    }
+
+    async fn request<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
+        self.ensure_open()?;
+        let reply = self
+            .bridge
+            .worker
+            .peer()
+            .call_timeout(method, params, self.bridge.config.operation_timeout)
+            .await
+            .map_err(protocol::refine_error)?;
+        serde_json::from_value(reply)
+            .map_err(|e| Error::Protocol(format!("bad {method} result: {e}")))
+    }
+}
+
+/// Records quota hits and model successes for the agent's API key.
+fn track_quota(quota: &QuotaState, reply: Result<Value>) -> Result<Value> {
+    match &reply {
+        Ok(_) => quota.record_success(),
+        Err(Error::Agent {
+            kind: AgentErrorKind::Quota,
+            retry_after,
+            ..
+        }) => {
+            quota.record_hit(*retry_after);
+        }
+        Err(_) => {}
+    }
+    reply
+}
+
+fn outcome_from(reply: Value) -> Result<ChatOutcome> {
+    let result: ChatResult = serde_json::from_value(reply)
+        .map_err(|e| Error::Protocol(format!("bad chat result: {e}")))?;
+    Ok(ChatOutcome {
+        text: result.text,
+        usage: result.usage,
+        stop_reason: result.stop_reason,
+        structured_output: result.structured_output,
+    })
+}
+
+/// The files the SDK keeps for one conversation.
+fn conversation_files(save_dir: &Path, app_data_dir: &Path, conversation_id: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["db", "db-wal", "db-shm"]
+        .iter()
+        .map(|ext| save_dir.join(format!("{conversation_id}.{ext}")))
+        .collect();
+    files.push(app_data_dir.join("brain").join(conversation_id));
+    files
 }
 
 impl Drop for Agent {
     /// An agent dropped without [`Agent::close`] is closed in the background when a runtime is
     /// available (its worker going away also ends it).
     fn drop(&mut self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let bridge = Arc::clone(&self.bridge);
-            let id = std::mem::take(&mut self.id);
-            handle.spawn(async move {
-                let _ = bridge
-                    .worker
-                    .peer()
-                    .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
-                    .await;
-                bridge.router.remove_agent(&id);
-            });
-        }
+        self.try_shutdown();
     }
 }

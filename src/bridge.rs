@@ -16,6 +16,7 @@ use crate::{
     config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
     protocol::{self, WorkerInfo, methods},
+    quota::QuotaRegistry,
     router::{AgentState, Router},
     rpc::Handler,
     worker::{StartupTimings, WorkerOptions, WorkerProcess, venv},
@@ -26,6 +27,7 @@ pub(crate) struct BridgeInner {
     pub(crate) router: Arc<Router>,
     pub(crate) config: BridgeConfig,
     pub(crate) data_dir: PathBuf,
+    pub(crate) quota: QuotaRegistry,
     next_agent: AtomicU64,
     pub(crate) next_turn: AtomicU64,
 }
@@ -73,6 +75,12 @@ impl Bridge {
     /// [`Error::VenvSetup`], [`Error::Spawn`], [`Error::VersionMismatch`], or the worker's
     /// start-up failure with its stderr.
     pub async fn start(config: BridgeConfig) -> Result<Self> {
+        // Like the seed: settings such as GEMINI_API_KEY may come from a .env file.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            tracing::warn!("could not load .env: {e}");
+        }
         let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
         let data_dir = config
             .data_dir
@@ -98,6 +106,7 @@ impl Bridge {
                 router,
                 config,
                 data_dir,
+                quota: QuotaRegistry::new(),
                 next_agent: AtomicU64::new(1),
                 next_turn: AtomicU64::new(1),
             }),
@@ -112,7 +121,10 @@ impl Bridge {
         config.validate()?;
         let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
         let agent_id = format!("agent-{seq}");
-        let conversation_id = uuid::Uuid::new_v4().to_string();
+        let conversation_id = config
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let save_dir = self.inner.data_dir.join("conversations");
         let app_data_dir = self.inner.data_dir.join("app-data");
         let mut wire = json!({
@@ -148,6 +160,13 @@ impl Bridge {
         if !config.workspaces.is_empty() {
             wire["workspaces"] = json!(config.workspaces);
         }
+        if let Some(schema) = &config.response_schema {
+            wire["response_schema"] = schema.clone();
+        }
+        if let Some(extra) = &config.sdk_options {
+            wire["sdk_options"] = extra.clone();
+        }
+        let quota = self.inner.quota.state_for_key(&config.model.quota_key());
         let params = protocol::AgentCreateParams {
             agent_id: &agent_id,
             config: &wire,
@@ -182,6 +201,7 @@ impl Bridge {
             app_data_dir,
             created.harness_pid,
             Arc::clone(&self.inner),
+            quota,
         ))
     }
 
@@ -233,6 +253,12 @@ impl Bridge {
             .call(method, params)
             .await
             .map_err(protocol::refine_error)
+    }
+
+    /// The per-API-key quota backoff shared by this bridge's agents.
+    #[must_use]
+    pub fn quota(&self) -> &QuotaRegistry {
+        &self.inner.quota
     }
 
     /// The worker's last stderr lines.

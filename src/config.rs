@@ -198,6 +198,23 @@ impl ModelConfig {
         }
     }
 
+    /// The key that quota backoff is tracked under: the API key, else the endpoint.
+    #[must_use]
+    pub fn quota_key(&self) -> String {
+        match self {
+            Self::Gemini { api_key, .. } => {
+                format!("gemini:{}", api_key.as_deref().unwrap_or("env"))
+            }
+            Self::Vertex {
+                api_key, project, ..
+            } => format!(
+                "vertex:{}",
+                api_key.as_deref().or(project.as_deref()).unwrap_or("env")
+            ),
+            Self::OpenaiCompatible { base_url, .. } => format!("openai:{base_url}"),
+        }
+    }
+
     /// A short human-readable name, e.g. for the CLI.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -250,6 +267,14 @@ pub struct AgentConfig {
     pub tools: ToolRegistry,
     /// Lifecycle hooks.
     pub hooks: Hooks,
+    /// Resume (or create) this conversation instead of starting a new one. At least 32 of
+    /// `[a-zA-Z0-9-]` (the SDK's rule).
+    pub conversation_id: Option<String>,
+    /// A JSON schema for structured output (see [`AgentConfig::response_schema`]).
+    pub response_schema: Option<serde_json::Value>,
+    /// Further SDK config fields as JSON, validated by the SDK (e.g. `compaction_config`,
+    /// `budget_config`, `retry_config`); see [`AgentConfig::sdk_option`].
+    pub sdk_options: Option<serde_json::Value>,
     /// Tool-call policies. With none, every tool is allowed, unless write built-ins are
     /// enabled: then the agent is refused (the SDK's safety rule) unless a
     /// `pre_tool_call_decide` hook decides.
@@ -270,6 +295,9 @@ impl AgentConfig {
             tools: ToolRegistry::new(),
             hooks: Hooks::new(),
             policies: PolicySet::new(),
+            conversation_id: None,
+            response_schema: None,
+            sdk_options: None,
             problems: Vec::new(),
         }
     }
@@ -333,6 +361,35 @@ impl AgentConfig {
         self
     }
 
+    /// Continues the conversation with this id (e.g. [`crate::Agent::conversation_id`] of an
+    /// earlier agent, even from another process), or starts it under this id.
+    #[must_use]
+    pub fn conversation_id(mut self, id: impl Into<String>) -> Self {
+        self.conversation_id = Some(id.into());
+        self
+    }
+
+    /// Asks the model for structured output shaped like `T`; read it with
+    /// [`crate::Agent::structured_output`] or [`crate::ChatOutcome::structured_output`].
+    #[must_use]
+    pub fn response_schema<T: schemars::JsonSchema>(mut self) -> Self {
+        self.response_schema = Some(crate::tools::schema_for::<T>());
+        self
+    }
+
+    /// Sets an SDK config field by its SDK name, e.g.
+    /// `sdk_option("compaction_config", json!({"token_threshold": 4000}))` or
+    /// `sdk_option("budget_config", json!({"max_model_calls": 3}))`. The SDK validates it; a
+    /// bad value fails `create_agent` with [`Error::InvalidConfig`] naming the field.
+    #[must_use]
+    pub fn sdk_option(mut self, name: &str, value: serde_json::Value) -> Self {
+        let options = self
+            .sdk_options
+            .get_or_insert_with(|| serde_json::json!({}));
+        options[name] = value;
+        self
+    }
+
     /// Checks the configuration before it is sent to a worker.
     ///
     /// # Errors
@@ -357,6 +414,15 @@ impl AgentConfig {
                      .policy(PolicyRule::allow_all()) to approve every call, or \
                      .policy(PolicyRule::deny_all()).policy(PolicyRule::allow(\"tool\")) to \
                      allow only some"
+                ),
+            });
+        }
+        if let Some(id) = &self.conversation_id
+            && (id.len() < 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "conversation_id {id:?} must be at least 32 characters of [a-zA-Z0-9-]"
                 ),
             });
         }

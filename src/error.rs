@@ -81,8 +81,17 @@ pub enum Error {
         kind: AgentErrorKind,
         /// HTTP status returned by the model server, if any.
         http_status: Option<u16>,
+        /// For quota errors: how long the server asked to wait, when it said.
+        retry_after: Option<Duration>,
         /// The SDK's message.
         message: String,
+    },
+    /// The agent's live session was ended with [`crate::Agent::disconnect`]; its next turn
+    /// resumes it.
+    #[error("agent `{agent_id}` is disconnected; its next turn resumes it")]
+    AgentDisconnected {
+        /// The agent.
+        agent_id: String,
     },
     /// The operation was cancelled.
     #[error("the operation was cancelled")]

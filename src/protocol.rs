@@ -38,6 +38,24 @@ pub mod methods {
     pub const AGENT_CHAT: &str = "agent/chat";
     /// Rust → worker: stop an agent.
     pub const AGENT_CLOSE: &str = "agent/close";
+    /// Rust → worker: start a turn without streaming it.
+    pub const AGENT_SEND: &str = "agent/send";
+    /// Rust → worker: wait for a turn started with `agent/send`; returns its outcome.
+    pub const AGENT_WAIT_FOR_IDLE: &str = "agent/wait_for_idle";
+    /// Rust → worker: halt the running turn.
+    pub const AGENT_CANCEL: &str = "agent/cancel";
+    /// Rust → worker: the de-duplicated history.
+    pub const AGENT_HISTORY: &str = "agent/history";
+    /// Rust → worker: counters, usage, last response, idleness.
+    pub const AGENT_STATE: &str = "agent/state";
+    /// Rust → worker: clear the local history.
+    pub const AGENT_CLEAR_HISTORY: &str = "agent/clear_history";
+    /// Rust → worker: end the live session, keep the agent (resumed on the next turn).
+    pub const AGENT_DISCONNECT: &str = "agent/disconnect";
+    /// Rust → worker: wait until the agent starts a turn on its own.
+    pub const AGENT_WAIT_FOR_WAKEUP: &str = "agent/wait_for_wakeup";
+    /// Rust → worker: declare the agent idle (halts a self-started turn).
+    pub const AGENT_SIGNAL_IDLE: &str = "agent/signal_idle";
     /// Worker → Rust notification: one streamed event of a turn.
     pub const CHAT_EVENT: &str = "chat/event";
     /// Worker → Rust: run a Rust tool for an agent.
@@ -58,6 +76,8 @@ pub mod codes {
     pub const INVALID_CONFIG: i64 = -32030;
     /// The agent is already running a turn.
     pub const AGENT_BUSY: i64 = -32040;
+    /// The agent is disconnected (its next turn resumes it).
+    pub const AGENT_DISCONNECTED: i64 = -32041;
     /// The tool is not registered for that agent.
     pub const UNKNOWN_TOOL: i64 = -32011;
     /// A Rust tool failed (its message is shown to the model).
@@ -132,8 +152,8 @@ pub struct ChatParams<'a> {
     pub agent_id: &'a str,
     /// Rust-assigned turn number; echoed in every `chat/event`.
     pub turn_id: u64,
-    /// The prompt.
-    pub prompt: &'a str,
+    /// The prompt: a string or a list of parts (see [`crate::content::Content::to_wire`]).
+    pub prompt: &'a Value,
 }
 
 /// `chat/event` params.
@@ -156,6 +176,9 @@ pub struct ChatResult {
     pub usage: Option<Usage>,
     /// The SDK's stop reason.
     pub stop_reason: String,
+    /// Structured output, if any.
+    #[serde(default)]
+    pub structured_output: Option<Value>,
 }
 
 /// Turns protocol-level error codes from the worker into the crate's typed errors.
@@ -189,7 +212,15 @@ pub fn refine_error(error: Error) -> Error {
             http_status: field("http_status")
                 .and_then(|s| s.as_u64())
                 .and_then(|s| u16::try_from(s).ok()),
+            retry_after: field("retry_after_secs")
+                .and_then(|s| s.as_f64())
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
             message,
+        },
+        codes::AGENT_DISCONNECTED => Error::AgentDisconnected {
+            agent_id: field("agent_id")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
         },
         _ => Error::Rpc {
             code,

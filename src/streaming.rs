@@ -2,6 +2,10 @@
 
 use std::{
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -22,16 +26,19 @@ use crate::{
 pub struct ChatResponse {
     events: mpsc::UnboundedReceiver<ChatEvent>,
     outcome: Option<JoinHandle<Result<ChatOutcome>>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl ChatResponse {
     pub(crate) const fn new(
         events: mpsc::UnboundedReceiver<ChatEvent>,
         outcome: JoinHandle<Result<ChatOutcome>>,
+        abandoned: Arc<AtomicBool>,
     ) -> Self {
         Self {
             events,
             outcome: Some(outcome),
+            abandoned,
         }
     }
 
@@ -61,7 +68,9 @@ impl Stream for ChatResponse {
 impl Drop for ChatResponse {
     fn drop(&mut self) {
         if let Some(handle) = self.outcome.take() {
-            // Aborting drops the pending call, which sends `$/cancelRequest` to the worker.
+            // Aborting drops the pending call, which sends `$/cancelRequest` to the worker. That
+            // happens on a runtime thread a moment later; the agent's next turn waits for it.
+            self.abandoned.store(true, Ordering::SeqCst);
             handle.abort();
         }
     }

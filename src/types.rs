@@ -52,4 +52,81 @@ pub struct ChatOutcome {
     pub usage: Option<Usage>,
     /// Why the turn stopped, as the SDK names it (e.g. `UNSPECIFIED`, `MAX_MODEL_CALLS_EXCEEDED`).
     pub stop_reason: String,
+    /// The structured output of the turn, when the agent has a response schema.
+    #[serde(default)]
+    pub structured_output: Option<serde_json::Value>,
+}
+
+/// A tool call recorded in a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepToolCall {
+    /// Tool name.
+    pub name: String,
+    /// Arguments.
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// Call id.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// One step of the conversation history (the SDK's `Step`, de-duplicated: one entry per
+/// trajectory and step index, holding its last update).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// `<trajectory_id>:<step_index>`, or the call id for a live tool-call step.
+    pub id: String,
+    /// Index within its trajectory.
+    #[serde(default)]
+    pub step_index: u32,
+    /// The trajectory (the conversation id for the main agent; subagents have their own).
+    #[serde(default)]
+    pub trajectory_id: String,
+    /// `TEXT_RESPONSE`, `TOOL_CALL`, `SYSTEM_MESSAGE`, `COMPACTION`, `FINISH`, `THINKING`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `USER`, `MODEL` or `SYSTEM`.
+    pub source: String,
+    /// `DONE`, `ERROR`, `CANCELED`, …
+    pub status: String,
+    /// The step's text (cumulative).
+    #[serde(default)]
+    pub content: String,
+    /// Visible reasoning, if any.
+    #[serde(default)]
+    pub thinking: String,
+    /// Tool calls made in this step.
+    #[serde(default)]
+    pub tool_calls: Vec<StepToolCall>,
+    /// The error of an `ERROR` step.
+    #[serde(default)]
+    pub error: String,
+    /// HTTP status of a failed model call, when reported.
+    #[serde(default)]
+    pub http_code: Option<i64>,
+    /// Whether this step is a complete reply to the user.
+    #[serde(default)]
+    pub is_complete_response: Option<bool>,
+    /// Structured output of a `FINISH` step.
+    #[serde(default)]
+    pub structured_output: Option<serde_json::Value>,
+}
+
+/// A snapshot of an agent's conversation counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationState {
+    /// Turns sent in this session (restarts at 0 after a resume, as in the SDK).
+    pub turn_count: u32,
+    /// Usage over the whole conversation (restored on resume).
+    pub total_usage: Option<Usage>,
+    /// Usage of the last turn.
+    pub last_turn_usage: Option<Usage>,
+    /// History indices of compaction step updates.
+    pub compaction_indices: Vec<u32>,
+    /// Text of the last complete reply.
+    pub last_response: Option<String>,
+    /// Whether no turn is running.
+    pub is_idle: bool,
+    /// Structured output of the last turn.
+    pub structured_output: Option<serde_json::Value>,
 }

@@ -267,7 +267,7 @@ async fn duplicate_tool_names_are_refused_before_anything_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
-    let (bridge, model, _data) = common::start_verbose().await;
+    let (bridge, model, _data) = start().await;
     let started = Arc::new(tokio::sync::Notify::new());
     let dropped = Arc::new(AtomicUsize::new(0));
     struct Guard(Arc<AtomicUsize>);

@@ -150,6 +150,10 @@ class Worker:
         elif action == "reverse":
             # Sends an arbitrary reverse request, as a forged or buggy worker could.
             return await self.peer.call(params["method"], params.get("params"))
+        elif action == "trigger":
+            # Makes the harness start a turn on its own, as a trigger or schedule would.
+            hosted = self.host.agents[params["agent_id"]]
+            await hosted.agent.conversation.connection.send_trigger_notification(params["text"])
         elif action == "exit":
             os._exit(int(params.get("code", 3)))
         else:

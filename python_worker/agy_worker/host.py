@@ -6,6 +6,7 @@ The worker holds nothing it cannot rebuild: configs, ids and directories come fr
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -20,8 +21,11 @@ UNKNOWN_AGENT = -32010
 AGENT_ERROR = -32020
 INVALID_CONFIG = -32030
 AGENT_BUSY = -32040
+AGENT_DISCONNECTED = -32041
 
 _HTTP_STATUS = re.compile(r"status (\d{3})")
+# "Retry-After: 7", "retry after 7s", or Google's "retryDelay": "7s".
+_RETRY_AFTER = re.compile(r"(?i)retry[-_ ]?(?:after|delay)[\"']?\s*[:=]?\s*[\"']?(\d+(?:\.\d+)?)")
 
 
 def _sdk():
@@ -40,6 +44,11 @@ def classify_exception(exc: BaseException) -> RpcError:
         m = _HTTP_STATUS.search(message)
         status = int(m.group(1)) if m else None
         data["http_status"] = status
+        # Every execution error kills the SDK session except a pre_turn refusal.
+        data["session_dead"] = "blocked by pre_turn" not in message
+        retry = _RETRY_AFTER.search(message)
+        if retry:
+            data["retry_after_secs"] = float(retry.group(1))
         if status == 429 or "RESOURCE_EXHAUSTED" in message:
             data["kind"] = "quota"
         elif "max token limit" in message:
@@ -52,6 +61,7 @@ def classify_exception(exc: BaseException) -> RpcError:
             data["kind"] = "execution"
     elif isinstance(exc, t.AntigravityConnectionError):
         data["kind"] = "connection_lost"
+        data["session_dead"] = True
     elif isinstance(exc, ValueError):
         data["kind"] = "invalid_request"
     else:
@@ -75,11 +85,70 @@ def _usage(u: Any) -> dict[str, Any] | None:
 READ_ONLY_BUILTINS = {"view_file", "read_url_content", "schedule", "finish"}
 
 
+def to_prompt(prompt: Any) -> Any:
+    """A text prompt, or a list of parts: {"text"} or {"data" (base64), "mime_type"} or {"path"}."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise RpcError(INVALID_PARAMS, "prompt must not be empty")
+        return prompt
+    if not isinstance(prompt, list) or not prompt:
+        raise RpcError(INVALID_PARAMS, "prompt must be a non-empty string or list of parts")
+    from google.antigravity import types as t
+
+    parts: list[Any] = []
+    for part in prompt:
+        try:
+            if "text" in part:
+                parts.append(part["text"])
+            elif "path" in part:
+                parts.append(t.from_file(part["path"], part.get("description")))
+            else:
+                data = base64.b64decode(part["data"])
+                parts.append(t.from_bytes(data, part["mime_type"], part.get("description")))
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise RpcError(INVALID_PARAMS, f"bad prompt part: {e}") from e
+    return parts
+
+
+def _has_unread_steps(conversation: Any) -> bool:
+    if not conversation.is_idle:
+        return True
+    processor = getattr(conversation.connection, "_processor", None)
+    queue = getattr(processor, "step_queue", None)
+    return queue is not None and not queue.empty()
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return integral(value)
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if dump else str(value)
+
+
+def dedupe_steps(history: list[Any]) -> list[dict[str, Any]]:
+    """One entry per (trajectory, step index), keeping the last update, in first-seen order;
+    the synthetic live tool-call steps (keyed by call id) are kept as they are."""
+    out: dict[Any, dict[str, Any]] = {}
+    for step in history:
+        data = step.model_dump(mode="json", exclude={"usage_metadata"})
+        key: Any = (data.get("trajectory_id"), data.get("step_index"))
+        if data.get("tool_calls") and data.get("id") != f"{key[0]}:{key[1]}":
+            key = ("call", data.get("id"))
+        out[key] = data  # a re-assigned key keeps its first position
+    return [integral(s) for s in out.values()]
+
+
 class HostedAgent:
     def __init__(self, agent_id: str):
         self.agent_id = agent_id
         self.agent: Any = None
+        self.config: Any = None
         self.callbacks = Callbacks()
+        # A turn started with agent/send runs here; agent/wait_for_idle awaits it.
+        self.background: asyncio.Task | None = None
+        # Turns the harness starts on its own (triggers, schedules) set this.
+        self.wakeup = asyncio.Event()
+        self.monitor: asyncio.Task | None = None
         self.turn_lock = asyncio.Lock()
         # True while a cancelled turn is being halted; the next turn waits for that, instead
         # of being refused as busy.
@@ -108,6 +177,15 @@ class AgentHost:
         peer.method("agent/create", self.create)
         peer.method("agent/chat", self.chat)
         peer.method("agent/close", self.close)
+        peer.method("agent/send", self.send)
+        peer.method("agent/wait_for_idle", self.wait_for_idle)
+        peer.method("agent/cancel", self.cancel)
+        peer.method("agent/history", self.history)
+        peer.method("agent/state", self.state)
+        peer.method("agent/clear_history", self.clear_history)
+        peer.method("agent/disconnect", self.disconnect)
+        peer.method("agent/wait_for_wakeup", self.wait_for_wakeup)
+        peer.method("agent/signal_idle", self.signal_idle)
 
     def _get(self, params: Any) -> HostedAgent:
         agent_id = (params or {}).get("agent_id")
@@ -135,6 +213,12 @@ class AgentHost:
             "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
             "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", [])),
         }
+        if cfg.get("response_schema"):
+            common["response_schema"] = cfg["response_schema"]
+        for name, value in (cfg.get("sdk_options") or {}).items():
+            if name in common or name in ("model", "base_url", "api_key"):
+                raise RpcError(INVALID_CONFIG, f"sdk option {name!r} is set by the bridge", {"field": name})
+            common[name] = value
         if cfg.get("system_instructions"):
             common["system_instructions"] = cfg["system_instructions"]
         if cfg.get("workspaces"):
@@ -176,33 +260,88 @@ class AgentHost:
                 INVALID_CONFIG, f"agent failed to start: {e}", {"exception": type(e).__name__}
             ) from e
         hosted.agent = agent
+        hosted.config = config
         self.agents[agent_id] = hosted
+        hosted.monitor = asyncio.ensure_future(self._watch_self_started_turns(hosted))
         return {
             "agent_id": agent_id,
             "harness_pid": hosted.harness_pid,
             "start_ms": (time.perf_counter() - started) * 1000,
         }
 
-    async def chat(self, params: Any) -> dict[str, Any]:
-        hosted = self._get(params)
-        turn_id = params.get("turn_id")
-        prompt = params.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise RpcError(INVALID_PARAMS, "prompt must be a non-empty string")
+    def _check_idle(self, hosted: HostedAgent) -> None:
         if hosted.turn_lock.locked() and not hosted.winding_down():
             raise RpcError(
                 AGENT_BUSY,
                 f"agent {hosted.agent_id} is already running a turn",
                 {"agent_id": hosted.agent_id},
             )
+
+    async def chat(self, params: Any) -> dict[str, Any]:
+        hosted = self._get(params)
+        prompt = to_prompt(params.get("prompt"))
+        self._check_idle(hosted)
+        return await self._locked_turn(hosted, params.get("turn_id"), prompt)
+
+    async def _locked_turn(self, hosted: HostedAgent, turn_id: Any, prompt: Any) -> dict[str, Any]:
         async with hosted.turn_lock:
             hosted.turn_task = asyncio.current_task()
             try:
+                if hosted.agent is None:  # disconnected earlier: resume the conversation
+                    await self._reopen(hosted)
                 return await self._run_turn(hosted, turn_id, prompt)
             finally:
                 hosted.turn_task = None
 
-    async def _run_turn(self, hosted: HostedAgent, turn_id: Any, prompt: str) -> dict[str, Any]:
+    async def send(self, params: Any) -> dict[str, Any]:
+        """Starts a turn without streaming it; agent/wait_for_idle returns its outcome."""
+        hosted = self._get(params)
+        prompt = to_prompt(params.get("prompt"))
+        self._check_idle(hosted)
+        if hosted.background is not None and not hosted.background.done():
+            raise RpcError(AGENT_BUSY, f"agent {hosted.agent_id} is already running a turn")
+        hosted.background = asyncio.ensure_future(self._locked_turn(hosted, None, prompt))
+        # Let the turn take the lock before answering, so a chat right after sees it busy.
+        await asyncio.sleep(0)
+        return {}
+
+    async def wait_for_idle(self, params: Any) -> dict[str, Any] | None:
+        hosted = self._get(params)
+        task = hosted.background
+        if task is not None:
+            # Shielded: a caller giving up on waiting must not cancel the turn itself.
+            try:
+                return await asyncio.shield(task)
+            finally:
+                if task.done():
+                    hosted.background = None
+        if hosted.turn_task is not None:
+            async with hosted.turn_lock:
+                pass
+        return None
+
+    async def cancel(self, params: Any) -> dict[str, Any]:
+        hosted = self._get(params)
+        if hosted.agent is None:
+            return {"cancelled": False}
+        conversation = hosted.agent.conversation
+        if hosted.turn_lock.locked():
+            # A consumer is reading the turn: halting makes it end with AntigravityCancelledError.
+            # (conversation.wait_for_idle() would discard the queued steps it is waiting for.)
+            hosted.callbacks.cancel_all()
+            await asyncio.wait_for(conversation.cancel(), 5)
+            await asyncio.wait_for(self._turn_finished(hosted), 30)
+            return {"cancelled": True}
+        if not conversation.is_idle:
+            await self._halt_turn(hosted)
+            return {"cancelled": True}
+        return {"cancelled": False}
+
+    async def _turn_finished(self, hosted: HostedAgent) -> None:
+        async with hosted.turn_lock:
+            pass
+
+    async def _run_turn(self, hosted: HostedAgent, turn_id: Any, prompt: Any) -> dict[str, Any]:
         from google.antigravity import types as t
 
         agent_id = hosted.agent_id
@@ -224,19 +363,23 @@ class AgentHost:
                     }
                 else:
                     continue
-                notify("chat/event", {"agent_id": agent_id, "turn_id": turn_id, "event": event})
+                if turn_id is not None:
+                    notify("chat/event", {"agent_id": agent_id, "turn_id": turn_id, "event": event})
             text = await response.text()
             stop = response.stop_reason
             return {
                 "text": text,
                 "usage": _usage(response.usage_metadata),
                 "stop_reason": getattr(stop, "value", str(stop)),
+                "structured_output": _jsonable(hosted.agent.conversation.get_last_structured_output()),
             }
         except asyncio.CancelledError:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the
             # consuming task would leave the harness turn running, so halt it explicitly.
-            log.info("turn of %s cancelled (response started: %s)", agent_id, response is not None)
-            if response is not None:
+            task = asyncio.current_task()
+            by_rust = task is not None and getattr(task, "cancelling", lambda: 1)() > 0
+            log.info("turn of %s cancelled (by Rust: %s)", agent_id, by_rust)
+            if response is not None and by_rust:
                 hosted.cancelling = True
                 try:
                     await asyncio.shield(self._halt_turn(hosted))
@@ -248,7 +391,119 @@ class AgentHost:
         except RpcError:
             raise
         except Exception as e:
-            raise classify_exception(e) from e
+            error = classify_exception(e)
+            if error.data.get("session_dead"):
+                # After a model/API error the SDK session is dead (the next chat returns '' and
+                # the one after hangs): re-open the conversation so the agent stays usable.
+                try:
+                    await self._reopen(hosted)
+                    error.data["recovered"] = True
+                except Exception as reopen_error:  # noqa: BLE001 - report both, keep the first
+                    log.exception("re-opening %s after a model error failed", agent_id)
+                    error.data["recovered"] = False
+                    error.data["reopen_error"] = str(reopen_error)
+            raise error from e
+
+    async def _reopen(self, hosted: HostedAgent) -> None:
+        """Re-opens the agent's conversation (RESUME) with the same tools, hooks and policies."""
+        from google.antigravity.types import SessionContinuationMode
+
+        old = hosted.agent
+        hosted.agent = None
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.__aexit__(None, None, None), 10)
+            except Exception:  # noqa: BLE001 - the old session is dead anyway
+                log.info("closing the dead session of %s raised", hosted.agent_id, exc_info=True)
+        hosted.config.session_continuation_mode = SessionContinuationMode.RESUME
+        agent = _sdk().Agent(hosted.config)
+        await agent.__aenter__()
+        hosted.agent = agent
+
+    async def _watch_self_started_turns(self, hosted: HostedAgent) -> None:
+        """Notices turns the harness starts on its own (a trigger, a schedule) and drains their
+        steps into the history, which the SDK would otherwise drop at the next send().
+
+        A fast self-started turn can begin and end between two polls, so besides `is_idle` the
+        watch looks at the connection's step queue, where such a turn's steps wait (a private
+        SDK attribute, checked defensively).
+        """
+        while True:
+            await asyncio.sleep(0.05)
+            agent = hosted.agent
+            if agent is None or hosted.turn_lock.locked():
+                continue
+            if not _has_unread_steps(agent.conversation):
+                continue
+            async with hosted.turn_lock:
+                conversation = agent.conversation
+                if hosted.agent is not agent or not _has_unread_steps(conversation):
+                    continue
+                log.info("agent %s started a turn on its own", hosted.agent_id)
+                try:
+                    async for _ in conversation.receive_steps():
+                        pass
+                except Exception:  # noqa: BLE001 - a failed self-started turn must not kill us
+                    log.warning("self-started turn of %s failed", hosted.agent_id, exc_info=True)
+                hosted.wakeup.set()
+
+    async def wait_for_wakeup(self, params: Any) -> bool:
+        hosted = self._get(params)
+        timeout = params.get("timeout_secs")
+        try:
+            await asyncio.wait_for(hosted.wakeup.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        hosted.wakeup.clear()
+        return True
+
+    async def signal_idle(self, params: Any) -> dict[str, Any]:
+        """The application declares the agent idle: a self-started turn is halted and pending
+        wake-ups are forgotten."""
+        hosted = self._get(params)
+        if hosted.agent is not None and not hosted.agent.conversation.is_idle:
+            await self._halt_turn(hosted)
+        hosted.wakeup.clear()
+        return {}
+
+    def _conversation(self, params: Any) -> Any:
+        hosted = self._get(params)
+        if hosted.agent is None:
+            raise RpcError(
+                AGENT_DISCONNECTED,
+                f"agent {hosted.agent_id} is disconnected; chat to resume it",
+                {"agent_id": hosted.agent_id},
+            )
+        return hosted.agent.conversation
+
+    async def history(self, params: Any) -> list[dict[str, Any]]:
+        return dedupe_steps(self._conversation(params).history)
+
+    async def state(self, params: Any) -> dict[str, Any]:
+        c = self._conversation(params)
+        return {
+            "turn_count": c.turn_count,
+            "total_usage": _usage(c.total_usage),
+            "last_turn_usage": _usage(c.last_turn_usage),
+            "compaction_indices": list(c.compaction_indices),
+            "last_response": c.last_response or None,
+            "is_idle": c.is_idle,
+            "structured_output": _jsonable(c.get_last_structured_output()),
+        }
+
+    async def clear_history(self, params: Any) -> dict[str, Any]:
+        self._conversation(params).clear_history()
+        return {}
+
+    async def disconnect(self, params: Any) -> dict[str, Any]:
+        """Ends the live session (and its harness) but keeps the agent: the next turn resumes
+        the persisted conversation."""
+        hosted = self._get(params)
+        async with hosted.turn_lock:
+            if hosted.agent is not None:
+                old, hosted.agent = hosted.agent, None
+                await self._close_sdk_agent(hosted.agent_id, old)
+        return {}
 
     async def _halt_turn(self, hosted: HostedAgent) -> None:
         """Halts the harness turn and waits until the SDK reports the agent idle again."""
@@ -265,10 +520,18 @@ class AgentHost:
         return {}
 
     async def _close_agent(self, hosted: HostedAgent) -> None:
+        if hosted.monitor is not None:
+            hosted.monitor.cancel()
+        if hosted.background is not None:
+            hosted.background.cancel()
+        if hosted.agent is not None:
+            await self._close_sdk_agent(hosted.agent_id, hosted.agent)
+
+    async def _close_sdk_agent(self, agent_id: str, agent: Any) -> None:
         try:
-            await hosted.agent.__aexit__(None, None, None)
+            await agent.__aexit__(None, None, None)
         except Exception:
-            log.warning("closing agent %s raised", hosted.agent_id, exc_info=True)
+            log.warning("closing agent %s raised", agent_id, exc_info=True)
 
     async def close_all(self, timeout: float) -> None:
         agents = list(self.agents.values())

@@ -66,14 +66,3 @@ pub async fn wait_gone(pid: u32, within: Duration) -> bool {
     }
     process_gone(pid)
 }
-
-/// Like [`start`], with the worker logging at INFO (its stderr tail then tells more).
-pub async fn start_verbose() -> (Bridge, ScriptedModel, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut cfg = config(&data);
-    cfg.worker_env
-        .push(("AGY_WORKER_LOG_LEVEL".into(), "DEBUG".into()));
-    let bridge = Bridge::start(cfg).await.expect("bridge starts");
-    let model = ScriptedModel::start().await.expect("model starts");
-    (bridge, model, data)
-}
