@@ -4,7 +4,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -19,6 +19,7 @@ use crate::{
     protocol::{self, AgentRef, ChatParams, ChatResult, methods},
     quota::QuotaState,
     streaming::ChatResponse,
+    supervisor::Worker,
     types::{ChatOutcome, ConversationState, Step, Usage},
 };
 
@@ -28,10 +29,15 @@ pub struct Agent {
     conversation_id: String,
     save_dir: PathBuf,
     app_data_dir: PathBuf,
-    harness_pid: Option<u32>,
+    harness_pid: std::sync::Mutex<Option<u32>>,
     bridge: Arc<BridgeInner>,
     quota: Arc<QuotaState>,
     closed: AtomicBool,
+    /// The `agent/create` config, replayed (resuming the conversation) on a replacement worker.
+    wire: Value,
+    /// The worker generation this agent lives on.
+    generation: AtomicU64,
+    reattach: tokio::sync::Mutex<()>,
     /// The last turn: whether its response was dropped, and whether its task has ended.
     last_turn: std::sync::Mutex<Option<(Arc<AtomicBool>, watch::Receiver<bool>)>>,
 }
@@ -44,6 +50,19 @@ impl std::fmt::Debug for Agent {
             .field("harness_pid", &self.harness_pid)
             .finish_non_exhaustive()
     }
+}
+
+/// What the bridge knows about a newly created agent.
+pub(crate) struct AgentSeed {
+    pub(crate) id: String,
+    pub(crate) conversation_id: String,
+    pub(crate) save_dir: PathBuf,
+    pub(crate) app_data_dir: PathBuf,
+    pub(crate) harness_pid: Option<u32>,
+    /// The `agent/create` config.
+    pub(crate) wire: Value,
+    /// The worker generation it was created on.
+    pub(crate) generation: u64,
 }
 
 /// Removes the turn's event route however the chat task ends (finished, failed, aborted), and
@@ -63,24 +82,19 @@ impl Drop for TurnRoute {
 }
 
 impl Agent {
-    pub(crate) const fn new(
-        id: String,
-        conversation_id: String,
-        save_dir: PathBuf,
-        app_data_dir: PathBuf,
-        harness_pid: Option<u32>,
-        bridge: Arc<BridgeInner>,
-        quota: Arc<QuotaState>,
-    ) -> Self {
+    pub(crate) fn new(seed: AgentSeed, bridge: Arc<BridgeInner>, quota: Arc<QuotaState>) -> Self {
         Self {
-            id,
-            conversation_id,
-            save_dir,
-            app_data_dir,
-            harness_pid,
+            id: seed.id,
+            conversation_id: seed.conversation_id,
+            save_dir: seed.save_dir,
+            app_data_dir: seed.app_data_dir,
+            harness_pid: std::sync::Mutex::new(seed.harness_pid),
             bridge,
             quota,
             closed: AtomicBool::new(false),
+            wire: seed.wire,
+            generation: AtomicU64::new(seed.generation),
+            reattach: tokio::sync::Mutex::new(()),
             last_turn: std::sync::Mutex::new(None),
         }
     }
@@ -111,8 +125,51 @@ impl Agent {
 
     /// Pid of the agent's `localharness` process.
     #[must_use]
-    pub const fn harness_pid(&self) -> Option<u32> {
-        self.harness_pid
+    pub fn harness_pid(&self) -> Option<u32> {
+        *self
+            .harness_pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The live worker this agent is on. After a worker crash this starts a replacement (see
+    /// [`crate::supervisor`]) and re-opens the agent there: same id, config, tools, hooks and
+    /// policies, and its persisted conversation (the history survives; only the turn that was
+    /// in flight was lost).
+    async fn attached(&self) -> Result<Arc<Worker>> {
+        self.ensure_open()?;
+        let worker = self.bridge.supervisor.live().await?;
+        if worker.generation == self.generation.load(Ordering::SeqCst) {
+            return Ok(worker);
+        }
+        let _guard = self.reattach.lock().await;
+        let worker = self.bridge.supervisor.live().await?;
+        if worker.generation == self.generation.load(Ordering::SeqCst) {
+            return Ok(worker);
+        }
+        tracing::info!(agent = %self.id, generation = worker.generation, "re-opening the agent on a new worker");
+        let params = protocol::AgentCreateParams {
+            agent_id: &self.id,
+            config: &self.wire,
+        };
+        let reply = worker
+            .process
+            .peer()
+            .call_timeout(
+                methods::AGENT_CREATE,
+                params,
+                self.bridge.config.operation_timeout,
+            )
+            .await
+            .map_err(protocol::refine_error)?;
+        let created: protocol::AgentCreateResult = serde_json::from_value(reply)
+            .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
+        *self
+            .harness_pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = created.harness_pid;
+        self.generation.store(worker.generation, Ordering::SeqCst);
+        Ok(worker)
     }
 
     /// Sends `prompt` (text or [`Content`] parts) and returns the streaming response at once.
@@ -125,8 +182,8 @@ impl Agent {
     /// [`Error::UnknownAgent`] after [`Agent::close`]; otherwise errors arrive via
     /// [`ChatResponse::finish`].
     pub async fn chat(&self, prompt: impl Into<Content>) -> Result<ChatResponse> {
-        self.ensure_open()?;
         self.settle_abandoned_turn().await;
+        let worker = self.attached().await?;
         let prompt = prompt.into().to_wire();
         let turn_id = self.bridge.next_turn.fetch_add(1, Ordering::Relaxed);
         let key = (self.id.clone(), turn_id);
@@ -153,8 +210,8 @@ impl Agent {
                 turn_id,
                 prompt: &prompt,
             };
-            let reply = bridge
-                .worker
+            let reply = worker
+                .process
                 .peer()
                 .call_timeout(methods::AGENT_CHAT, params, bridge.config.chat_timeout)
                 .await
@@ -211,7 +268,6 @@ impl Agent {
     /// # Errors
     /// [`Error::AgentBusy`] if a turn is running; a worker error.
     pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
-        self.ensure_open()?;
         self.quota.wait_for_quota().await;
         let prompt = prompt.into().to_wire();
         self.request::<Value>(
@@ -229,8 +285,9 @@ impl Agent {
     /// That turn's error.
     pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
         let reply = self
-            .bridge
-            .worker
+            .attached()
+            .await?
+            .process
             .peer()
             .call_timeout(
                 methods::AGENT_WAIT_FOR_IDLE,
@@ -374,8 +431,9 @@ impl Agent {
     pub async fn wait_for_wakeup(&self, timeout: std::time::Duration) -> Result<bool> {
         let params = json!({"agent_id": self.id, "timeout_secs": timeout.as_secs_f64()});
         let reply: Value = self
-            .bridge
-            .worker
+            .attached()
+            .await?
+            .process
             .peer()
             .call_timeout(
                 methods::AGENT_WAIT_FOR_WAKEUP,
@@ -431,11 +489,14 @@ impl Agent {
             let bridge = Arc::clone(&self.bridge);
             let id = self.id.clone();
             handle.spawn(async move {
-                let _ = bridge
-                    .worker
-                    .peer()
-                    .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
-                    .await;
+                let worker = bridge.supervisor.current();
+                if !worker.process.peer().is_closed() {
+                    let _ = worker
+                        .process
+                        .peer()
+                        .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
+                        .await;
+                }
                 bridge.router.remove_agent(&id);
             });
         }
@@ -447,17 +508,24 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        let result = self
-            .bridge
-            .worker
-            .peer()
-            .call_timeout(
-                methods::AGENT_CLOSE,
-                AgentRef { agent_id: &self.id },
-                self.bridge.config.operation_timeout,
-            )
-            .await
-            .map_err(protocol::refine_error);
+        let worker = self.bridge.supervisor.current();
+        // An agent whose worker died has no session left to close.
+        let result = if worker.process.peer().is_closed()
+            || worker.generation != self.generation.load(Ordering::SeqCst)
+        {
+            Ok(Value::Null)
+        } else {
+            worker
+                .process
+                .peer()
+                .call_timeout(
+                    methods::AGENT_CLOSE,
+                    AgentRef { agent_id: &self.id },
+                    self.bridge.config.operation_timeout,
+                )
+                .await
+                .map_err(protocol::refine_error)
+        };
         self.bridge.router.remove_agent(&self.id);
         result?;
         Ok(())
@@ -477,10 +545,10 @@ impl Agent {
     }
 
     async fn request<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
-        self.ensure_open()?;
         let reply = self
-            .bridge
-            .worker
+            .attached()
+            .await?
+            .process
             .peer()
             .call_timeout(method, params, self.bridge.config.operation_timeout)
             .await

@@ -12,24 +12,40 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    agent::Agent,
+    agent::{Agent, AgentSeed},
     config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
     protocol::{self, WorkerInfo, methods},
     quota::QuotaRegistry,
     router::{AgentState, Router},
     rpc::Handler,
-    worker::{StartupTimings, WorkerOptions, WorkerProcess, venv},
+    supervisor::Supervisor,
+    worker::{StartupTimings, WorkerOptions, venv},
 };
 
 pub(crate) struct BridgeInner {
-    pub(crate) worker: WorkerProcess,
+    pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) router: Arc<Router>,
     pub(crate) config: BridgeConfig,
     pub(crate) data_dir: PathBuf,
     pub(crate) quota: QuotaRegistry,
     next_agent: AtomicU64,
     pub(crate) next_turn: AtomicU64,
+}
+
+/// A snapshot of a bridge's worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeStats {
+    /// Pid (and process group) of the current worker.
+    pub worker_pid: u32,
+    /// 1 for the first worker, +1 for each replacement.
+    pub generation: u64,
+    /// Replacements so far.
+    pub restarts: u64,
+    /// Whether the current worker's connection is open.
+    pub worker_alive: bool,
+    /// Live agents.
+    pub agents: usize,
 }
 
 /// The entry point: starts a Python worker (creating the managed venv on first use) and creates
@@ -62,7 +78,7 @@ pub struct Bridge {
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge")
-            .field("worker", &self.inner.worker)
+            .field("worker_pid", &self.inner.supervisor.current().process.pid())
             .field("data_dir", &self.inner.data_dir)
             .finish_non_exhaustive()
     }
@@ -98,11 +114,15 @@ impl Bridge {
         options.allow_sdk_mismatch = config.allow_sdk_mismatch;
         options.debug_methods = config.debug_methods;
         options.extra_env.clone_from(&config.worker_env);
-        let worker =
-            WorkerProcess::spawn(&options, Arc::clone(&router) as Arc<dyn Handler>).await?;
+        let supervisor = Supervisor::start(
+            options,
+            Arc::clone(&router) as Arc<dyn Handler>,
+            config.restart.clone(),
+        )
+        .await?;
         Ok(Self {
             inner: Arc::new(BridgeInner {
-                worker,
+                supervisor,
                 router,
                 config,
                 data_dir,
@@ -179,9 +199,9 @@ impl Bridge {
             config.hooks,
             config.policies,
         )));
-        let reply = self
-            .inner
-            .worker
+        let worker = self.inner.supervisor.live().await?;
+        let reply = worker
+            .process
             .peer()
             .call_timeout(
                 methods::AGENT_CREATE,
@@ -195,26 +215,43 @@ impl Bridge {
             .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
         tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
         Ok(Agent::new(
-            agent_id,
-            conversation_id,
-            save_dir,
-            app_data_dir,
-            created.harness_pid,
+            AgentSeed {
+                id: agent_id,
+                conversation_id,
+                save_dir,
+                app_data_dir,
+                harness_pid: created.harness_pid,
+                wire,
+                generation: worker.generation,
+            },
             Arc::clone(&self.inner),
             quota,
         ))
     }
 
-    /// What the worker reported at start-up (versions, pid, JSON backend, event loop).
+    /// What the current worker reported at start-up (versions, pid, JSON backend, event loop).
     #[must_use]
-    pub fn worker_info(&self) -> &WorkerInfo {
-        self.inner.worker.info()
+    pub fn worker_info(&self) -> WorkerInfo {
+        self.inner.supervisor.current().process.info().clone()
     }
 
-    /// How long the worker's start-up phases took.
+    /// How long the current worker's start-up phases took.
     #[must_use]
     pub fn startup_timings(&self) -> StartupTimings {
-        self.inner.worker.timings()
+        self.inner.supervisor.current().process.timings()
+    }
+
+    /// Worker pid, generation (1 for the first worker, +1 per replacement), restarts, agents.
+    #[must_use]
+    pub fn stats(&self) -> BridgeStats {
+        let worker = self.inner.supervisor.current();
+        BridgeStats {
+            worker_pid: worker.process.pid(),
+            generation: worker.generation,
+            restarts: self.inner.supervisor.restarts(),
+            worker_alive: !worker.process.peer().is_closed(),
+            agents: self.inner.router.agent_count(),
+        }
     }
 
     /// The data directory (conversations, harness files).
@@ -228,9 +265,10 @@ impl Bridge {
     /// # Errors
     /// A worker error or [`Error::Timeout`].
     pub async fn ping(&self) -> Result<Duration> {
+        let worker = self.inner.supervisor.live().await?;
         let started = Instant::now();
-        self.inner
-            .worker
+        worker
+            .process
             .peer()
             .call_timeout(
                 methods::WORKER_PING,
@@ -248,7 +286,10 @@ impl Bridge {
     #[doc(hidden)]
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
         self.inner
-            .worker
+            .supervisor
+            .live()
+            .await?
+            .process
             .peer()
             .call(method, params)
             .await
@@ -264,19 +305,19 @@ impl Bridge {
     /// The worker's last stderr lines.
     #[must_use]
     pub fn worker_stderr_tail(&self) -> String {
-        self.inner.worker.stderr_tail()
+        self.inner.supervisor.current().process.stderr_tail()
     }
 
     /// Stops the worker gracefully (agents closed, then the process group ended). Bounded by
     /// the shutdown timeout plus a few seconds for signals.
     pub async fn shutdown(self) {
-        self.inner.worker.shutdown().await;
+        self.inner.supervisor.shutdown().await;
     }
 
     /// Kills the worker's process group at once (SIGKILL). In-flight calls fail with
     /// [`Error::WorkerCrashed`].
     #[doc(hidden)]
     pub fn kill_worker(&self) {
-        self.inner.worker.kill();
+        self.inner.supervisor.current().process.kill();
     }
 }

@@ -56,6 +56,8 @@ pub struct BridgeConfig {
     pub worker_env: Vec<(String, String)>,
     /// Receives venv set-up progress (first run only).
     pub setup_progress: Option<SetupProgress>,
+    /// Restart budget and heartbeat of the worker.
+    pub restart: crate::supervisor::RestartPolicy,
     /// Enables the worker's failure-injection method. For the bridge's own tests.
     #[doc(hidden)]
     pub debug_methods: bool,
@@ -86,6 +88,7 @@ impl Default for BridgeConfig {
             allow_sdk_mismatch: false,
             worker_env: Vec::new(),
             setup_progress: None,
+            restart: crate::supervisor::RestartPolicy::default(),
             debug_methods: false,
         }
     }

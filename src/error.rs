@@ -45,6 +45,16 @@ pub enum Error {
         /// The last lines the worker wrote to stderr.
         stderr_tail: String,
     },
+    /// The worker crashed too often: no replacement is started until the window has passed.
+    #[error(
+        "the worker was restarted {restarts} times within {window:?}; not restarting it again yet"
+    )]
+    RestartBudgetExhausted {
+        /// Restarts within the window.
+        restarts: u32,
+        /// The window.
+        window: Duration,
+    },
     /// The worker was stopped on purpose (shutdown) while this request was pending.
     #[error("the worker was shut down")]
     WorkerStopped,

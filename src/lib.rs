@@ -44,6 +44,7 @@ pub mod quota;
 mod router;
 pub mod rpc;
 pub mod streaming;
+pub mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;

@@ -204,6 +204,10 @@ impl Router {
         lock(&self.agents).insert(state.agent_id.clone(), state);
     }
 
+    pub(crate) fn agent_count(&self) -> usize {
+        lock(&self.agents).len()
+    }
+
     pub(crate) fn remove_agent(&self, agent_id: &str) {
         lock(&self.agents).remove(agent_id);
     }

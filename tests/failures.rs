@@ -158,11 +158,7 @@ async fn kill_9_during_a_streaming_chat_fails_it_promptly_with_the_stderr_tail()
         other => panic!("expected WorkerCrashed, got {other}"),
     }
     eprintln!("kill -9 to error: {elapsed:?}");
-    // Every later call fails at once too.
-    assert!(matches!(
-        bridge.ping().await,
-        Err(Error::WorkerCrashed { .. })
-    ));
+    // (The next call starts a replacement worker: see tests/supervision.rs.)
     // The harness went with the worker's process group.
     assert!(wait_gone(agent.harness_pid().unwrap(), Duration::from_secs(10)).await);
 }

@@ -195,6 +195,11 @@ def _kill_own_group() -> None:
 
 
 def main() -> None:
+    crash_marker = os.environ.get("AGY_WORKER_CRASH_ON_START_IF_EXISTS")
+    if os.environ.get("AGY_WORKER_DEBUG") == "1" and crash_marker and os.path.exists(crash_marker):
+        # Failure injection for the bridge's supervision tests: a worker that dies on start.
+        print("agy_worker: crashing on start as requested by the test", file=sys.stderr)
+        os._exit(7)
     loop_name = _event_loop_name()
 
     async def amain() -> None:

@@ -1,0 +1,205 @@
+//! Keeps a bridge's worker alive: replaces a crashed worker on next use (within a restart
+//! budget, with backoff), and kills a hung one found by the heartbeat.
+//!
+//! Restarts are lazy: a crash fails the requests in flight (`Error::WorkerCrashed`), and the
+//! next request starts a new worker, on which the agent re-opens its conversation. Nothing
+//! restarts a worker that was shut down on purpose.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, RwLock, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    protocol::methods,
+    rpc::Handler,
+    worker::{WorkerOptions, WorkerProcess},
+};
+
+/// When and how often a crashed worker is replaced, and how a hung one is detected.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    /// At most this many restarts within [`RestartPolicy::window`].
+    pub max_restarts: u32,
+    /// The sliding window for the restart budget.
+    pub window: Duration,
+    /// Backoff before the second restart in a window (doubling after that, capped at 5 s).
+    pub backoff: Duration,
+    /// How often the worker is pinged; `None` disables the heartbeat.
+    pub heartbeat_interval: Option<Duration>,
+    /// A ping not answered within this time marks the worker hung: it is killed.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_millis(100),
+            heartbeat_interval: Some(Duration::from_secs(5)),
+            heartbeat_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// One worker generation.
+pub(crate) struct Worker {
+    pub(crate) process: WorkerProcess,
+    pub(crate) generation: u64,
+}
+
+pub(crate) struct Supervisor {
+    slot: RwLock<Arc<Worker>>,
+    options: WorkerOptions,
+    handler: Arc<dyn Handler>,
+    policy: RestartPolicy,
+    restarts: tokio::sync::Mutex<VecDeque<Instant>>,
+    total_restarts: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Supervisor {
+    pub(crate) async fn start(
+        options: WorkerOptions,
+        handler: Arc<dyn Handler>,
+        policy: RestartPolicy,
+    ) -> Result<Arc<Self>> {
+        let process = WorkerProcess::spawn(&options, Arc::clone(&handler)).await?;
+        let worker = Arc::new(Worker {
+            process,
+            generation: 1,
+        });
+        let supervisor = Arc::new(Self {
+            slot: RwLock::new(Arc::clone(&worker)),
+            options,
+            handler,
+            policy,
+            restarts: tokio::sync::Mutex::new(VecDeque::new()),
+            total_restarts: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        supervisor.watch(&worker);
+        Ok(supervisor)
+    }
+
+    /// The current worker, alive or not.
+    pub(crate) fn current(&self) -> Arc<Worker> {
+        Arc::clone(
+            &self
+                .slot
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Restarts since the bridge started.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.total_restarts.load(Ordering::Relaxed)
+    }
+
+    /// A live worker: the current one, or a replacement if it has died.
+    pub(crate) async fn live(&self) -> Result<Arc<Worker>> {
+        let worker = self.current();
+        if !worker.process.peer().is_closed() {
+            return Ok(worker);
+        }
+        let mut restarts = self.restarts.lock().await;
+        let worker = self.current();
+        if !worker.process.peer().is_closed() {
+            return Ok(worker); // replaced while we waited
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::WorkerStopped);
+        }
+        let now = Instant::now();
+        while restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            restarts.pop_front();
+        }
+        let recent = u32::try_from(restarts.len()).unwrap_or(u32::MAX);
+        if recent >= self.policy.max_restarts {
+            return Err(Error::RestartBudgetExhausted {
+                restarts: recent,
+                window: self.policy.window,
+            });
+        }
+        if recent > 0 {
+            let backoff = self
+                .policy
+                .backoff
+                .saturating_mul(1 << (recent - 1).min(6))
+                .min(Duration::from_secs(5));
+            tokio::time::sleep(backoff).await;
+        }
+        restarts.push_back(Instant::now());
+        self.total_restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            old_pid = worker.process.pid(),
+            generation = worker.generation + 1,
+            "replacing a dead worker"
+        );
+        let process = WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?;
+        let replacement = Arc::new(Worker {
+            process,
+            generation: worker.generation + 1,
+        });
+        *self
+            .slot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
+        self.watch(&replacement);
+        Ok(replacement)
+    }
+
+    /// Stops the worker for good: no restarts afterwards.
+    pub(crate) async fn shutdown(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.current().process.shutdown().await;
+    }
+
+    /// Heartbeat: a worker whose event loop stops answering (blocked, SIGSTOPped) is killed,
+    /// which fails its requests and lets the next request start a replacement.
+    fn watch(&self, worker: &Arc<Worker>) {
+        let Some(interval) = self.policy.heartbeat_interval else {
+            return;
+        };
+        let timeout = self.policy.heartbeat_timeout;
+        let weak: Weak<Worker> = Arc::downgrade(worker);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(worker) = weak.upgrade() else { return };
+                if worker.process.peer().is_closed() {
+                    return;
+                }
+                match worker
+                    .process
+                    .peer()
+                    .call_timeout(methods::WORKER_PING, Value::Null, timeout)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(Error::Timeout { .. }) => {
+                        tracing::error!(
+                            pid = worker.process.pid(),
+                            "worker missed its heartbeat for {timeout:?}; killing it"
+                        );
+                        worker.process.kill();
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,212 @@
+//! Crash isolation and failover with real processes: a killed worker is replaced on next use
+//! and its agents continue with their history; a hung worker is found by the heartbeat; a
+//! worker that cannot start is retried a bounded number of times.
+
+mod common;
+
+use std::time::Duration;
+
+use agy_bridge::{Bridge, Error, supervisor::RestartPolicy, testing::Reply};
+use common::{HANG, agent_config, collect, config, wait_gone};
+use futures::StreamExt;
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid we own.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_is_replaced_and_the_agent_keeps_its_history() {
+    let (bridge, model, _data) = common::start().await;
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let (_, o) = collect(agent.chat("remember the word apricot").await.unwrap()).await;
+    o.unwrap();
+
+    model.push(Reply::slow_text(
+        (0..400).map(|i| format!("w{i} ")),
+        Duration::from_millis(40),
+    ));
+    let mut reply = agent.chat("talk slowly").await.unwrap();
+    assert!(
+        tokio::time::timeout(HANG, reply.next())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let old = bridge.stats();
+    let old_harness = agent.harness_pid().unwrap();
+    signal(old.worker_pid, libc::SIGKILL);
+    let err = tokio::time::timeout(HANG, async {
+        while reply.next().await.is_some() {}
+        reply.finish().await
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(matches!(err, Error::WorkerCrashed { .. }), "{err}");
+
+    // The same Agent handle just works: a new worker, the conversation resumed.
+    let (text, o) = collect(agent.chat("what was the word?").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: what was the word?");
+    let now = bridge.stats();
+    assert_eq!((now.generation, now.restarts), (2, 1));
+    assert_ne!(now.worker_pid, old.worker_pid);
+    assert_ne!(agent.harness_pid().unwrap(), old_harness);
+    assert!(
+        wait_gone(old_harness, HANG).await,
+        "the old harness died with its worker"
+    );
+    let last = model.requests().pop().unwrap().body.to_string();
+    assert!(
+        last.contains("remember the word apricot"),
+        "the model sees the earlier history"
+    );
+    let history = agent.history().await.unwrap();
+    assert!(history.iter().any(|s| s.content.contains("apricot")));
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
+    let (bridge, model, _data) = common::start().await;
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let (_, o) = collect(agent.chat("first").await.unwrap()).await;
+    o.unwrap();
+    model.push(Reply::slow_text(
+        (0..400).map(|i| format!("w{i} ")),
+        Duration::from_millis(40),
+    ));
+    let mut reply = agent.chat("talk slowly").await.unwrap();
+    assert!(
+        tokio::time::timeout(HANG, reply.next())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    signal(agent.harness_pid().unwrap(), libc::SIGKILL);
+    let err = tokio::time::timeout(HANG, async {
+        while reply.next().await.is_some() {}
+        reply.finish().await
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Agent {
+                kind: agy_bridge::AgentErrorKind::ConnectionLost,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let (text, o) = collect(agent.chat("still there?").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: still there?");
+    assert!(
+        agent
+            .history()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.content.contains("first"))
+    );
+    assert_eq!(
+        bridge.stats().restarts,
+        0,
+        "only the harness died, not the worker"
+    );
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(&data);
+    cfg.restart = RestartPolicy {
+        heartbeat_interval: Some(Duration::from_millis(200)),
+        heartbeat_timeout: Duration::from_secs(2),
+        ..RestartPolicy::default()
+    };
+    let bridge = Bridge::start(cfg).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let stopped = bridge.stats().worker_pid;
+    signal(stopped, libc::SIGSTOP);
+    // Without a heartbeat this would wait forever: the process exists but never answers.
+    let deadline = tokio::time::Instant::now() + HANG;
+    while bridge.stats().worker_alive {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hung worker was never detected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(wait_gone(stopped, HANG).await, "the hung worker was killed");
+    let (text, o) = collect(agent.chat("hello after the hang").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: hello after the hang");
+    assert_eq!(bridge.stats().generation, 2);
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_crashes_on_start_is_retried_a_bounded_number_of_times() {
+    let data = tempfile::tempdir().unwrap();
+    let marker = data.path().join("crash-on-start");
+    let mut cfg = config(&data);
+    cfg.restart = RestartPolicy {
+        max_restarts: 2,
+        backoff: Duration::from_millis(10),
+        ..RestartPolicy::default()
+    };
+    cfg.worker_env.push((
+        "AGY_WORKER_CRASH_ON_START_IF_EXISTS".into(),
+        marker.display().to_string(),
+    ));
+    let bridge = Bridge::start(cfg).await.unwrap();
+    std::fs::write(&marker, "").unwrap();
+    signal(bridge.stats().worker_pid, libc::SIGKILL);
+    let deadline = tokio::time::Instant::now() + HANG;
+    while bridge.stats().worker_alive {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the crash was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        errors.push(
+            tokio::time::timeout(HANG, bridge.ping())
+                .await
+                .unwrap()
+                .unwrap_err(),
+        );
+    }
+    // Two restart attempts die on start (with their stderr), then the budget says stop.
+    for err in &errors[..2] {
+        assert!(
+            matches!(err, Error::WorkerCrashed { exit_status: Some(s), stderr_tail } if s == "exit code 7" && stderr_tail.contains("crashing on start")),
+            "{err}"
+        );
+    }
+    for err in &errors[2..] {
+        assert!(
+            matches!(err, Error::RestartBudgetExhausted { restarts: 2, .. }),
+            "{err}"
+        );
+    }
+    drop(bridge);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_shut_down_on_purpose_is_not_restarted() {
+    let (bridge, _model, _data) = common::start().await;
+    let keep = bridge.clone();
+    bridge.shutdown().await;
+    assert!(matches!(keep.ping().await, Err(Error::WorkerStopped)));
+    assert_eq!(keep.stats().restarts, 0);
+}
