@@ -205,6 +205,7 @@ impl Agent {
             let route = route;
             let bridge = &route.bridge;
             quota.wait_for_quota().await;
+            bridge.pace_turn().await;
             let params = ChatParams {
                 agent_id: &route.key.0,
                 turn_id,

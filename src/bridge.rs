@@ -23,6 +23,21 @@ use crate::{
     worker::{StartupTimings, WorkerOptions, venv},
 };
 
+impl BridgeInner {
+    /// Spaces turn starts by the configured inter-agent delay.
+    pub(crate) async fn pace_turn(&self) {
+        let delay = self.config.inter_agent_delay;
+        if delay.is_zero() {
+            return;
+        }
+        let mut last = self.last_turn_start.lock().await;
+        if let Some(at) = *last {
+            tokio::time::sleep_until((at + delay).into()).await;
+        }
+        *last = Some(Instant::now());
+    }
+}
+
 pub(crate) struct BridgeInner {
     pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) router: Arc<Router>,
@@ -31,6 +46,8 @@ pub(crate) struct BridgeInner {
     pub(crate) quota: QuotaRegistry,
     next_agent: AtomicU64,
     pub(crate) next_turn: AtomicU64,
+    /// When the last turn was started (for [`BridgeConfig::inter_agent_delay`]).
+    last_turn_start: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// A snapshot of a bridge's worker.
@@ -109,6 +126,7 @@ impl Bridge {
         let router = Arc::new(Router::default());
         let mut options = WorkerOptions::new(env);
         options.max_message_size = config.max_message_size;
+        options.write_queue = config.channel_capacity;
         options.startup_timeout = config.startup_timeout;
         options.shutdown_grace = config.shutdown_timeout;
         options.allow_sdk_mismatch = config.allow_sdk_mismatch;
@@ -129,6 +147,7 @@ impl Bridge {
                 quota: QuotaRegistry::new(),
                 next_agent: AtomicU64::new(1),
                 next_turn: AtomicU64::new(1),
+                last_turn_start: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -176,6 +195,10 @@ impl Bridge {
         }
         if let Some(text) = &config.system_instructions {
             wire["system_instructions"] = json!(text);
+        }
+        let capabilities = serde_json::to_value(&config.capabilities).unwrap_or_default();
+        if capabilities.as_object().is_some_and(|c| !c.is_empty()) {
+            wire["capabilities_extra"] = capabilities;
         }
         if !config.workspaces.is_empty() {
             wire["workspaces"] = json!(config.workspaces);

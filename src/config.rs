@@ -9,6 +9,10 @@ use crate::{
     hooks::Hooks,
     policies::{PolicyRule, PolicySet, READ_ONLY_BUILTINS},
     rpc::DEFAULT_MAX_MESSAGE_SIZE,
+    sdk_config::{
+        BudgetConfig, Capabilities, CompactionConfig, InlineSkill, McpServer, RetryConfig,
+        Subagent, SystemInstructions,
+    },
     tools::{Tool, ToolRegistry},
     worker::{PythonConfig, SetupEvent, SetupProgress},
 };
@@ -56,6 +60,12 @@ pub struct BridgeConfig {
     pub worker_env: Vec<(String, String)>,
     /// Receives venv set-up progress (first run only).
     pub setup_progress: Option<SetupProgress>,
+    /// Capacity of the queue of messages waiting to be written to the worker (the seed's
+    /// `channel_capacity`). Senders wait when it is full.
+    pub channel_capacity: usize,
+    /// Minimum time between two turns started through this bridge, to avoid request bursts
+    /// (the seed's `inter_agent_delay`). Default zero: quota backoff handles 429s per key.
+    pub inter_agent_delay: Duration,
     /// Restart budget and heartbeat of the worker.
     pub restart: crate::supervisor::RestartPolicy,
     /// Enables the worker's failure-injection method. For the bridge's own tests.
@@ -88,6 +98,8 @@ impl Default for BridgeConfig {
             allow_sdk_mismatch: false,
             worker_env: Vec::new(),
             setup_progress: None,
+            channel_capacity: 1024,
+            inter_agent_delay: Duration::ZERO,
             restart: crate::supervisor::RestartPolicy::default(),
             debug_methods: false,
         }
@@ -168,6 +180,11 @@ pub enum ModelConfig {
         #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<String>,
     },
+    /// A local LiteRT model file, run by the harness.
+    LiteRt {
+        /// Path of the model file.
+        model_path: PathBuf,
+    },
     /// Any server with an OpenAI-compatible `/chat/completions` (Ollama, vLLM, LM Studio, the
     /// crate's `ScriptedModel`). The SDK sends no API key on this path.
     OpenaiCompatible {
@@ -215,6 +232,7 @@ impl ModelConfig {
                 api_key.as_deref().or(project.as_deref()).unwrap_or("env")
             ),
             Self::OpenaiCompatible { base_url, .. } => format!("openai:{base_url}"),
+            Self::LiteRt { model_path } => format!("litert:{}", model_path.display()),
         }
     }
 
@@ -235,6 +253,7 @@ impl ModelConfig {
                 )
             }
             Self::OpenaiCompatible { base_url, model } => format!("{model} at {base_url}"),
+            Self::LiteRt { model_path } => format!("LiteRT ({})", model_path.display()),
         }
     }
 }
@@ -257,8 +276,8 @@ pub enum AgentBehavior {
 pub struct AgentConfig {
     /// The model.
     pub model: ModelConfig,
-    /// Appended to the SDK's built-in system prompt.
-    pub system_instructions: Option<String>,
+    /// System instructions (appended to the SDK's prompt, replacing it, or templated).
+    pub system_instructions: Option<SystemInstructions>,
     /// SDK built-in tools to expose (SDK names, e.g. `view_file`). Empty by default: no file
     /// writes or commands unless asked for.
     pub builtin_tools: Vec<String>,
@@ -273,6 +292,9 @@ pub struct AgentConfig {
     /// Resume (or create) this conversation instead of starting a new one. At least 32 of
     /// `[a-zA-Z0-9-]` (the SDK's rule).
     pub conversation_id: Option<String>,
+    /// Further capabilities (disabled tools, subagents, `run_command`, output truncation).
+    pub capabilities: Capabilities,
+    has_mcp: bool,
     /// A JSON schema for structured output (see [`AgentConfig::response_schema`]).
     pub response_schema: Option<serde_json::Value>,
     /// Further SDK config fields as JSON, validated by the SDK (e.g. `compaction_config`,
@@ -299,16 +321,95 @@ impl AgentConfig {
             hooks: Hooks::new(),
             policies: PolicySet::new(),
             conversation_id: None,
+            capabilities: Capabilities::default(),
+            has_mcp: false,
             response_schema: None,
             sdk_options: None,
             problems: Vec::new(),
         }
     }
 
-    /// Sets the system instructions.
+    /// Appends `text` to the SDK's built-in system prompt.
     #[must_use]
     pub fn system_instructions(mut self, text: impl Into<String>) -> Self {
-        self.system_instructions = Some(text.into());
+        self.system_instructions = Some(SystemInstructions::Append(text.into()));
+        self
+    }
+
+    /// Sets the system instructions in any of the SDK's forms.
+    #[must_use]
+    pub fn system(mut self, instructions: SystemInstructions) -> Self {
+        self.system_instructions = Some(instructions);
+        self
+    }
+
+    /// Capabilities beyond the enabled tools and the behaviour.
+    #[must_use]
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Context compaction (also the hard limit for one message).
+    #[must_use]
+    pub fn compaction(self, config: CompactionConfig) -> Self {
+        self.typed_option("compaction_config", &config)
+    }
+
+    /// Turn budgets.
+    #[must_use]
+    pub fn budget(self, config: BudgetConfig) -> Self {
+        self.typed_option("budget_config", &config)
+    }
+
+    /// The harness's model retries.
+    #[must_use]
+    pub fn retry(self, config: RetryConfig) -> Self {
+        self.typed_option("retry_config", &config)
+    }
+
+    /// Adds an inline skill.
+    #[must_use]
+    pub fn inline_skill(self, skill: InlineSkill) -> Self {
+        self.push_option("inline_skills", &skill)
+    }
+
+    /// Adds a directory of skills.
+    #[must_use]
+    pub fn skills_path(self, path: impl Into<PathBuf>) -> Self {
+        self.push_option("skills_paths", &path.into())
+    }
+
+    /// Adds an MCP server (its tools need a policy, as write tools do).
+    #[must_use]
+    pub fn mcp_server(mut self, server: McpServer) -> Self {
+        self.has_mcp = true;
+        self.push_option("mcp_servers", &server)
+    }
+
+    /// Adds a subagent.
+    #[must_use]
+    pub fn subagent(self, subagent: Subagent) -> Self {
+        self.push_option("subagents", &subagent)
+    }
+
+    fn typed_option(self, name: &str, value: &impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.sdk_option(name, value)
+    }
+
+    fn push_option(mut self, name: &str, value: &impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        let options = self
+            .sdk_options
+            .get_or_insert_with(|| serde_json::json!({}));
+        match options
+            .get_mut(name)
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            Some(list) => list.push(value),
+            None => options[name] = serde_json::json!([value]),
+        }
         self
     }
 
@@ -409,15 +510,27 @@ impl AgentConfig {
             .map(String::as_str)
             .filter(|t| !READ_ONLY_BUILTINS.contains(t))
             .collect();
-        if !writes.is_empty() && self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide")
-        {
+        let unguarded = self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide");
+        if unguarded && (!writes.is_empty() || self.has_mcp) {
+            let what = if writes.is_empty() {
+                "MCP servers are".to_owned()
+            } else {
+                format!("write tools {writes:?} are")
+            };
             return Err(Error::InvalidConfig {
                 message: format!(
-                    "write tools {writes:?} are enabled without a safety policy: add \
+                    "{what} enabled without a safety policy: add \
                      .policy(PolicyRule::allow_all()) to approve every call, or \
                      .policy(PolicyRule::deny_all()).policy(PolicyRule::allow(\"tool\")) to \
                      allow only some"
                 ),
+            });
+        }
+        if !self.builtin_tools.is_empty() && !self.capabilities.disabled_tools.is_empty() {
+            return Err(Error::InvalidConfig {
+                message: "capabilities: enabled built-in tools and disabled_tools are mutually \
+                          exclusive (the SDK's rule)"
+                    .into(),
             });
         }
         if let Some(id) = &self.conversation_id

@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod quota;
 mod router;
 pub mod rpc;
+pub mod sdk_config;
 pub mod streaming;
 pub mod supervisor;
 #[cfg(feature = "testing")]
@@ -70,6 +71,7 @@ pub use content::{Content, Part};
 pub use error::{AgentErrorKind, Error, Result};
 pub use hooks::Hooks;
 pub use policies::{PolicyRule, PolicySet};
+pub use sdk_config::BuiltinTool;
 pub use streaming::ChatResponse;
 pub use tools::{Tool, ToolContext, ToolRegistry};
 pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, Usage};

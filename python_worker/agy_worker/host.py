@@ -194,21 +194,33 @@ class AgentHost:
             raise RpcError(UNKNOWN_AGENT, f"no agent {agent_id!r} on this worker", {"agent_id": agent_id})
         return hosted
 
+    @staticmethod
+    def _capabilities(cfg: dict[str, Any], enabled: list[str]) -> Any:
+        ag = _sdk()
+        extra = dict(cfg.get("capabilities_extra") or {})
+        kwargs: dict[str, Any] = {"agent_behavior": ag.AgentBehavior(cfg.get("agent_behavior", "autonomous"))}
+        if not extra.get("disabled_tools"):
+            kwargs["enabled_tools"] = enabled
+        kwargs.update(extra)
+        try:
+            return ag.CapabilitiesConfig(**kwargs)
+        except Exception as e:  # pydantic.ValidationError names the field
+            raise RpcError(INVALID_CONFIG, f"capabilities: {e}", {"exception": type(e).__name__}) from e
+
     def _build_config(self, agent_id: str, callbacks: Callbacks, cfg: dict[str, Any]) -> Any:
         ag = _sdk()
         model = cfg.get("model") or {}
         enabled = cfg.get("enabled_tools", [])
-        has_writes = any(name not in READ_ONLY_BUILTINS for name in enabled)
+        extra = cfg.get("capabilities_extra") or {}
+        # With disabled_tools the SDK exposes its default set (which writes) minus those.
+        has_writes = bool(extra.get("disabled_tools")) or any(n not in READ_ONLY_BUILTINS for n in enabled)
         common: dict[str, Any] = {
             "conversation_id": cfg["conversation_id"],
             "save_dir": cfg["save_dir"],
             "app_data_dir": cfg["app_data_dir"],
             "session_continuation_mode": cfg.get("session_continuation_mode", "create_or_resume"),
             # Builtin tools are opt-in: the SDK default exposes file writes and commands.
-            "capabilities": ag.CapabilitiesConfig(
-                enabled_tools=enabled,
-                agent_behavior=ag.AgentBehavior(cfg.get("agent_behavior", "autonomous")),
-            ),
+            "capabilities": self._capabilities(cfg, enabled),
             "policies": make_policies(self.peer, agent_id, callbacks, cfg.get("policies"), has_writes),
             "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
             "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", [])),
@@ -232,6 +244,8 @@ class AgentHost:
             if kind == "gemini":
                 extra = {k: model[k] for k in ("model", "api_key") if model.get(k)}
                 return ag.LocalAgentConfig(**extra, **common)
+            if kind == "lite_rt":
+                return ag.LiteRTAgentConfig(model_path=model["model_path"], **common)
             if kind == "vertex":
                 extra = {k: model[k] for k in ("model", "project", "location", "api_key") if model.get(k)}
                 return ag.LocalAgentConfig(vertex=True, **extra, **common)

@@ -34,6 +34,8 @@ pub struct WorkerOptions {
     pub extra_env: Vec<(String, String)>,
     /// Message size limit, both directions.
     pub max_message_size: usize,
+    /// Capacity of the outgoing message queue.
+    pub write_queue: usize,
     /// Deadline for spawn + SDK import + handshake.
     pub startup_timeout: Duration,
     /// How long a graceful stop may take before SIGTERM, then SIGKILL.
@@ -54,6 +56,7 @@ impl WorkerOptions {
             env,
             extra_env: Vec::new(),
             max_message_size: crate::rpc::DEFAULT_MAX_MESSAGE_SIZE,
+            write_queue: 1024,
             startup_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(5),
             stderr_tail_lines: 60,
@@ -192,7 +195,7 @@ impl WorkerProcess {
         };
         let config = PeerConfig {
             max_message_size: options.max_message_size,
-            ..PeerConfig::default()
+            write_queue: options.write_queue,
         };
         let peer = Peer::spawn(stdout, stdin, handler, &config, on_close);
 

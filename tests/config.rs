@@ -1,0 +1,188 @@
+//! Typed SDK configuration reaches the SDK and changes what the model sees or how turns run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agy_bridge::{
+    AgentBehavior, Bridge, BuiltinTool, Error, PolicyRule,
+    sdk_config::{
+        BudgetConfig, Capabilities, CompactionConfig, InstructionSection, McpServer,
+        SystemInstructions,
+    },
+    testing::Reply,
+    tools::FnTool,
+};
+use common::{agent_config, collect, config, start};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn system_instructions_in_all_three_forms() {
+    let (bridge, model, _data) = start().await;
+    let cases = [
+        (
+            SystemInstructions::Append("Be terse, captain.".into()),
+            "Be terse, captain.",
+            true,
+        ),
+        (
+            SystemInstructions::Custom {
+                text: "You are a parrot.".into(),
+            },
+            "You are a parrot.",
+            false,
+        ),
+        (
+            SystemInstructions::Templated {
+                identity: "You are Ada.".into(),
+                sections: vec![InstructionSection {
+                    title: "Style".into(),
+                    content: "Rhyme.".into(),
+                }],
+            },
+            "You are Ada.",
+            true,
+        ),
+    ];
+    for (instructions, marker, keeps_builtin) in cases {
+        let agent = bridge
+            .create_agent(agent_config(&model).system(instructions))
+            .await
+            .unwrap();
+        let (_, o) = collect(agent.chat("hi").await.unwrap()).await;
+        o.unwrap();
+        let system = model
+            .requests()
+            .pop()
+            .unwrap()
+            .system_prompt()
+            .unwrap_or_default();
+        assert!(
+            system.contains(marker),
+            "{marker} missing from the system prompt"
+        );
+        // Custom replaces the SDK's ~1.7k-token built-in prompt; the others append to it.
+        assert_eq!(system.len() > 2000, keeps_builtin, "{system}");
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_stops_the_turn_with_its_stop_reason() {
+    let (bridge, model, _data) = start().await;
+    let tool = FnTool::new(
+        "step",
+        "One step.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("stepped")) },
+    );
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(tool).budget(BudgetConfig {
+            max_model_calls: Some(1),
+            ..BudgetConfig::default()
+        }))
+        .await
+        .unwrap();
+    model.push(Reply::tool_call("step", json!({})));
+    let (_, o) = collect(agent.chat("go").await.unwrap()).await;
+    let outcome = o.unwrap();
+    assert_eq!(outcome.stop_reason, "MAX_MODEL_CALLS_EXCEEDED");
+    assert_eq!(model.requests().len(), 1, "no second model call");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_and_unsafe_configurations_are_refused_with_the_field_named() {
+    let (bridge, model, _data) = start().await;
+    let err = bridge
+        .create_agent(agent_config(&model).compaction(CompactionConfig {
+            token_threshold: Some(0),
+        }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { message } if message.contains("token_threshold")),
+        "{err}"
+    );
+
+    let err = bridge
+        .create_agent(agent_config(&model).capabilities(Capabilities {
+            run_command: Some(agy_bridge::sdk_config::RunCommandConfig {
+                timeout_seconds: Some(0.0),
+                ..Default::default()
+            }),
+            ..Capabilities::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { message } if message.contains("timeout_seconds")),
+        "{err}"
+    );
+
+    let mcp = McpServer::Stdio {
+        name: "files".into(),
+        command: "true".into(),
+        args: vec![],
+        env: None,
+    };
+    let err = bridge
+        .create_agent(agent_config(&model).mcp_server(mcp))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { message } if message.contains("MCP servers")),
+        "{err}"
+    );
+
+    let err = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool(BuiltinTool::ViewFile)
+                .capabilities(Capabilities {
+                    disabled_tools: vec![BuiltinTool::RunCommand],
+                    ..Capabilities::default()
+                })
+                .policy(PolicyRule::allow_all()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidConfig { message } if message.contains("mutually exclusive")),
+        "{err}"
+    );
+
+    // Read-only built-ins need no policy; the behaviour setting is accepted.
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool(BuiltinTool::ViewFile)
+                .behavior(AgentBehavior::Interactive),
+        )
+        .await
+        .unwrap();
+    agent.close().await.unwrap();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inter_agent_delay_spaces_turns() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(&data);
+    cfg.inter_agent_delay = Duration::from_millis(600);
+    let bridge = Bridge::start(cfg).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let a = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let b = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let started = Instant::now();
+    let (ra, rb) = tokio::join!(
+        async { collect(a.chat("one").await.unwrap()).await },
+        async { collect(b.chat("two").await.unwrap()).await }
+    );
+    ra.1.unwrap();
+    rb.1.unwrap();
+    // A lower bound only: two turns cannot both start within the delay.
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    bridge.shutdown().await;
+}
