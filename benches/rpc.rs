@@ -422,6 +422,71 @@ async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBenc
     }
 }
 
+struct Recovery {
+    ready_ms: Vec<f64>,
+    usable_ms: Vec<f64>,
+}
+
+async fn wait_for_spare(bridge: &Bridge) {
+    while bridge.stats().spare_pid.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Time from `kill -9` of the worker to (a) a replacement answering a ping and (b) the same
+/// agent completing a chat turn on it.
+async fn crash_recovery(model: &ScriptedModel, warm_spare: bool) -> Recovery {
+    let mut ready_ms = Vec::new();
+    let mut usable_ms = Vec::new();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = BridgeConfig::default().data_dir(data.path());
+    config.restart.warm_spare = warm_spare;
+    config.restart.max_restarts = 100;
+    // The kills below come faster than the crash-storm guard allows; measure recovery itself.
+    config.restart.backoff = Duration::ZERO;
+    let bridge = Bridge::start(config).await.unwrap();
+    let agent = bridge
+        .create_agent(AgentConfig::new(ModelConfig::openai_compatible(
+            model.base_url(),
+            "bench",
+        )))
+        .await
+        .unwrap();
+    agent.chat("warm up").await.unwrap().finish().await.unwrap();
+    for round in 0..KILLS * 2 {
+        if warm_spare {
+            wait_for_spare(&bridge).await;
+        }
+        let pid = bridge.stats().worker_pid;
+        let t = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        if round % 2 == 0 {
+            while bridge.ping().await.is_err() {}
+            ready_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        } else {
+            loop {
+                let turn = match agent.chat("after the crash").await {
+                    Ok(reply) => reply.finish().await,
+                    Err(e) => Err(e),
+                };
+                match turn {
+                    Ok(_) => break,
+                    // A call racing the crash fails like the turn in flight; callers retry.
+                    Err(agy_bridge::Error::WorkerCrashed { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            usable_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    bridge.shutdown().await;
+    Recovery {
+        ready_ms,
+        usable_ms,
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -446,6 +511,8 @@ fn main() {
         let start = startup_and_turns(&model).await;
         let kills = kill_to_error(&model).await;
         let tools = tool_bench(&model, &env.python).await;
+        let cold = crash_recovery(&model, false).await;
+        let warm = crash_recovery(&model, true).await;
 
         println!("## Run of {}", chrono_like_now());
         println!("\nLoad average at start: {}\n", load.trim());
@@ -514,6 +581,20 @@ fn main() {
             tools.bridge_turn.p50 / tools.sdk_turn.p50,
             tools.bridge_turn.p99,
             tools.bridge_turn.p99 / tools.sdk_turn.p99
+        );
+        let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
+        println!("\n### Crash recovery (ms, {KILLS} runs each)\n");
+        println!("| figure | new worker started on demand | warm spare |");
+        println!("|---|---|---|");
+        println!(
+            "| `kill -9` → a replacement answers (crash-to-ready) | {} | {} |",
+            fmt(&cold.ready_ms),
+            fmt(&warm.ready_ms)
+        );
+        println!(
+            "| `kill -9` → the same agent completes a turn (crash-to-agent-usable) | {} | {} |",
+            fmt(&cold.usable_ms),
+            fmt(&warm.usable_ms)
         );
         println!("\n### Chat turns and crashes\n");
         println!("| figure | value |");

@@ -63,6 +63,8 @@ pub struct BridgeStats {
     pub worker_alive: bool,
     /// Live agents.
     pub agents: usize,
+    /// Pid of the warm spare worker, when one is ready.
+    pub spare_pid: Option<u32>,
 }
 
 /// The entry point: starts a Python worker (creating the managed venv on first use) and creates
@@ -274,6 +276,7 @@ impl Bridge {
             restarts: self.inner.supervisor.restarts(),
             worker_alive: !worker.process.peer().is_closed(),
             agents: self.inner.router.agent_count(),
+            spare_pid: self.inner.supervisor.spare_pid(),
         }
     }
 

@@ -31,11 +31,19 @@ pub struct RestartPolicy {
     /// The sliding window for the restart budget.
     pub window: Duration,
     /// Backoff before the second restart in a window (doubling after that, capped at 5 s).
+    /// Applied only when the dead worker crashed within [`RestartPolicy::stable_after`] of its
+    /// start: a crash storm, not a worker that ran fine for a while.
     pub backoff: Duration,
+    /// A worker that lived this long counts as a stable start (no backoff after its crash).
+    pub stable_after: Duration,
     /// How often the worker is pinged; `None` disables the heartbeat.
     pub heartbeat_interval: Option<Duration>,
     /// A ping not answered within this time marks the worker hung: it is killed.
     pub heartbeat_timeout: Duration,
+    /// Keep one extra worker started and initialized, so a crashed worker is replaced without
+    /// paying interpreter start and SDK import (about 1 s) on the critical path. Costs one idle
+    /// worker process (~60 MiB).
+    pub warm_spare: bool,
 }
 
 impl Default for RestartPolicy {
@@ -44,8 +52,10 @@ impl Default for RestartPolicy {
             max_restarts: 5,
             window: Duration::from_secs(60),
             backoff: Duration::from_millis(100),
+            stable_after: Duration::from_secs(10),
             heartbeat_interval: Some(Duration::from_secs(5)),
             heartbeat_timeout: Duration::from_secs(15),
+            warm_spare: false,
         }
     }
 }
@@ -54,6 +64,7 @@ impl Default for RestartPolicy {
 pub(crate) struct Worker {
     pub(crate) process: WorkerProcess,
     pub(crate) generation: u64,
+    started: Instant,
 }
 
 pub(crate) struct Supervisor {
@@ -64,6 +75,8 @@ pub(crate) struct Supervisor {
     restarts: tokio::sync::Mutex<VecDeque<Instant>>,
     total_restarts: AtomicU64,
     stopped: AtomicBool,
+    /// A started, initialized worker waiting to replace the current one.
+    spare: tokio::sync::Mutex<Option<WorkerProcess>>,
 }
 
 impl Supervisor {
@@ -76,6 +89,7 @@ impl Supervisor {
         let worker = Arc::new(Worker {
             process,
             generation: 1,
+            started: Instant::now(),
         });
         let supervisor = Arc::new(Self {
             slot: RwLock::new(Arc::clone(&worker)),
@@ -85,8 +99,10 @@ impl Supervisor {
             restarts: tokio::sync::Mutex::new(VecDeque::new()),
             total_restarts: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            spare: tokio::sync::Mutex::new(None),
         });
         supervisor.watch(&worker);
+        supervisor.refill_spare();
         Ok(supervisor)
     }
 
@@ -100,13 +116,22 @@ impl Supervisor {
         )
     }
 
+    /// Pid of the warm spare, if one is ready.
+    pub(crate) fn spare_pid(&self) -> Option<u32> {
+        let spare = self.spare.try_lock().ok()?;
+        spare
+            .as_ref()
+            .filter(|s| !s.peer().is_closed())
+            .map(WorkerProcess::pid)
+    }
+
     /// Restarts since the bridge started.
     pub(crate) fn restarts(&self) -> u64 {
         self.total_restarts.load(Ordering::Relaxed)
     }
 
     /// A live worker: the current one, or a replacement if it has died.
-    pub(crate) async fn live(&self) -> Result<Arc<Worker>> {
+    pub(crate) async fn live(self: &Arc<Self>) -> Result<Arc<Worker>> {
         let worker = self.current();
         if !worker.process.peer().is_closed() {
             return Ok(worker);
@@ -133,7 +158,7 @@ impl Supervisor {
                 window: self.policy.window,
             });
         }
-        if recent > 0 {
+        if recent > 0 && worker.started.elapsed() < self.policy.stable_after {
             let backoff = self
                 .policy
                 .backoff
@@ -148,22 +173,60 @@ impl Supervisor {
             generation = worker.generation + 1,
             "replacing a dead worker"
         );
-        let process = WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?;
+        let process = match self.take_spare().await {
+            Some(spare) => spare,
+            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?,
+        };
         let replacement = Arc::new(Worker {
             process,
             generation: worker.generation + 1,
+            started: Instant::now(),
         });
         *self
             .slot
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
         self.watch(&replacement);
+        self.refill_spare();
         Ok(replacement)
+    }
+
+    /// The warm spare, if there is a healthy one.
+    async fn take_spare(&self) -> Option<WorkerProcess> {
+        let spare = self.spare.lock().await.take()?;
+        if spare.peer().is_closed() {
+            return None; // it died while waiting; its Drop kills what is left
+        }
+        Some(spare)
+    }
+
+    /// Starts a new warm spare in the background (when the policy asks for one).
+    fn refill_spare(self: &Arc<Self>) {
+        if !self.policy.warm_spare || self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(this) = weak.upgrade() else { return };
+            let mut slot = this.spare.lock().await;
+            if slot.as_ref().is_some_and(|s| !s.peer().is_closed()) {
+                return;
+            }
+            match WorkerProcess::spawn(&this.options, Arc::clone(&this.handler)).await {
+                Ok(spare) if !this.stopped.load(Ordering::SeqCst) => *slot = Some(spare),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not start a warm spare worker: {e}"),
+            }
+        });
     }
 
     /// Stops the worker for good: no restarts afterwards.
     pub(crate) async fn shutdown(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        let spare = self.spare.lock().await.take();
+        if let Some(spare) = spare {
+            spare.shutdown().await;
+        }
         self.current().process.shutdown().await;
     }
 

@@ -210,3 +210,43 @@ async fn a_worker_shut_down_on_purpose_is_not_restarted() {
     assert!(matches!(keep.ping().await, Err(Error::WorkerStopped)));
     assert_eq!(keep.stats().restarts, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_spare_takes_over_after_a_crash() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(&data);
+    cfg.restart = RestartPolicy {
+        warm_spare: true,
+        ..RestartPolicy::default()
+    };
+    let bridge = Bridge::start(cfg).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + HANG;
+    let spare = loop {
+        if let Some(pid) = bridge.stats().spare_pid {
+            break pid;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no spare was started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    signal(bridge.stats().worker_pid, libc::SIGKILL);
+    let deadline = tokio::time::Instant::now() + HANG;
+    while bridge.stats().worker_alive {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (text, o) = collect(agent.chat("on the spare").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: on the spare");
+    assert_eq!(
+        bridge.stats().worker_pid,
+        spare,
+        "the pre-started spare took over"
+    );
+    bridge.shutdown().await;
+    assert!(wait_gone(spare, HANG).await);
+}
