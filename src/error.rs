@@ -147,6 +147,8 @@ pub enum AgentErrorKind {
     Quota,
     /// The context or output token limit was hit.
     MaxTokens,
+    /// The model's safety filter blocked the reply.
+    Safety,
     /// The model server answered with an HTTP error.
     ModelHttp,
     /// The model server could not be reached.
@@ -167,6 +169,7 @@ impl std::fmt::Display for AgentErrorKind {
         let s = match self {
             Self::Quota => "quota",
             Self::MaxTokens => "max tokens",
+            Self::Safety => "safety",
             Self::ModelHttp => "model HTTP",
             Self::ModelUnreachable => "model unreachable",
             Self::ConnectionLost => "connection lost",

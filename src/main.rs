@@ -196,7 +196,16 @@ async fn chat(
                 let _ = stdout.flush();
             }
             ChatEvent::Thought { text } => eprint!("{text}"),
-            ChatEvent::ToolCall { name, args, .. } => eprintln!("[Rust tool call] {name} {args}"),
+            ChatEvent::ToolCall { name, args, .. } => eprintln!("[tool call] {name} {args}"),
+            ChatEvent::ToolResult {
+                name,
+                result,
+                error,
+            } => match (result, error) {
+                (Some(result), _) => eprintln!("[Rust tool result] {name} → {result}"),
+                (_, Some(error)) => eprintln!("[Rust tool error] {name}: {error}"),
+                _ => {}
+            },
             _ => {}
         }
     }

@@ -181,9 +181,11 @@ struct HookParams {
 }
 
 /// The inbound side of one worker connection.
+type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
+
 #[derive(Default)]
 pub(crate) struct Router {
-    turns: Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>,
+    turns: Turns,
     agents: Mutex<HashMap<String, Arc<AgentState>>>,
 }
 
@@ -225,6 +227,35 @@ impl Router {
     }
 }
 
+/// Tells the agent's streaming turn (there is at most one) how a Rust tool call ended.
+fn report_tool_result(
+    turns: &Turns,
+    agent_id: &str,
+    name: String,
+    result: &Result<Value, RpcError>,
+) {
+    let event = match result {
+        Ok(value) => ChatEvent::ToolResult {
+            name,
+            result: Some(value.clone()),
+            error: None,
+        },
+        Err(e) => ChatEvent::ToolResult {
+            name,
+            result: None,
+            error: Some(e.message.clone()),
+        },
+    };
+    let turns = lock(turns);
+    if let Some(tx) = turns
+        .iter()
+        .find(|((agent, _), _)| agent == agent_id)
+        .map(|(_, tx)| tx)
+    {
+        let _ = tx.send(event);
+    }
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
     serde_json::from_value(params).map_err(|e| RpcError::new(codes::INVALID_PARAMS, e.to_string()))
 }
@@ -255,9 +286,16 @@ impl Handler for Router {
             Ok(agent) => agent,
             Err(e) => return async move { Err(e) }.boxed(),
         };
+        let turns = Arc::clone(&self.turns);
         async move {
             match method.as_str() {
-                methods::TOOL_CALL => agent.call_tool(parse(params)?).await,
+                methods::TOOL_CALL => {
+                    let params: ToolCallParams = parse(params)?;
+                    let (name, agent_id) = (params.tool.clone(), agent.agent_id.clone());
+                    let result = agent.call_tool(params).await;
+                    report_tool_result(&turns, &agent_id, name, &result);
+                    result
+                }
                 methods::HOOK_RUN => agent.run_hook(parse(params)?).await,
                 _ => agent.confirm(parse(params)?).await,
             }

@@ -26,6 +26,20 @@ pub enum ChatEvent {
         /// Arguments as the model sent them.
         args: serde_json::Value,
     },
+    /// A Rust tool finished (reported by the bridge; the SDK does not report tool results).
+    ToolResult {
+        /// Tool name.
+        name: String,
+        /// Its result, if it succeeded.
+        result: Option<serde_json::Value>,
+        /// The error the model was shown, if it failed.
+        error: Option<String>,
+    },
+    /// A step of the turn reached its final state (user prompt, model text, tool call, …).
+    Step {
+        /// The step.
+        step: Box<Step>,
+    },
 }
 
 /// Token usage as reported by the SDK. Fields are `None` when the model did not report them.

@@ -16,7 +16,11 @@ fn offline_chat_streams_a_reply_that_used_a_rust_tool() {
     );
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("Model: offline demo"), "{stderr}");
-    assert!(stderr.contains("[Rust tool call] calculator"), "{stderr}");
+    assert!(stderr.contains("[tool call] calculator"), "{stderr}");
+    assert!(
+        stderr.contains("[Rust tool result] calculator → 42.0"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("The Rust tool answered {\"result\": 42.0}"),
         "{stdout}"

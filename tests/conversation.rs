@@ -131,12 +131,7 @@ async fn cancel_stops_a_streaming_reply_and_the_agent_goes_on() {
         Duration::from_millis(40),
     ));
     let mut reply = agent.chat("talk").await.unwrap();
-    assert!(
-        tokio::time::timeout(HANG, reply.next())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::first_text(&mut reply).await;
     assert!(agent.cancel().await.unwrap(), "a turn was running");
     let err = tokio::time::timeout(HANG, async {
         while reply.next().await.is_some() {}
@@ -466,5 +461,56 @@ async fn invalid_config_values_name_the_field() {
         "{err}"
     );
     let _ = ScriptedModel::start; // the module is used above through `start`
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_carries_steps_and_rust_tool_results_in_order() {
+    let (bridge, model, _data) = start().await;
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(noop_tool()))
+        .await
+        .unwrap();
+    model.push(Reply::tool_call("lookup", json!({"q": "sun"})));
+    model.push(Reply::text("Found the sun."));
+    let mut reply = agent.chat("find the sun").await.unwrap();
+    let mut kinds = Vec::new();
+    while let Some(event) = tokio::time::timeout(HANG, reply.next()).await.unwrap() {
+        match event {
+            agy_bridge::ChatEvent::ToolCall { name, .. } => kinds.push(format!("call {name}")),
+            agy_bridge::ChatEvent::ToolResult {
+                name,
+                result,
+                error,
+            } => {
+                assert_eq!(result, Some(json!("found sun")));
+                assert!(error.is_none());
+                kinds.push(format!("result {name}"));
+            }
+            agy_bridge::ChatEvent::Step { step } => {
+                kinds.push(format!("step {} {}", step.source, step.kind))
+            }
+            agy_bridge::ChatEvent::Text { .. }
+                if kinds.last().map(String::as_str) != Some("text") =>
+            {
+                kinds.push("text".into());
+            }
+            _ => {}
+        }
+    }
+    reply.finish().await.unwrap();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x.starts_with(k))
+            .unwrap_or_else(|| panic!("{k} missing: {kinds:?}"))
+    };
+    assert!(pos("step USER") < pos("call lookup"), "{kinds:?}");
+    assert!(pos("call lookup") < pos("result lookup"), "{kinds:?}");
+    assert!(pos("result lookup") < pos("text"), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "step MODEL TEXT_RESPONSE"),
+        "{kinds:?}"
+    );
     bridge.shutdown().await;
 }

@@ -123,12 +123,7 @@ async fn kill_9_during_a_streaming_chat_fails_it_promptly_with_the_stderr_tail()
         .await
         .unwrap();
     let mut reply = agent.chat("stream for a while").await.unwrap();
-    assert!(
-        tokio::time::timeout(HANG, reply.next())
-            .await
-            .unwrap()
-            .is_some()
-    );
+    common::first_text(&mut reply).await;
 
     let pid = bridge.worker_info().pid;
     let killed_at = Instant::now();

@@ -53,6 +53,8 @@ def classify_exception(exc: BaseException) -> RpcError:
             data["kind"] = "quota"
         elif "max token limit" in message:
             data["kind"] = "max_tokens"
+        elif "SAFETY" in message or "safety filter" in message or "content_filter" in message:
+            data["kind"] = "safety"
         elif status is not None:
             data["kind"] = "model_http"
         elif "connection refused" in message or "failed to send HTTP request" in message:
@@ -138,6 +140,33 @@ def dedupe_steps(history: list[Any]) -> list[dict[str, Any]]:
     return [integral(s) for s in out.values()]
 
 
+STEP_FIELDS = ("id", "step_index", "trajectory_id", "type", "source", "status", "content", "thinking")
+STEP_FIELDS += ("tool_calls", "error", "http_code", "is_complete_response", "structured_output")
+
+
+def make_step_hook(peer: Peer, hosted: Any) -> Any:
+    """An internal SDK hook that streams each completed step of a streamed turn as a chat/event
+    (local to the worker: no round trip)."""
+    from google.antigravity.hooks import hooks as h
+
+    class _StepEvents(h._PostStepHook):  # noqa: SLF001 - the SDK's own step telemetry point
+        async def run(self, context: Any, data: Any = None) -> None:
+            turn = hosted.current_turn
+            if turn is None or data is None:
+                return
+            dump = data.model_dump(mode="json", include=set(STEP_FIELDS))
+            peer.notify(
+                "chat/event",
+                {
+                    "agent_id": hosted.agent_id,
+                    "turn_id": turn,
+                    "event": {"type": "step", "step": integral(dump)},
+                },
+            )
+
+    return _StepEvents()
+
+
 class HostedAgent:
     def __init__(self, agent_id: str):
         self.agent_id = agent_id
@@ -154,6 +183,8 @@ class HostedAgent:
         # of being refused as busy.
         self.cancelling = False
         self.turn_task: asyncio.Task | None = None
+        # The streamed turn whose chat/events step updates belong to.
+        self.current_turn: Any = None
 
     def winding_down(self) -> bool:
         """Whether the running turn was cancelled (its task may not have seen it yet)."""
@@ -207,7 +238,8 @@ class AgentHost:
         except Exception as e:  # pydantic.ValidationError names the field
             raise RpcError(INVALID_CONFIG, f"capabilities: {e}", {"exception": type(e).__name__}) from e
 
-    def _build_config(self, agent_id: str, callbacks: Callbacks, cfg: dict[str, Any]) -> Any:
+    def _build_config(self, hosted: HostedAgent, cfg: dict[str, Any]) -> Any:
+        agent_id, callbacks = hosted.agent_id, hosted.callbacks
         ag = _sdk()
         model = cfg.get("model") or {}
         enabled = cfg.get("enabled_tools", [])
@@ -223,7 +255,8 @@ class AgentHost:
             "capabilities": self._capabilities(cfg, enabled),
             "policies": make_policies(self.peer, agent_id, callbacks, cfg.get("policies"), has_writes),
             "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
-            "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", [])),
+            "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", []))
+            + [make_step_hook(self.peer, hosted)],
         }
         if cfg.get("response_schema"):
             common["response_schema"] = cfg["response_schema"]
@@ -261,7 +294,7 @@ class AgentHost:
         if agent_id in self.agents:
             raise RpcError(INVALID_PARAMS, f"agent {agent_id!r} already exists on this worker")
         hosted = HostedAgent(agent_id)
-        config = self._build_config(agent_id, hosted.callbacks, params.get("config") or {})
+        config = self._build_config(hosted, params.get("config") or {})
         ag = _sdk()
         started = time.perf_counter()
         agent = ag.Agent(config)
@@ -361,6 +394,7 @@ class AgentHost:
         agent_id = hosted.agent_id
         notify = self.peer.notify
         response = None
+        hosted.current_turn = turn_id
         try:
             response = await hosted.agent.chat(prompt)
             async for chunk in response.chunks:
@@ -417,6 +451,8 @@ class AgentHost:
                     error.data["recovered"] = False
                     error.data["reopen_error"] = str(reopen_error)
             raise error from e
+        finally:
+            hosted.current_turn = None
 
     async def _reopen(self, hosted: HostedAgent) -> None:
         """Re-opens the agent's conversation (RESUME) with the same tools, hooks and policies."""

@@ -66,3 +66,19 @@ pub async fn wait_gone(pid: u32, within: Duration) -> bool {
     }
     process_gone(pid)
 }
+
+/// Waits until the model is streaming: the first text delta of `reply` (step events come
+/// earlier, before the model is even asked).
+pub async fn first_text(reply: &mut ChatResponse) {
+    let wait = async {
+        while let Some(event) = reply.next().await {
+            if matches!(event, ChatEvent::Text { .. }) {
+                return;
+            }
+        }
+        panic!("the turn ended without text");
+    };
+    tokio::time::timeout(HANG, wait)
+        .await
+        .expect("text within the hang bound");
+}
