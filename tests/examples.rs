@@ -1,0 +1,55 @@
+//! Every example runs offline (no GEMINI_API_KEY) and succeeds. `cargo test` builds them.
+
+use std::{path::PathBuf, process::Command};
+
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop(); // deps/
+    dir.pop();
+    dir.join("examples").join(name)
+}
+
+fn run(name: &str) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(example(name))
+        .env_remove("GEMINI_API_KEY")
+        .env("XDG_DATA_HOME", data.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("example {name} did not start ({e}); plain `cargo test` builds the examples, or run `cargo build --examples`"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn quickstart() {
+    assert!(run("quickstart").contains("I am an Antigravity agent"));
+}
+
+#[test]
+fn tools() {
+    let out = run("tools");
+    assert!(
+        out.contains("[get_weather → \"Oslo: sunny, 21 °C (in 1 days)\"]"),
+        "{out}"
+    );
+    assert!(out.contains("[add_to_list → [\"sunscreen\"]]"), "{out}");
+}
+
+#[test]
+fn hooks_and_policies() {
+    let out = run("hooks_and_policies");
+    assert!(out.contains("[hook] model wants delete_file"), "{out}");
+    assert!(out.contains("no terminal, approving"), "{out}");
+    assert!(out.contains("The email is on its way."), "{out}");
+}
+
+#[test]
+fn testing_your_agent() {
+    assert!(run("testing_your_agent").contains("all assertions passed"));
+}
