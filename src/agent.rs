@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::{
-    bridge::BridgeInner,
+    bridge::{BridgeInner, Slot},
     content::Content,
     error::{AgentErrorKind, Error, Result},
     protocol::{self, AgentRef, ChatParams, ChatResult, methods},
@@ -31,6 +31,8 @@ pub struct Agent {
     app_data_dir: PathBuf,
     harness_pid: std::sync::Mutex<Option<u32>>,
     bridge: Arc<BridgeInner>,
+    /// The worker slot the agent is placed on.
+    slot: Arc<Slot>,
     quota: Arc<QuotaState>,
     closed: AtomicBool,
     /// The `agent/create` config, replayed (resuming the conversation) on a replacement worker.
@@ -70,19 +72,25 @@ pub(crate) struct AgentSeed {
 /// pending call, whose drop sends `$/cancelRequest`.
 struct TurnRoute {
     bridge: Arc<BridgeInner>,
+    slot: Arc<Slot>,
     key: (String, u64),
     done: watch::Sender<bool>,
 }
 
 impl Drop for TurnRoute {
     fn drop(&mut self) {
-        self.bridge.router.close_turn(&self.key);
+        self.slot.router.close_turn(&self.key);
         let _ = self.done.send(true);
     }
 }
 
 impl Agent {
-    pub(crate) fn new(seed: AgentSeed, bridge: Arc<BridgeInner>, quota: Arc<QuotaState>) -> Self {
+    pub(crate) fn new(
+        seed: AgentSeed,
+        bridge: Arc<BridgeInner>,
+        slot: Arc<Slot>,
+        quota: Arc<QuotaState>,
+    ) -> Self {
         Self {
             id: seed.id,
             conversation_id: seed.conversation_id,
@@ -90,6 +98,7 @@ impl Agent {
             app_data_dir: seed.app_data_dir,
             harness_pid: std::sync::Mutex::new(seed.harness_pid),
             bridge,
+            slot,
             quota,
             closed: AtomicBool::new(false),
             wire: seed.wire,
@@ -138,12 +147,12 @@ impl Agent {
     /// in flight was lost).
     async fn attached(&self) -> Result<Arc<Worker>> {
         self.ensure_open()?;
-        let worker = self.bridge.supervisor.live().await?;
+        let worker = self.slot.supervisor.live().await?;
         if worker.generation == self.generation.load(Ordering::SeqCst) {
             return Ok(worker);
         }
         let _guard = self.reattach.lock().await;
-        let worker = self.bridge.supervisor.live().await?;
+        let worker = self.slot.supervisor.live().await?;
         if worker.generation == self.generation.load(Ordering::SeqCst) {
             return Ok(worker);
         }
@@ -187,7 +196,7 @@ impl Agent {
         let prompt = prompt.into().to_wire();
         let turn_id = self.bridge.next_turn.fetch_add(1, Ordering::Relaxed);
         let key = (self.id.clone(), turn_id);
-        let events = self.bridge.router.open_turn(key.clone());
+        let events = self.slot.router.open_turn(key.clone());
         let (done, done_rx) = watch::channel(false);
         let abandoned = Arc::new(AtomicBool::new(false));
         *self
@@ -197,6 +206,7 @@ impl Agent {
             Some((Arc::clone(&abandoned), done_rx));
         let route = TurnRoute {
             bridge: Arc::clone(&self.bridge),
+            slot: Arc::clone(&self.slot),
             key,
             done,
         };
@@ -487,10 +497,10 @@ impl Agent {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let bridge = Arc::clone(&self.bridge);
+            let slot = Arc::clone(&self.slot);
             let id = self.id.clone();
             handle.spawn(async move {
-                let worker = bridge.supervisor.current();
+                let worker = slot.supervisor.current();
                 if !worker.process.peer().is_closed() {
                     let _ = worker
                         .process
@@ -498,7 +508,7 @@ impl Agent {
                         .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
                         .await;
                 }
-                bridge.router.remove_agent(&id);
+                slot.router.remove_agent(&id);
             });
         }
     }
@@ -509,7 +519,7 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        let worker = self.bridge.supervisor.current();
+        let worker = self.slot.supervisor.current();
         // An agent whose worker died has no session left to close.
         let result = if worker.process.peer().is_closed()
             || worker.generation != self.generation.load(Ordering::SeqCst)
@@ -527,7 +537,7 @@ impl Agent {
                 .await
                 .map_err(protocol::refine_error)
         };
-        self.bridge.router.remove_agent(&self.id);
+        self.slot.router.remove_agent(&self.id);
         result?;
         Ok(())
     }

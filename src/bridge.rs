@@ -24,6 +24,22 @@ use crate::{
 };
 
 impl BridgeInner {
+    /// The least-loaded worker that is below the per-worker agent cap.
+    fn place(&self) -> Result<Arc<Slot>> {
+        let cap = self.config.max_agents_per_worker.unwrap_or(usize::MAX);
+        self.slots
+            .iter()
+            .filter(|s| s.router.agent_count() < cap)
+            .min_by_key(|s| s.router.agent_count())
+            .cloned()
+            .ok_or_else(|| Error::Capacity {
+                message: format!(
+                    "all {} workers host {cap} agents (max_agents_per_worker)",
+                    self.slots.len()
+                ),
+            })
+    }
+
     /// Spaces turn starts by the configured inter-agent delay.
     pub(crate) async fn pace_turn(&self) {
         let delay = self.config.inter_agent_delay;
@@ -38,9 +54,30 @@ impl BridgeInner {
     }
 }
 
-pub(crate) struct BridgeInner {
+/// One worker of the bridge: its supervisor and the router for its inbound traffic. Each slot
+/// has its own router, so a worker can only call back for agents placed on it.
+pub(crate) struct Slot {
     pub(crate) supervisor: Arc<Supervisor>,
     pub(crate) router: Arc<Router>,
+}
+
+impl Slot {
+    fn stats(&self) -> BridgeStats {
+        let worker = self.supervisor.current();
+        BridgeStats {
+            worker_pid: worker.process.pid(),
+            generation: worker.generation,
+            restarts: self.supervisor.restarts(),
+            worker_alive: !worker.process.peer().is_closed(),
+            agents: self.router.agent_count(),
+            spare_pid: self.supervisor.spare_pid(),
+        }
+    }
+}
+
+pub(crate) struct BridgeInner {
+    /// The workers (one supervised slot each); agents are placed on the least-loaded one.
+    pub(crate) slots: Vec<Arc<Slot>>,
     pub(crate) config: BridgeConfig,
     pub(crate) data_dir: PathBuf,
     pub(crate) quota: QuotaRegistry,
@@ -97,7 +134,7 @@ pub struct Bridge {
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge")
-            .field("worker_pid", &self.inner.supervisor.current().process.pid())
+            .field("workers", &self.inner.slots.len())
             .field("data_dir", &self.inner.data_dir)
             .finish_non_exhaustive()
     }
@@ -125,7 +162,6 @@ impl Bridge {
         for sub in ["conversations", "app-data", "harness-home"] {
             std::fs::create_dir_all(data_dir.join(sub))?;
         }
-        let router = Arc::new(Router::default());
         let mut options = WorkerOptions::new(env);
         options.max_message_size = config.max_message_size;
         options.write_queue = config.channel_capacity;
@@ -134,16 +170,21 @@ impl Bridge {
         options.allow_sdk_mismatch = config.allow_sdk_mismatch;
         options.debug_methods = config.debug_methods;
         options.extra_env.clone_from(&config.worker_env);
-        let supervisor = Supervisor::start(
-            options,
-            Arc::clone(&router) as Arc<dyn Handler>,
-            config.restart.clone(),
-        )
-        .await?;
+        let starts = (0..config.workers.max(1)).map(|_| {
+            let router = Arc::new(Router::default());
+            let options = options.clone();
+            let policy = config.restart.clone();
+            async move {
+                let supervisor =
+                    Supervisor::start(options, Arc::clone(&router) as Arc<dyn Handler>, policy)
+                        .await?;
+                Ok::<_, Error>(Arc::new(Slot { supervisor, router }))
+            }
+        });
+        let slots = futures::future::try_join_all(starts).await?;
         Ok(Self {
             inner: Arc::new(BridgeInner {
-                supervisor,
-                router,
+                slots,
                 config,
                 data_dir,
                 quota: QuotaRegistry::new(),
@@ -216,15 +257,16 @@ impl Bridge {
             agent_id: &agent_id,
             config: &wire,
         };
+        let slot = self.inner.place()?;
         // Rust state first: the worker may call back while the agent starts.
-        self.inner.router.add_agent(Arc::new(AgentState::new(
+        slot.router.add_agent(Arc::new(AgentState::new(
             agent_id.clone(),
             conversation_id.clone(),
             config.tools,
             config.hooks,
             config.policies,
         )));
-        let worker = self.inner.supervisor.live().await?;
+        let worker = slot.supervisor.live().await?;
         let reply = worker
             .process
             .peer()
@@ -235,7 +277,7 @@ impl Bridge {
             )
             .await
             .map_err(protocol::refine_error)
-            .inspect_err(|_| self.inner.router.remove_agent(&agent_id))?;
+            .inspect_err(|_| slot.router.remove_agent(&agent_id))?;
         let created: protocol::AgentCreateResult = serde_json::from_value(reply)
             .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
         tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
@@ -250,6 +292,7 @@ impl Bridge {
                 generation: worker.generation,
             },
             Arc::clone(&self.inner),
+            slot,
             quota,
         ))
     }
@@ -257,27 +300,30 @@ impl Bridge {
     /// What the current worker reported at start-up (versions, pid, JSON backend, event loop).
     #[must_use]
     pub fn worker_info(&self) -> WorkerInfo {
-        self.inner.supervisor.current().process.info().clone()
+        self.inner.slots[0]
+            .supervisor
+            .current()
+            .process
+            .info()
+            .clone()
     }
 
     /// How long the current worker's start-up phases took.
     #[must_use]
     pub fn startup_timings(&self) -> StartupTimings {
-        self.inner.supervisor.current().process.timings()
+        self.inner.slots[0].supervisor.current().process.timings()
     }
 
     /// Worker pid, generation (1 for the first worker, +1 per replacement), restarts, agents.
     #[must_use]
     pub fn stats(&self) -> BridgeStats {
-        let worker = self.inner.supervisor.current();
-        BridgeStats {
-            worker_pid: worker.process.pid(),
-            generation: worker.generation,
-            restarts: self.inner.supervisor.restarts(),
-            worker_alive: !worker.process.peer().is_closed(),
-            agents: self.inner.router.agent_count(),
-            spare_pid: self.inner.supervisor.spare_pid(),
-        }
+        self.inner.slots[0].stats()
+    }
+
+    /// [`Bridge::stats`] for every worker of the bridge.
+    #[must_use]
+    pub fn worker_stats(&self) -> Vec<BridgeStats> {
+        self.inner.slots.iter().map(|s| s.stats()).collect()
     }
 
     /// The data directory (conversations, harness files).
@@ -291,7 +337,7 @@ impl Bridge {
     /// # Errors
     /// A worker error or [`Error::Timeout`].
     pub async fn ping(&self) -> Result<Duration> {
-        let worker = self.inner.supervisor.live().await?;
+        let worker = self.inner.slots[0].supervisor.live().await?;
         let started = Instant::now();
         worker
             .process
@@ -311,7 +357,7 @@ impl Bridge {
     /// Whatever the worker answers with.
     #[doc(hidden)]
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
-        self.inner
+        self.inner.slots[0]
             .supervisor
             .live()
             .await?
@@ -331,19 +377,23 @@ impl Bridge {
     /// The worker's last stderr lines.
     #[must_use]
     pub fn worker_stderr_tail(&self) -> String {
-        self.inner.supervisor.current().process.stderr_tail()
+        self.inner.slots[0]
+            .supervisor
+            .current()
+            .process
+            .stderr_tail()
     }
 
     /// Stops the worker gracefully (agents closed, then the process group ended). Bounded by
     /// the shutdown timeout plus a few seconds for signals.
     pub async fn shutdown(self) {
-        self.inner.supervisor.shutdown().await;
+        futures::future::join_all(self.inner.slots.iter().map(|s| s.supervisor.shutdown())).await;
     }
 
     /// Kills the worker's process group at once (SIGKILL). In-flight calls fail with
     /// [`Error::WorkerCrashed`].
     #[doc(hidden)]
     pub fn kill_worker(&self) {
-        self.inner.supervisor.current().process.kill();
+        self.inner.slots[0].supervisor.current().process.kill();
     }
 }

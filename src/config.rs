@@ -66,6 +66,11 @@ pub struct BridgeConfig {
     /// Minimum time between two turns started through this bridge, to avoid request bursts
     /// (the seed's `inter_agent_delay`). Default zero: quota backoff handles 429s per key.
     pub inter_agent_delay: Duration,
+    /// Number of worker processes; agents go to the least-loaded one (default 1).
+    pub workers: usize,
+    /// At most this many agents per worker (default: no limit); `create_agent` fails with
+    /// [`Error::Capacity`] when every worker is full.
+    pub max_agents_per_worker: Option<usize>,
     /// Restart budget and heartbeat of the worker.
     pub restart: crate::supervisor::RestartPolicy,
     /// Enables the worker's failure-injection method. For the bridge's own tests.
@@ -99,6 +104,8 @@ impl Default for BridgeConfig {
             worker_env: Vec::new(),
             setup_progress: None,
             channel_capacity: 1024,
+            workers: 1,
+            max_agents_per_worker: None,
             inter_agent_delay: Duration::ZERO,
             restart: crate::supervisor::RestartPolicy::default(),
             debug_methods: false,
@@ -107,6 +114,13 @@ impl Default for BridgeConfig {
 }
 
 impl BridgeConfig {
+    /// Runs `n` worker processes (agents are placed on the least-loaded one).
+    #[must_use]
+    pub const fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Sets the data directory.
     #[must_use]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {

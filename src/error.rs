@@ -55,6 +55,12 @@ pub enum Error {
         /// The window.
         window: Duration,
     },
+    /// Every worker already hosts `max_agents_per_worker` agents.
+    #[error("no capacity: {message}")]
+    Capacity {
+        /// Details.
+        message: String,
+    },
     /// The worker was stopped on purpose (shutdown) while this request was pending.
     #[error("the worker was shut down")]
     WorkerStopped,
