@@ -35,8 +35,12 @@ enum Command {
     /// Uses Gemini when GEMINI_API_KEY is set, any OpenAI-compatible server with
     /// --base-url/--model, and otherwise an offline demo model.
     Chat {
-        /// The prompt.
-        prompt: String,
+        /// The prompt. Without one, an interactive session starts: one prompt per line, Ctrl-C
+        /// cancels the running turn, Ctrl-D exits.
+        prompt: Option<String>,
+        /// Print the event stream as JSON lines on stdout (one event per line, then the outcome).
+        #[arg(long)]
+        json: bool,
         /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.
         #[arg(long, requires = "model")]
         base_url: Option<String>,
@@ -75,7 +79,8 @@ async fn main() -> ExitCode {
             offline,
             system,
             no_tools,
-        } => chat(prompt, base_url, model, offline, system, !no_tools).await,
+            json,
+        } => chat(prompt, base_url, model, offline, system, !no_tools, json).await,
         Command::Setup => setup().await,
     };
     match result {
@@ -148,12 +153,13 @@ async fn setup() -> agy_bridge::Result<()> {
 }
 
 async fn chat(
-    prompt: String,
+    prompt: Option<String>,
     base_url: Option<String>,
     model: Option<String>,
     offline: bool,
     system: Option<String>,
     tools: bool,
+    json: bool,
 ) -> agy_bridge::Result<()> {
     let mut demo = None;
     let model_config = match (base_url, std::env::var("GEMINI_API_KEY").ok()) {
@@ -187,9 +193,40 @@ async fn chat(
         agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
     }
     let agent = bridge.create_agent(agent_config).await?;
+    match prompt {
+        Some(prompt) => turn(&agent, prompt, json).await?,
+        None => interactive(&agent, json).await?,
+    }
+    agent.close().await?;
+    bridge.shutdown().await;
+    drop(demo);
+    Ok(())
+}
+
+/// Runs one turn, streaming it to the terminal (or as JSON lines).
+async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_bridge::Result<()> {
     let mut reply = agent.chat(prompt).await?;
     let mut stdout = std::io::stdout();
-    while let Some(event) = reply.next().await {
+    let mut cancelled = false;
+    loop {
+        let event = tokio::select! {
+            event = reply.next() => event,
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                eprintln!("\n[cancelling the turn]");
+                agent.cancel().await?;
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        if json {
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string(&event).unwrap_or_default()
+            );
+            continue;
+        }
         match event {
             ChatEvent::Text { text } => {
                 let _ = write!(stdout, "{text}");
@@ -209,9 +246,19 @@ async fn chat(
             _ => {}
         }
     }
-    let outcome = reply.finish().await;
+    let outcome = match reply.finish().await {
+        Err(agy_bridge::Error::Cancelled) if cancelled => {
+            eprintln!("[turn cancelled]");
+            return Ok(());
+        }
+        other => other?,
+    };
+    if json {
+        let line = serde_json::json!({ "type": "outcome", "outcome": outcome });
+        let _ = writeln!(stdout, "{line}");
+        return Ok(());
+    }
     println!();
-    let outcome = outcome?;
     if let Some(usage) = outcome.usage {
         eprintln!(
             "[{} tokens in, {} out]",
@@ -219,8 +266,25 @@ async fn chat(
             usage.output_tokens.unwrap_or(0)
         );
     }
-    agent.close().await?;
-    bridge.shutdown().await;
-    drop(demo);
     Ok(())
+}
+
+/// One prompt per line until end of input (Ctrl-D).
+async fn interactive(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    eprintln!("Interactive chat: one prompt per line; Ctrl-C cancels a turn, Ctrl-D exits.");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        eprint!("> ");
+        let Some(line) = lines.next_line().await? else {
+            eprintln!();
+            return Ok(());
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = turn(agent, line, json).await {
+            eprintln!("error: {e}");
+        }
+    }
 }
