@@ -487,6 +487,44 @@ async fn crash_recovery(model: &ScriptedModel, warm_spare: bool) -> Recovery {
     }
 }
 
+/// The longest reverse round trip other traffic on a worker sees while three agents start on
+/// it (milliseconds), with agent start-up off the event loop or on it.
+async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64) {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = BridgeConfig::default().data_dir(data.path());
+    if !offloop {
+        config
+            .worker_env
+            .push(("AGY_WORKER_OFFLOOP_START".into(), "0".into()));
+    }
+    let bridge = Bridge::start(config).await.unwrap();
+    assert_eq!(bridge.worker_info().offloop_agent_start, offloop);
+    let quiet = bridge
+        .call_raw("worker/ping_rust", json!({"count": 5000, "concurrency": 1}))
+        .await
+        .unwrap();
+    let pings = bridge.call_raw(
+        "worker/ping_rust",
+        json!({"count": 30000, "concurrency": 1}),
+    );
+    let starts = async {
+        let mut agents = Vec::new();
+        for _ in 0..3 {
+            let config =
+                AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench"));
+            agents.push(bridge.create_agent(config).await.unwrap());
+        }
+        agents
+    };
+    let (busy, agents) = tokio::join!(pings, starts);
+    for agent in agents {
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+    let max = |v: &Value| v["max_us"].as_f64().unwrap_or(f64::NAN) / 1e3;
+    (max(&quiet), max(&busy.unwrap()))
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -511,6 +549,8 @@ fn main() {
         let start = startup_and_turns(&model).await;
         let kills = kill_to_error(&model).await;
         let tools = tool_bench(&model, &env.python).await;
+        let stall_on_loop = start_stall(&model, false).await;
+        let stall_off_loop = start_stall(&model, true).await;
         let cold = crash_recovery(&model, false).await;
         let warm = crash_recovery(&model, true).await;
 
@@ -581,6 +621,17 @@ fn main() {
             tools.bridge_turn.p50 / tools.sdk_turn.p50,
             tools.bridge_turn.p99,
             tools.bridge_turn.p99 / tools.sdk_turn.p99
+        );
+        println!("\n### Stalls while agents start (ms)\n");
+        println!("| longest reverse round trip seen by other traffic on the worker | no agent starting | while 3 agents start |");
+        println!("|---|---|---|");
+        println!(
+            "| SDK's agent start on the event loop (`AGY_WORKER_OFFLOOP_START=0`) | {:.1} | {:.1} |",
+            stall_on_loop.0, stall_on_loop.1
+        );
+        println!(
+            "| harness spawn + handshake in a thread (default) | {:.1} | {:.1} |",
+            stall_off_loop.0, stall_off_loop.1
         );
         let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
         println!("\n### Crash recovery (ms, {KILLS} runs each)\n");

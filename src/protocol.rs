@@ -118,6 +118,9 @@ pub struct WorkerInfo {
     pub main_entered_unix: f64,
     /// Unix time (s) at which the SDK import finished.
     pub sdk_imported_unix: Option<f64>,
+    /// Whether agent start-up runs off the event loop (see `agy_worker/offloop.py`).
+    #[serde(default)]
+    pub offloop_agent_start: bool,
 }
 
 /// `agent/create` params.

@@ -15,6 +15,8 @@ async fn streamed_text_chat_end_to_end() {
         ["Hello ", "from ", "the ", "model"],
         Duration::from_millis(30),
     ));
+    // With the pinned SDK, agent start-up runs off the worker's event loop.
+    assert!(bridge.worker_info().offloop_agent_start);
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
     assert!(agent.harness_pid().is_some());
     assert!(agent.conversation_id().len() >= 32);

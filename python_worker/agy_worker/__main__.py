@@ -23,7 +23,11 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
 
-from . import PROTOCOL_VERSION, __version__  # noqa: E402
+from . import (  # noqa: E402
+    PROTOCOL_VERSION,
+    __version__,
+    offloop,  # noqa: E402
+)
 from .host import AgentHost  # noqa: E402
 from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError  # noqa: E402
 
@@ -57,6 +61,7 @@ class Worker:
         self.peer = Peer(PROTOCOL_FD, max_message)
         self.stop = asyncio.Event()
         self.sdk_imported_at: float | None = None
+        self.offloop_start = False
         self.sdk_ready = asyncio.ensure_future(self._import_sdk())
         self.host = AgentHost(self.peer, self.sdk_ready)
         p = self.peer
@@ -72,7 +77,9 @@ class Worker:
     async def _import_sdk(self) -> str:
         await asyncio.to_thread(importlib.import_module, "google.antigravity")
         self.sdk_imported_at = time.time()
-        return importlib.metadata.version("google-antigravity")
+        version = importlib.metadata.version("google-antigravity")
+        self.offloop_start = offloop.install(version)
+        return version
 
     async def initialize(self, params: dict) -> dict:
         theirs = (params or {}).get("protocol_version")
@@ -94,6 +101,7 @@ class Worker:
             "max_message_size": self.peer.max_message,
             "main_entered_unix": MAIN_ENTERED,
             "sdk_imported_unix": self.sdk_imported_at,
+            "offloop_agent_start": self.offloop_start,
         }
 
     async def ping(self, params: object) -> str:
@@ -130,6 +138,7 @@ class Worker:
             "count": len(samples),
             "p50_us": samples[len(samples) // 2],
             "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            "max_us": samples[-1],
             "calls_per_sec": len(samples) / wall if wall > 0 else 0.0,
         }
 

@@ -21,6 +21,10 @@ pub const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../../python_worker/agy_worker/host.py"),
     ),
     (
+        "offloop.py",
+        include_str!("../../python_worker/agy_worker/offloop.py"),
+    ),
+    (
         "proxies.py",
         include_str!("../../python_worker/agy_worker/proxies.py"),
     ),

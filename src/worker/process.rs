@@ -229,6 +229,7 @@ impl WorkerProcess {
                 max_message_size: 0,
                 main_entered_unix: 0.0,
                 sdk_imported_unix: None,
+                offloop_agent_start: false,
             },
             timings: StartupTimings {
                 spawn: spawn_time,
