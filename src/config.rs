@@ -25,15 +25,25 @@ pub const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The chat timeout from [`ENV_CHAT_TIMEOUT`]; an invalid value warns and falls back to 120 s.
 #[must_use]
 pub fn default_chat_timeout() -> Duration {
-    match std::env::var(ENV_CHAT_TIMEOUT) {
-        Ok(v) => v.trim().parse::<u64>().map_or_else(
-            |e| {
-                tracing::warn!(value = %v, error = %e, "invalid {ENV_CHAT_TIMEOUT}; using 120 s");
-                DEFAULT_CHAT_TIMEOUT
-            },
-            Duration::from_secs,
-        ),
-        Err(_) => DEFAULT_CHAT_TIMEOUT,
+    chat_timeout_from(std::env::var(ENV_CHAT_TIMEOUT).ok().as_deref())
+}
+
+/// Parses a chat timeout in seconds; `None` or an invalid value (with a warning) gives 120 s.
+#[must_use]
+pub fn chat_timeout_from(value: Option<&str>) -> Duration {
+    let Some(value) = value else {
+        return DEFAULT_CHAT_TIMEOUT;
+    };
+    match value.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Duration::from_secs(secs),
+        Ok(_) => {
+            tracing::warn!(value, "{ENV_CHAT_TIMEOUT} must be positive; using 120 s");
+            DEFAULT_CHAT_TIMEOUT
+        }
+        Err(e) => {
+            tracing::warn!(value, error = %e, "invalid {ENV_CHAT_TIMEOUT}; using 120 s");
+            DEFAULT_CHAT_TIMEOUT
+        }
     }
 }
 
@@ -562,5 +572,30 @@ impl AgentConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_timeout_parsing_falls_back_on_bad_values() {
+        assert_eq!(chat_timeout_from(None), DEFAULT_CHAT_TIMEOUT);
+        assert_eq!(chat_timeout_from(Some("30")), Duration::from_secs(30));
+        assert_eq!(chat_timeout_from(Some(" 45 ")), Duration::from_secs(45));
+        assert_eq!(chat_timeout_from(Some("soon")), DEFAULT_CHAT_TIMEOUT);
+        assert_eq!(chat_timeout_from(Some("0")), DEFAULT_CHAT_TIMEOUT);
+    }
+
+    #[test]
+    fn operation_timeout_is_chat_timeout_plus_two_minutes() {
+        let config = BridgeConfig::default().chat_timeout(Duration::from_secs(10));
+        assert_eq!(config.operation_timeout, Duration::from_secs(130));
+        let default = BridgeConfig::default();
+        assert_eq!(
+            default.operation_timeout,
+            default.chat_timeout + Duration::from_secs(120)
+        );
     }
 }

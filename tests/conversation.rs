@@ -514,3 +514,29 @@ async fn the_stream_carries_steps_and_rust_tool_results_in_order() {
     );
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn try_shutdown_closes_the_agent_without_waiting() {
+    let (bridge, model, _data) = start().await;
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let harness = agent.harness_pid().unwrap();
+    assert_eq!(bridge.stats().agents, 1);
+    agent.try_shutdown();
+    assert!(matches!(
+        agent.chat("too late").await,
+        Err(Error::UnknownAgent { .. })
+    ));
+    assert!(
+        common::wait_gone(harness, HANG).await,
+        "the agent's harness stops"
+    );
+    let deadline = tokio::time::Instant::now() + HANG;
+    while bridge.stats().agents != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bridge.shutdown().await;
+}
