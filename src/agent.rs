@@ -157,22 +157,13 @@ impl Agent {
             return Ok(worker);
         }
         tracing::info!(agent = %self.id, generation = worker.generation, "re-opening the agent on a new worker");
-        let params = protocol::AgentCreateParams {
-            agent_id: &self.id,
-            config: &self.wire,
-        };
-        let reply = worker
-            .process
-            .peer()
-            .call_timeout(
-                methods::AGENT_CREATE,
-                params,
-                self.bridge.config.operation_timeout,
-            )
-            .await
-            .map_err(protocol::refine_error)?;
-        let created: protocol::AgentCreateResult = serde_json::from_value(reply)
-            .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
+        let created = create_on(
+            &worker,
+            &self.id,
+            &self.wire,
+            self.bridge.config.operation_timeout,
+        )
+        .await?;
         *self
             .harness_pid
             .lock()
@@ -567,6 +558,24 @@ impl Agent {
         serde_json::from_value(reply)
             .map_err(|e| Error::Protocol(format!("bad {method} result: {e}")))
     }
+}
+
+/// Sends `agent/create` for `agent_id` to `worker` (first start, or re-opening after failover).
+pub(crate) async fn create_on(
+    worker: &Worker,
+    agent_id: &str,
+    config: &Value,
+    timeout: std::time::Duration,
+) -> Result<protocol::AgentCreateResult> {
+    let params = protocol::AgentCreateParams { agent_id, config };
+    let reply = worker
+        .process
+        .peer()
+        .call_timeout(methods::AGENT_CREATE, params, timeout)
+        .await
+        .map_err(protocol::refine_error)?;
+    serde_json::from_value(reply)
+        .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))
 }
 
 /// Records quota hits and model successes for the agent's API key.

@@ -12,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    agent::{Agent, AgentSeed},
+    agent::{Agent, AgentSeed, create_on},
     config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
     protocol::{self, WorkerInfo, methods},
@@ -253,10 +253,6 @@ impl Bridge {
             wire["sdk_options"] = extra.clone();
         }
         let quota = self.inner.quota.state_for_key(&config.model.quota_key());
-        let params = protocol::AgentCreateParams {
-            agent_id: &agent_id,
-            config: &wire,
-        };
         let slot = self.inner.place()?;
         // Rust state first: the worker may call back while the agent starts.
         slot.router.add_agent(Arc::new(AgentState::new(
@@ -267,19 +263,14 @@ impl Bridge {
             config.policies,
         )));
         let worker = slot.supervisor.live().await?;
-        let reply = worker
-            .process
-            .peer()
-            .call_timeout(
-                methods::AGENT_CREATE,
-                params,
-                self.inner.config.operation_timeout,
-            )
-            .await
-            .map_err(protocol::refine_error)
-            .inspect_err(|_| slot.router.remove_agent(&agent_id))?;
-        let created: protocol::AgentCreateResult = serde_json::from_value(reply)
-            .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))?;
+        let created = create_on(
+            &worker,
+            &agent_id,
+            &wire,
+            self.inner.config.operation_timeout,
+        )
+        .await
+        .inspect_err(|_| slot.router.remove_agent(&agent_id))?;
         tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
         Ok(Agent::new(
             AgentSeed {

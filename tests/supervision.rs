@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use agy_bridge::{Bridge, Error, supervisor::RestartPolicy, testing::Reply};
 use common::{HANG, agent_config, collect, config, wait_gone};
-use futures::StreamExt;
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid we own.
@@ -31,13 +30,7 @@ async fn a_killed_worker_is_replaced_and_the_agent_keeps_its_history() {
     let old = bridge.stats();
     let old_harness = agent.harness_pid().unwrap();
     signal(old.worker_pid, libc::SIGKILL);
-    let err = tokio::time::timeout(HANG, async {
-        while reply.next().await.is_some() {}
-        reply.finish().await
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let err = common::finish_within(reply).await.unwrap_err();
     assert!(matches!(err, Error::WorkerCrashed { .. }), "{err}");
 
     // The same Agent handle just works: a new worker, the conversation resumed.
@@ -75,13 +68,7 @@ async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
     let mut reply = agent.chat("talk slowly").await.unwrap();
     common::first_text(&mut reply).await;
     signal(agent.harness_pid().unwrap(), libc::SIGKILL);
-    let err = tokio::time::timeout(HANG, async {
-        while reply.next().await.is_some() {}
-        reply.finish().await
-    })
-    .await
-    .unwrap()
-    .unwrap_err();
+    let err = common::finish_within(reply).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -126,14 +113,10 @@ async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
     let stopped = bridge.stats().worker_pid;
     signal(stopped, libc::SIGSTOP);
     // Without a heartbeat this would wait forever: the process exists but never answers.
-    let deadline = tokio::time::Instant::now() + HANG;
-    while bridge.stats().worker_alive {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the hung worker was never detected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("the hung worker was never detected", || {
+        !bridge.stats().worker_alive
+    })
+    .await;
     assert!(wait_gone(stopped, HANG).await, "the hung worker was killed");
     let (text, o) = collect(agent.chat("hello after the hang").await.unwrap()).await;
     o.unwrap();
@@ -159,14 +142,10 @@ async fn a_worker_that_crashes_on_start_is_retried_a_bounded_number_of_times() {
     let bridge = Bridge::start(cfg).await.unwrap();
     std::fs::write(&marker, "").unwrap();
     signal(bridge.stats().worker_pid, libc::SIGKILL);
-    let deadline = tokio::time::Instant::now() + HANG;
-    while bridge.stats().worker_alive {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the crash was never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the crash was never noticed", || {
+        !bridge.stats().worker_alive
+    })
+    .await;
     let mut errors = Vec::new();
     for _ in 0..4 {
         errors.push(
@@ -224,11 +203,7 @@ async fn a_warm_spare_takes_over_after_a_crash() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     signal(bridge.stats().worker_pid, libc::SIGKILL);
-    let deadline = tokio::time::Instant::now() + HANG;
-    while bridge.stats().worker_alive {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the crash to be noticed", || !bridge.stats().worker_alive).await;
     let (text, o) = collect(agent.chat("on the spare").await.unwrap()).await;
     o.unwrap();
     assert_eq!(text, "You said: on the spare");

@@ -82,3 +82,25 @@ pub async fn first_text(reply: &mut ChatResponse) {
         .await
         .expect("text within the hang bound");
 }
+
+/// Drains the rest of `reply` and returns its outcome, within the hang bound.
+pub async fn finish_within(mut reply: ChatResponse) -> agy_bridge::Result<agy_bridge::ChatOutcome> {
+    tokio::time::timeout(HANG, async {
+        while reply.next().await.is_some() {}
+        reply.finish().await
+    })
+    .await
+    .expect("the turn must end, not hang")
+}
+
+/// Polls `condition` until it holds; panics with `what` past the hang bound.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
