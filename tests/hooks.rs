@@ -279,3 +279,38 @@ async fn a_failing_pre_turn_hook_refuses_the_turn_visibly() {
     assert!(err.to_string().contains("pre_turn hook failed"), "{err}");
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_compaction_fires_when_the_context_is_compacted() {
+    let (bridge, model, _data) = common::start().await;
+    let summaries: Arc<Mutex<Vec<String>>> = Arc::default();
+    let hooks = Hooks::new().on_compaction({
+        let summaries = Arc::clone(&summaries);
+        move |c| {
+            let summaries = Arc::clone(&summaries);
+            async move { summaries.lock().unwrap().push(c.summary) }
+        }
+    });
+    let agent = bridge
+        .create_agent(agent_config(&model).hooks(hooks).compaction(
+            agy_bridge::sdk_config::CompactionConfig {
+                token_threshold: Some(4000),
+            },
+        ))
+        .await
+        .unwrap();
+    let filler = "lorem ipsum dolor sit amet ".repeat(60);
+    for i in 0..10 {
+        let (_, o) = collect(agent.chat(format!("turn {i}: {filler}")).await.unwrap()).await;
+        o.unwrap();
+        if !summaries.lock().unwrap().is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !summaries.lock().unwrap().is_empty(),
+        "no compaction after 10 long turns"
+    );
+    assert!(!agent.compaction_indices().await.unwrap().is_empty());
+    bridge.shutdown().await;
+}
