@@ -13,7 +13,7 @@ use std::{
 };
 
 use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, ModelConfig,
+    Agent, AgentConfig, Bridge, BridgeConfig, ModelConfig,
     rpc::{Handler, Peer, PeerConfig, RpcError},
     testing::{Reply, ScriptedModel},
     tools::FnTool,
@@ -536,6 +536,14 @@ fn main() {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         eprintln!("measuring (load average {})…", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
+        let mut rates = Vec::new();
+        for workers in [1, 2, 4] {
+            rates.push((workers, scaling(&model, workers).await));
+        }
+        if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("scaling") {
+            print_scaling(&rates);
+            return;
+        }
         let base = baseline(&env.python).await;
         let variants = [
             worker_variant("worker, uvloop + orjson (default)", &[]).await,
@@ -647,6 +655,7 @@ fn main() {
             fmt(&cold.usable_ms),
             fmt(&warm.usable_ms)
         );
+        print_scaling(&rates);
         println!("\n### Chat turns and crashes\n");
         println!("| figure | value |");
         println!("|---|---|");
@@ -659,6 +668,56 @@ fn main() {
             kills.iter().map(|k| format!("{k:.1}")).collect::<Vec<_>>().join(" / ")
         );
     });
+}
+
+/// Turns per second of 32 agents chatting concurrently (text turns, scripted model) on a
+/// bridge with `workers` workers: 3 rounds of 32 concurrent turns after a warm-up round.
+async fn scaling(model: &ScriptedModel, workers: usize) -> f64 {
+    const AGENTS: usize = 32;
+    const ROUNDS: usize = 3;
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(data.path())
+            .workers(workers),
+    )
+    .await
+    .unwrap();
+    let agents = futures::future::try_join_all((0..AGENTS).map(|_| {
+        bridge.create_agent(AgentConfig::new(ModelConfig::openai_compatible(
+            model.base_url(),
+            "bench",
+        )))
+    }))
+    .await
+    .unwrap();
+    let round = || {
+        futures::future::join_all(agents.iter().map(|a| async move {
+            let mut reply = a.chat("hello there").await.unwrap();
+            while reply.next().await.is_some() {}
+            reply.finish().await.unwrap();
+        }))
+    };
+    round().await;
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        round().await;
+    }
+    let rate = (AGENTS * ROUNDS) as f64 / started.elapsed().as_secs_f64();
+    futures::future::join_all(agents.into_iter().map(Agent::close)).await;
+    bridge.shutdown().await;
+    rate
+}
+
+fn print_scaling(rates: &[(usize, f64)]) {
+    println!(
+        "\n### Throughput of 32 concurrent agents (text turns/s; ratio = figure / 1 worker)\n"
+    );
+    println!("| workers | turns/s | ratio |");
+    println!("|---|---|---|");
+    for (workers, rate) in rates {
+        println!("| {workers} | {rate:.1} | {:.2} |", rate / rates[0].1);
+    }
 }
 
 fn chrono_like_now() -> String {

@@ -10,12 +10,14 @@ use std::{
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{OwnedRwLockReadGuard, oneshot, watch};
+use tracing::Instrument;
 
 use crate::{
-    bridge::{BridgeInner, Slot},
+    bridge::BridgeInner,
     content::Content,
     error::{AgentErrorKind, Error, Result},
+    pool::Slot,
     protocol::{self, AgentRef, ChatParams, ChatResult, methods},
     quota::QuotaState,
     streaming::ChatResponse,
@@ -42,6 +44,9 @@ pub struct Agent {
     reattach: tokio::sync::Mutex<()>,
     /// The last turn: whether its response was dropped, and whether its task has ended.
     last_turn: std::sync::Mutex<Option<(Arc<AtomicBool>, watch::Receiver<bool>)>>,
+    /// Releases the recycling gate held for a turn started with [`Agent::send`] (see
+    /// [`hold_gate_for_send`]).
+    send_gate: std::sync::Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -105,6 +110,7 @@ impl Agent {
             generation: AtomicU64::new(seed.generation),
             reattach: tokio::sync::Mutex::new(()),
             last_turn: std::sync::Mutex::new(None),
+            send_gate: std::sync::Mutex::new(None),
         }
     }
 
@@ -130,6 +136,18 @@ impl Agent {
     #[must_use]
     pub fn app_data_dir(&self) -> &Path {
         &self.app_data_dir
+    }
+
+    /// The worker pool the agent runs on.
+    #[must_use]
+    pub fn pool(&self) -> &str {
+        &self.slot.pool
+    }
+
+    /// Pid of the worker process currently hosting the agent.
+    #[must_use]
+    pub fn worker_pid(&self) -> u32 {
+        self.slot.supervisor.current().process.pid()
     }
 
     /// Pid of the agent's `localharness` process.
@@ -183,6 +201,7 @@ impl Agent {
     /// [`ChatResponse::finish`].
     pub async fn chat(&self, prompt: impl Into<Content>) -> Result<ChatResponse> {
         self.settle_abandoned_turn().await;
+        let gate = self.slot.enter().await;
         let worker = self.attached().await?;
         let prompt = prompt.into().to_wire();
         let turn_id = self.bridge.next_turn.fetch_add(1, Ordering::Relaxed);
@@ -202,25 +221,32 @@ impl Agent {
             done,
         };
         let quota = Arc::clone(&self.quota);
-        let task = tokio::spawn(async move {
-            let route = route;
-            let bridge = &route.bridge;
-            quota.wait_for_quota().await;
-            bridge.pace_turn().await;
-            let params = ChatParams {
-                agent_id: &route.key.0,
-                turn_id,
-                prompt: &prompt,
-            };
-            let reply = worker
-                .process
-                .peer()
-                .call_timeout(methods::AGENT_CHAT, params, bridge.config.chat_timeout)
-                .await
-                .map_err(protocol::refine_error);
-            let reply = track_quota(&quota, reply)?;
-            outcome_from(reply)
-        });
+        let span =
+            tracing::info_span!("turn", agent = %self.id, turn = turn_id, pool = %self.slot.pool);
+        let task = tokio::spawn(
+            async move {
+                let route = route;
+                let _gate = gate;
+                let bridge = &route.bridge;
+                quota.wait_for_quota().await;
+                bridge.pace_turn().await;
+                let params = ChatParams {
+                    agent_id: &route.key.0,
+                    turn_id,
+                    prompt: &prompt,
+                };
+                let reply = worker
+                    .process
+                    .peer()
+                    .call_timeout(methods::AGENT_CHAT, params, bridge.config.chat_timeout)
+                    .await
+                    .map_err(protocol::refine_error);
+                route.slot.turn_ended();
+                let reply = track_quota(&quota, reply)?;
+                outcome_from(reply)
+            }
+            .instrument(span),
+        );
         Ok(ChatResponse::new(events, task, abandoned))
     }
 
@@ -272,11 +298,20 @@ impl Agent {
     pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
         self.quota.wait_for_quota().await;
         let prompt = prompt.into().to_wire();
-        self.request::<Value>(
+        let gate = self.slot.enter().await;
+        let worker = self.attached().await?;
+        self.request_in_gate::<Value>(
             methods::AGENT_SEND,
             json!({"agent_id": self.id, "prompt": prompt}),
         )
         .await?;
+        self.slot.turn_ended();
+        *self.lock_send_gate() = Some(hold_gate_for_send(
+            gate,
+            Arc::clone(&self.slot),
+            worker,
+            self.id.clone(),
+        ));
         Ok(())
     }
 
@@ -286,6 +321,7 @@ impl Agent {
     /// # Errors
     /// That turn's error.
     pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
+        let _gate = self.enter_unless_sending().await;
         let reply = self
             .attached()
             .await?
@@ -298,6 +334,7 @@ impl Agent {
             )
             .await
             .map_err(protocol::refine_error);
+        self.lock_send_gate().take();
         match track_quota(&self.quota, reply)? {
             Value::Null => Ok(None),
             reply => outcome_from(reply).map(Some),
@@ -310,9 +347,11 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn cancel(&self) -> Result<bool> {
+        // Not gated: a turn waiting to be drained must still be cancellable.
         let reply: Value = self
-            .request(methods::AGENT_CANCEL, self.agent_ref())
+            .request_in_gate(methods::AGENT_CANCEL, self.agent_ref())
             .await?;
+        self.lock_send_gate().take();
         Ok(reply["cancelled"].as_bool().unwrap_or(false))
     }
 
@@ -432,6 +471,7 @@ impl Agent {
     /// A worker error.
     pub async fn wait_for_wakeup(&self, timeout: std::time::Duration) -> Result<bool> {
         let params = json!({"agent_id": self.id, "timeout_secs": timeout.as_secs_f64()});
+        let _gate = self.enter_unless_sending().await;
         let reply: Value = self
             .attached()
             .await?
@@ -455,6 +495,7 @@ impl Agent {
     pub async fn signal_idle(&self) -> Result<()> {
         self.request::<Value>(methods::AGENT_SIGNAL_IDLE, self.agent_ref())
             .await?;
+        self.lock_send_gate().take();
         Ok(())
     }
 
@@ -487,6 +528,7 @@ impl Agent {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.lock_send_gate().take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let slot = Arc::clone(&self.slot);
             let id = self.id.clone();
@@ -510,6 +552,7 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
+        self.lock_send_gate().take();
         let worker = self.slot.supervisor.current();
         // An agent whose worker died has no session left to close.
         let result = if worker.process.peer().is_closed()
@@ -546,15 +589,45 @@ impl Agent {
         json!({ "agent_id": self.id })
     }
 
+    fn lock_send_gate(&self) -> std::sync::MutexGuard<'_, Option<oneshot::Sender<()>>> {
+        self.send_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds off recycling, unless a running [`Agent::send`] turn already does (waiting then
+    /// could deadlock: the recycle waits for that turn, which may wait for this call).
+    async fn enter_unless_sending(&self) -> Option<OwnedRwLockReadGuard<()>> {
+        if self
+            .lock_send_gate()
+            .as_ref()
+            .is_some_and(|s| !s.is_closed())
+        {
+            return None;
+        }
+        Some(self.slot.enter().await)
+    }
+
+    /// A call to the agent's worker, holding off recycling until it is answered.
     async fn request<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
-        let reply = self
-            .attached()
-            .await?
-            .process
-            .peer()
-            .call_timeout(method, params, self.bridge.config.operation_timeout)
-            .await
-            .map_err(protocol::refine_error)?;
+        let _gate = self.enter_unless_sending().await;
+        self.request_in_gate(method, params).await
+    }
+
+    /// A call to the agent's worker; the caller decides about the recycling gate.
+    async fn request_in_gate<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
+        let span = tracing::debug_span!("agent_call", agent = %self.id, %method);
+        let reply = async {
+            self.attached()
+                .await?
+                .process
+                .peer()
+                .call_timeout(method, params, self.bridge.config.operation_timeout)
+                .await
+                .map_err(protocol::refine_error)
+        }
+        .instrument(span)
+        .await?;
         serde_json::from_value(reply)
             .map_err(|e| Error::Protocol(format!("bad {method} result: {e}")))
     }
@@ -576,6 +649,46 @@ pub(crate) async fn create_on(
         .map_err(protocol::refine_error)?;
     serde_json::from_value(reply)
         .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))
+}
+
+/// Keeps `gate` (holding off recycling of the worker) while a turn started with
+/// [`Agent::send`] runs: until the returned sender is dropped (the turn was collected,
+/// cancelled or the agent closed) or, once the worker is waiting to be recycled, until the
+/// agent is idle, so an uncollected turn never blocks recycling.
+fn hold_gate_for_send(
+    gate: OwnedRwLockReadGuard<()>,
+    slot: Arc<Slot>,
+    worker: Arc<Worker>,
+    agent_id: String,
+) -> oneshot::Sender<()> {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+    let (release, mut released) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _gate = gate;
+        loop {
+            tokio::select! {
+                _ = &mut released => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            if !slot.is_draining() {
+                continue;
+            }
+            let state = worker
+                .process
+                .peer()
+                .call_timeout(
+                    methods::AGENT_STATE,
+                    json!({"agent_id": agent_id}),
+                    POLL * 50,
+                )
+                .await;
+            match state {
+                Ok(state) if state["is_idle"].as_bool() == Some(false) => {}
+                _ => return, // idle, or the worker or agent is gone
+            }
+        }
+    });
+    release
 }
 
 /// Records quota hits and model successes for the agent's API key.

@@ -1,4 +1,4 @@
-//! [`Bridge`]: owns a worker process and routes its traffic to agents.
+//! [`Bridge`]: owns the worker pools and creates agents on them.
 
 use std::{
     path::PathBuf,
@@ -15,6 +15,7 @@ use crate::{
     agent::{Agent, AgentSeed, create_on},
     config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
+    pool::{DEFAULT_POOL, Pool, PoolConfig, Slot, WorkerStats},
     protocol::{self, WorkerInfo, methods},
     quota::QuotaRegistry,
     router::{AgentState, Router},
@@ -24,20 +25,27 @@ use crate::{
 };
 
 impl BridgeInner {
-    /// The least-loaded worker that is below the per-worker agent cap.
-    fn place(&self) -> Result<Arc<Slot>> {
-        let cap = self.config.max_agents_per_worker.unwrap_or(usize::MAX);
-        self.slots
+    /// The pool called `name` (the default pool for `None`).
+    fn pool(&self, name: Option<&str>) -> Result<&Pool> {
+        let name = name.unwrap_or(DEFAULT_POOL);
+        self.pools
             .iter()
-            .filter(|s| s.router.agent_count() < cap)
-            .min_by_key(|s| s.router.agent_count())
-            .cloned()
-            .ok_or_else(|| Error::Capacity {
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::InvalidConfig {
                 message: format!(
-                    "all {} workers host {cap} agents (max_agents_per_worker)",
-                    self.slots.len()
+                    "no worker pool named {name:?} (pools: {})",
+                    self.pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
+    }
+
+    /// The first worker of the default pool.
+    fn first_slot(&self) -> &Arc<Slot> {
+        &self.pools[0].slots[0]
     }
 
     /// Spaces turn starts by the configured inter-agent delay.
@@ -54,30 +62,9 @@ impl BridgeInner {
     }
 }
 
-/// One worker of the bridge: its supervisor and the router for its inbound traffic. Each slot
-/// has its own router, so a worker can only call back for agents placed on it.
-pub(crate) struct Slot {
-    pub(crate) supervisor: Arc<Supervisor>,
-    pub(crate) router: Arc<Router>,
-}
-
-impl Slot {
-    fn stats(&self) -> BridgeStats {
-        let worker = self.supervisor.current();
-        BridgeStats {
-            worker_pid: worker.process.pid(),
-            generation: worker.generation,
-            restarts: self.supervisor.restarts(),
-            worker_alive: !worker.process.peer().is_closed(),
-            agents: self.router.agent_count(),
-            spare_pid: self.supervisor.spare_pid(),
-        }
-    }
-}
-
 pub(crate) struct BridgeInner {
-    /// The workers (one supervised slot each); agents are placed on the least-loaded one.
-    pub(crate) slots: Vec<Arc<Slot>>,
+    /// The worker pools, the default pool first.
+    pools: Vec<Pool>,
     pub(crate) config: BridgeConfig,
     pub(crate) data_dir: PathBuf,
     pub(crate) quota: QuotaRegistry,
@@ -85,23 +72,6 @@ pub(crate) struct BridgeInner {
     pub(crate) next_turn: AtomicU64,
     /// When the last turn was started (for [`BridgeConfig::inter_agent_delay`]).
     last_turn_start: tokio::sync::Mutex<Option<Instant>>,
-}
-
-/// A snapshot of a bridge's worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeStats {
-    /// Pid (and process group) of the current worker.
-    pub worker_pid: u32,
-    /// 1 for the first worker, +1 for each replacement.
-    pub generation: u64,
-    /// Replacements so far.
-    pub restarts: u64,
-    /// Whether the current worker's connection is open.
-    pub worker_alive: bool,
-    /// Live agents.
-    pub agents: usize,
-    /// Pid of the warm spare worker, when one is ready.
-    pub spare_pid: Option<u32>,
 }
 
 /// The entry point: starts a Python worker (creating the managed venv on first use) and creates
@@ -134,7 +104,15 @@ pub struct Bridge {
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge")
-            .field("workers", &self.inner.slots.len())
+            .field(
+                "pools",
+                &self
+                    .inner
+                    .pools
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.slots.len()))
+                    .collect::<Vec<_>>(),
+            )
             .field("data_dir", &self.inner.data_dir)
             .finish_non_exhaustive()
     }
@@ -153,38 +131,23 @@ impl Bridge {
         {
             tracing::warn!("could not load .env: {e}");
         }
-        let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
         let data_dir = config
             .data_dir
             .clone()
-            .or_else(|| dirs::data_local_dir().map(|d| d.join("agy-bridge")))
-            .unwrap_or_else(|| std::env::temp_dir().join("agy-bridge-data"));
+            .unwrap_or_else(crate::config::default_data_dir);
         for sub in ["conversations", "app-data", "harness-home"] {
             std::fs::create_dir_all(data_dir.join(sub))?;
         }
-        let mut options = WorkerOptions::new(env);
-        options.max_message_size = config.max_message_size;
-        options.write_queue = config.channel_capacity;
-        options.startup_timeout = config.startup_timeout;
-        options.shutdown_grace = config.shutdown_timeout;
-        options.allow_sdk_mismatch = config.allow_sdk_mismatch;
-        options.debug_methods = config.debug_methods;
-        options.extra_env.clone_from(&config.worker_env);
-        let starts = (0..config.workers.max(1)).map(|_| {
-            let router = Arc::new(Router::default());
-            let options = options.clone();
-            let policy = config.restart.clone();
-            async move {
-                let supervisor =
-                    Supervisor::start(options, Arc::clone(&router) as Arc<dyn Handler>, policy)
-                        .await?;
-                Ok::<_, Error>(Arc::new(Slot { supervisor, router }))
-            }
-        });
-        let slots = futures::future::try_join_all(starts).await?;
+        let pools = futures::future::try_join_all(
+            config
+                .resolved_pools()?
+                .into_iter()
+                .map(|pool| start_pool(&config, pool)),
+        )
+        .await?;
         Ok(Self {
             inner: Arc::new(BridgeInner {
-                slots,
+                pools,
                 config,
                 data_dir,
                 quota: QuotaRegistry::new(),
@@ -252,8 +215,15 @@ impl Bridge {
         if let Some(extra) = &config.sdk_options {
             wire["sdk_options"] = extra.clone();
         }
-        let quota = self.inner.quota.state_for_key(&config.model.quota_key());
-        let slot = self.inner.place()?;
+        let pool = self.inner.pool(config.pool.as_deref())?;
+        let mut quota_key = config.model.quota_key();
+        if quota_key.ends_with(":env") {
+            // The key comes from the worker's environment, which each pool may set.
+            quota_key = format!("{quota_key}@{}", pool.name);
+        }
+        let quota = self.inner.quota.state_for_key(&quota_key);
+        let slot = pool.place()?;
+        let _gate = slot.enter().await;
         // Rust state first: the worker may call back while the agent starts.
         slot.router.add_agent(Arc::new(AgentState::new(
             agent_id.clone(),
@@ -291,7 +261,8 @@ impl Bridge {
     /// What the current worker reported at start-up (versions, pid, JSON backend, event loop).
     #[must_use]
     pub fn worker_info(&self) -> WorkerInfo {
-        self.inner.slots[0]
+        self.inner
+            .first_slot()
             .supervisor
             .current()
             .process
@@ -302,19 +273,34 @@ impl Bridge {
     /// How long the current worker's start-up phases took.
     #[must_use]
     pub fn startup_timings(&self) -> StartupTimings {
-        self.inner.slots[0].supervisor.current().process.timings()
+        self.inner
+            .first_slot()
+            .supervisor
+            .current()
+            .process
+            .timings()
     }
 
-    /// Worker pid, generation (1 for the first worker, +1 per replacement), restarts, agents.
+    /// [`WorkerStats`] of the default pool's first worker.
     #[must_use]
-    pub fn stats(&self) -> BridgeStats {
-        self.inner.slots[0].stats()
+    pub fn stats(&self) -> WorkerStats {
+        self.inner.first_slot().stats()
     }
 
-    /// [`Bridge::stats`] for every worker of the bridge.
+    /// [`WorkerStats`] for every worker of every pool, the default pool first.
     #[must_use]
-    pub fn worker_stats(&self) -> Vec<BridgeStats> {
-        self.inner.slots.iter().map(|s| s.stats()).collect()
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.inner
+            .pools
+            .iter()
+            .flat_map(|p| p.slots.iter().map(|s| s.stats()))
+            .collect()
+    }
+
+    /// The names of the bridge's pools, the default pool first.
+    #[must_use]
+    pub fn pools(&self) -> Vec<&str> {
+        self.inner.pools.iter().map(|p| p.name.as_str()).collect()
     }
 
     /// The data directory (conversations, harness files).
@@ -328,7 +314,7 @@ impl Bridge {
     /// # Errors
     /// A worker error or [`Error::Timeout`].
     pub async fn ping(&self) -> Result<Duration> {
-        let worker = self.inner.slots[0].supervisor.live().await?;
+        let worker = self.inner.first_slot().supervisor.live().await?;
         let started = Instant::now();
         worker
             .process
@@ -348,7 +334,8 @@ impl Bridge {
     /// Whatever the worker answers with.
     #[doc(hidden)]
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
-        self.inner.slots[0]
+        self.inner
+            .first_slot()
             .supervisor
             .live()
             .await?
@@ -368,7 +355,8 @@ impl Bridge {
     /// The worker's last stderr lines.
     #[must_use]
     pub fn worker_stderr_tail(&self) -> String {
-        self.inner.slots[0]
+        self.inner
+            .first_slot()
             .supervisor
             .current()
             .process
@@ -378,13 +366,47 @@ impl Bridge {
     /// Stops the worker gracefully (agents closed, then the process group ended). Bounded by
     /// the shutdown timeout plus a few seconds for signals.
     pub async fn shutdown(self) {
-        futures::future::join_all(self.inner.slots.iter().map(|s| s.supervisor.shutdown())).await;
+        let slots = self.inner.pools.iter().flat_map(|p| p.slots.iter());
+        futures::future::join_all(slots.map(|s| s.supervisor.shutdown())).await;
     }
 
     /// Kills the worker's process group at once (SIGKILL). In-flight calls fail with
     /// [`Error::WorkerCrashed`].
     #[doc(hidden)]
     pub fn kill_worker(&self) {
-        self.inner.slots[0].supervisor.current().process.kill();
+        self.inner.first_slot().supervisor.current().process.kill();
     }
+}
+
+/// Prepares `pool`'s interpreter and starts its workers.
+async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Pool> {
+    let python = pool.python.clone().unwrap_or_else(|| config.python.clone());
+    let env = venv::ensure(python, config.setup_progress.clone()).await?;
+    let mut options = WorkerOptions::new(env);
+    options.max_message_size = config.max_message_size;
+    options.write_queue = config.channel_capacity;
+    options.startup_timeout = config.startup_timeout;
+    options.shutdown_grace = config.shutdown_timeout;
+    options.allow_sdk_mismatch = config.allow_sdk_mismatch;
+    options.debug_methods = config.debug_methods;
+    options.extra_env.clone_from(&config.worker_env);
+    options.extra_env.extend(pool.env.iter().cloned());
+    let restart = pool
+        .restart
+        .clone()
+        .unwrap_or_else(|| config.restart.clone());
+    let starts = (0..pool.workers.max(1)).map(|_| {
+        let router = Arc::new(Router::default());
+        let options = options.clone();
+        let restart = restart.clone();
+        let (name, recycle) = (pool.name.clone(), pool.recycle.clone());
+        async move {
+            let supervisor =
+                Supervisor::start(options, Arc::clone(&router) as Arc<dyn Handler>, restart)
+                    .await?;
+            Ok::<_, Error>(Arc::new(Slot::new(name, supervisor, router, recycle)))
+        }
+    });
+    let slots = futures::future::try_join_all(starts).await?;
+    Ok(Pool::new(pool.name, slots, pool.max_agents_per_worker))
 }

@@ -47,6 +47,16 @@ pub fn chat_timeout_from(value: Option<&str>) -> Duration {
     }
 }
 
+/// The data directory used when [`BridgeConfig::data_dir`] is not set: `agy-bridge` under the
+/// user's local data directory (e.g. `~/.local/share/agy-bridge`).
+#[must_use]
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir().map_or_else(
+        || std::env::temp_dir().join("agy-bridge-data"),
+        |d| d.join("agy-bridge"),
+    )
+}
+
 /// Settings for a [`crate::Bridge`].
 #[derive(Clone)]
 pub struct BridgeConfig {
@@ -81,8 +91,12 @@ pub struct BridgeConfig {
     /// At most this many agents per worker (default: no limit); `create_agent` fails with
     /// [`Error::Capacity`] when every worker is full.
     pub max_agents_per_worker: Option<usize>,
-    /// Restart budget and heartbeat of the worker.
+    /// Restart budget, heartbeat and warm spare of the default pool's workers.
     pub restart: crate::supervisor::RestartPolicy,
+    /// When the default pool's workers are recycled (default: never).
+    pub recycle: crate::pool::RecyclePolicy,
+    /// Further named worker pools (see [`BridgeConfig::pool`]).
+    pub pools: Vec<crate::pool::PoolConfig>,
     /// Enables the worker's failure-injection method. For the bridge's own tests.
     #[doc(hidden)]
     pub debug_methods: bool,
@@ -118,6 +132,8 @@ impl Default for BridgeConfig {
             max_agents_per_worker: None,
             inter_agent_delay: Duration::ZERO,
             restart: crate::supervisor::RestartPolicy::default(),
+            recycle: crate::pool::RecyclePolicy::default(),
+            pools: Vec::new(),
             debug_methods: false,
         }
     }
@@ -129,6 +145,44 @@ impl BridgeConfig {
     pub const fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
+    }
+
+    /// Adds a named worker pool with its own settings; agents choose it with
+    /// [`AgentConfig::pool`]. The top-level fields configure the pool named
+    /// [`crate::pool::DEFAULT_POOL`].
+    #[must_use]
+    pub fn pool(mut self, pool: crate::pool::PoolConfig) -> Self {
+        self.pools.push(pool);
+        self
+    }
+
+    /// The default pool plus the named ones, each with the bridge's settings filled in.
+    pub(crate) fn resolved_pools(&self) -> Result<Vec<crate::pool::PoolConfig>> {
+        let default = crate::pool::PoolConfig {
+            name: crate::pool::DEFAULT_POOL.to_owned(),
+            workers: self.workers,
+            max_agents_per_worker: self.max_agents_per_worker,
+            python: Some(self.python.clone()),
+            env: Vec::new(),
+            restart: Some(self.restart.clone()),
+            recycle: self.recycle.clone(),
+        };
+        let mut pools = vec![default];
+        for pool in &self.pools {
+            if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
+                return Err(Error::InvalidConfig {
+                    message: format!(
+                        "pool names must be unique and non-empty ({:?} is the default pool's)",
+                        crate::pool::DEFAULT_POOL
+                    ),
+                });
+            }
+            let mut pool = pool.clone();
+            pool.python.get_or_insert_with(|| self.python.clone());
+            pool.restart.get_or_insert_with(|| self.restart.clone());
+            pools.push(pool);
+        }
+        Ok(pools)
     }
 
     /// Sets the data directory.
@@ -328,6 +382,8 @@ pub struct AgentConfig {
     /// enabled: then the agent is refused (the SDK's safety rule) unless a
     /// `pre_tool_call_decide` hook decides.
     pub policies: PolicySet,
+    /// The worker pool to run on (default: [`crate::pool::DEFAULT_POOL`]).
+    pub pool: Option<String>,
     problems: Vec<String>,
 }
 
@@ -349,8 +405,16 @@ impl AgentConfig {
             has_mcp: false,
             response_schema: None,
             sdk_options: None,
+            pool: None,
             problems: Vec::new(),
         }
+    }
+
+    /// Runs the agent on the named pool (see [`BridgeConfig::pool`]).
+    #[must_use]
+    pub fn pool(mut self, name: impl Into<String>) -> Self {
+        self.pool = Some(name.into());
+        self
     }
 
     /// Appends `text` to the SDK's built-in system prompt.

@@ -191,6 +191,35 @@ impl Supervisor {
         Ok(replacement)
     }
 
+    /// Replaces a healthy worker on purpose (recycling): the replacement (the warm spare when
+    /// there is one) becomes current. Returns the old worker, which the caller (having drained
+    /// it) stops gracefully: that closes its agents' sessions with their conversations
+    /// persisted.
+    pub(crate) async fn recycle(self: &Arc<Self>) -> Result<Arc<Worker>> {
+        let restarts = self.restarts.lock().await;
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::WorkerStopped);
+        }
+        let old = self.current();
+        let process = match self.take_spare().await {
+            Some(spare) => spare,
+            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?,
+        };
+        let replacement = Arc::new(Worker {
+            process,
+            generation: old.generation + 1,
+            started: Instant::now(),
+        });
+        *self
+            .slot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
+        self.watch(&replacement);
+        self.refill_spare();
+        drop(restarts);
+        Ok(old)
+    }
+
     /// The warm spare, if there is a healthy one.
     async fn take_spare(&self) -> Option<WorkerProcess> {
         let spare = self.spare.lock().await.take()?;

@@ -141,6 +141,12 @@ impl Peer {
         self.state().closed.is_some()
     }
 
+    /// Requests sent and not yet answered.
+    #[must_use]
+    pub fn pending_requests(&self) -> usize {
+        self.state().pending.len()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner
             .state

@@ -1,6 +1,7 @@
 //! The Python worker: its managed environment, its embedded sources and its process.
 
 pub mod embedded;
+pub mod memory;
 pub mod process;
 pub mod venv;
 
