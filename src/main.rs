@@ -1,21 +1,10 @@
 //! The `agy-bridge` command-line tool.
 
-use std::{
-    io::Write,
-    process::ExitCode,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-mod demo;
+mod cli;
 
-use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, ChatEvent, ModelConfig, SetupEvent, testing::ScriptedModel,
-    worker::venv,
-};
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +24,9 @@ enum Command {
     /// Uses Gemini when GEMINI_API_KEY is set, any OpenAI-compatible server with
     /// --base-url/--model, and otherwise an offline demo model.
     Chat {
-        /// The prompt. Without one, an interactive session starts: one prompt per line, Ctrl-C
-        /// cancels the running turn, Ctrl-D exits.
+        /// The prompt. Without one, an interactive session starts: one prompt per line (with
+        /// line editing and history on a terminal), Ctrl-C cancels the running turn, Ctrl-D
+        /// exits.
         prompt: Option<String>,
         /// Print the event stream as JSON lines on stdout (one event per line, then the outcome).
         #[arg(long)]
@@ -58,7 +48,30 @@ enum Command {
         no_tools: bool,
     },
     /// Create (or check) the managed Python environment, showing progress.
-    Setup,
+    Setup {
+        /// Install from this directory of wheels only (an air-gapped host), never from PyPI.
+        #[arg(long, value_name = "DIR", conflicts_with = "download_wheels")]
+        offline_wheels: Option<PathBuf>,
+        /// Download the wheels the venv needs into DIR (on a connected machine of the same
+        /// platform and Python version), for `setup --offline-wheels DIR` elsewhere.
+        #[arg(long, value_name = "DIR")]
+        download_wheels: Option<PathBuf>,
+    },
+    /// Check Python, the venv, the SDK and its harness, a live worker and a one-turn chat;
+    /// exits non-zero with a fix-it hint for each failure.
+    Doctor,
+    /// Remove stale venvs and orphaned conversation files, reporting what is freed.
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove conversations not used for this many days.
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u64>,
+        /// The data directory (default: the bridge's).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -70,8 +83,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Chat {
             prompt,
             base_url,
@@ -80,211 +92,44 @@ async fn main() -> ExitCode {
             system,
             no_tools,
             json,
-        } => chat(prompt, base_url, model, offline, system, !no_tools, json).await,
-        Command::Setup => setup().await,
+        } => {
+            cli::chat::run(cli::chat::ChatOptions {
+                prompt,
+                base_url,
+                model,
+                offline,
+                system,
+                tools: !no_tools,
+                json,
+            })
+            .await
+        }
+        Command::Setup {
+            offline_wheels,
+            download_wheels,
+        } => cli::setup::run(offline_wheels, download_wheels).await,
+        Command::Doctor => {
+            return if cli::doctor::run().await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Gc {
+            dry_run,
+            older_than,
+            data_dir,
+        } => cli::gc::run(&cli::gc::GcOptions {
+            data_dir,
+            older_than: older_than.map(|days| Duration::from_secs(days * 86_400)),
+            dry_run,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            cli::render::error(&e);
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// A spinner on stderr that shows venv set-up phases with elapsed time.
-fn setup_progress() -> (BridgeConfig, ProgressBar) {
-    let bar = ProgressBar::hidden();
-    let shown = Arc::new(Mutex::new(None::<ProgressBar>));
-    let config = BridgeConfig::default().on_setup_progress(move |event| {
-        let mut shown = shown
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match event {
-            SetupEvent::Phase { name, elapsed } => {
-                let bar = shown.get_or_insert_with(|| {
-                    eprintln!("Setting up the Python environment (first run only)…");
-                    let bar = ProgressBar::new_spinner();
-                    bar.set_style(
-                        ProgressStyle::with_template("  {spinner} [{elapsed_precise}] {msg}")
-                            .expect("valid template"),
-                    );
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                });
-                let line = format!("  [{:>5.1}s] {name}", elapsed.as_secs_f64());
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
-                }
-                bar.set_message(name.clone());
-            }
-            SetupEvent::Output(line) => {
-                if let Some(bar) = shown.as_ref() {
-                    bar.set_message(line.chars().take(100).collect::<String>());
-                }
-            }
-            SetupEvent::Done { elapsed, reused } => {
-                if let Some(bar) = shown.take() {
-                    bar.finish_and_clear();
-                    eprintln!(
-                        "  Python environment ready in {:.1}s",
-                        elapsed.as_secs_f64()
-                    );
-                } else if !reused {
-                    eprintln!("Python environment ready in {:.1}s", elapsed.as_secs_f64());
-                }
-            }
-            _ => {}
-        }
-    });
-    (config, bar)
-}
-
-async fn setup() -> agy_bridge::Result<()> {
-    let (config, _bar) = setup_progress();
-    let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
-    println!("interpreter: {}", env.python.display());
-    if let Some(dir) = env.venv_dir {
-        println!("venv:        {}", dir.display());
-    }
-    Ok(())
-}
-
-async fn chat(
-    prompt: Option<String>,
-    base_url: Option<String>,
-    model: Option<String>,
-    offline: bool,
-    system: Option<String>,
-    tools: bool,
-    json: bool,
-) -> agy_bridge::Result<()> {
-    let mut demo = None;
-    let model_config = match (base_url, std::env::var("GEMINI_API_KEY").ok()) {
-        (Some(url), _) => ModelConfig::openai_compatible(url, model.unwrap_or_default()),
-        (None, Some(key)) if !offline => ModelConfig::Gemini {
-            api_key: Some(key),
-            model,
-        },
-        _ => {
-            let server = ScriptedModel::with_responder(Arc::new(demo::reply)).await?;
-            let config = ModelConfig::openai_compatible(server.base_url(), "offline-demo");
-            demo = Some(server);
-            config
-        }
-    };
-    if demo.is_some() {
-        eprintln!(
-            "Model: offline demo (a scripted local server; set GEMINI_API_KEY or use --base-url/--model for a real model)"
-        );
-    } else {
-        eprintln!("Model: {}", model_config.describe());
-    }
-    let (config, _bar) = setup_progress();
-    eprintln!("Starting the Python worker…");
-    let bridge = Bridge::start(config).await?;
-    let mut agent_config = AgentConfig::new(model_config);
-    if let Some(system) = system {
-        agent_config = agent_config.system_instructions(system);
-    }
-    if tools {
-        agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
-    }
-    let agent = bridge.create_agent(agent_config).await?;
-    match prompt {
-        Some(prompt) => turn(&agent, prompt, json).await?,
-        None => interactive(&agent, json).await?,
-    }
-    agent.close().await?;
-    bridge.shutdown().await;
-    drop(demo);
-    Ok(())
-}
-
-/// Runs one turn, streaming it to the terminal (or as JSON lines).
-async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_bridge::Result<()> {
-    let mut reply = agent.chat(prompt).await?;
-    let mut stdout = std::io::stdout();
-    let mut cancelled = false;
-    loop {
-        let event = tokio::select! {
-            event = reply.next() => event,
-            _ = tokio::signal::ctrl_c(), if !cancelled => {
-                cancelled = true;
-                eprintln!("\n[cancelling the turn]");
-                agent.cancel().await?;
-                continue;
-            }
-        };
-        let Some(event) = event else { break };
-        if json {
-            let _ = writeln!(
-                stdout,
-                "{}",
-                serde_json::to_string(&event).unwrap_or_default()
-            );
-            continue;
-        }
-        match event {
-            ChatEvent::Text { text } => {
-                let _ = write!(stdout, "{text}");
-                let _ = stdout.flush();
-            }
-            ChatEvent::Thought { text } => eprint!("{text}"),
-            ChatEvent::ToolCall { name, args, .. } => eprintln!("[tool call] {name} {args}"),
-            ChatEvent::ToolResult {
-                name,
-                result,
-                error,
-            } => match (result, error) {
-                (Some(result), _) => eprintln!("[Rust tool result] {name} → {result}"),
-                (_, Some(error)) => eprintln!("[Rust tool error] {name}: {error}"),
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    let outcome = match reply.finish().await {
-        Err(agy_bridge::Error::Cancelled) if cancelled => {
-            eprintln!("[turn cancelled]");
-            return Ok(());
-        }
-        other => other?,
-    };
-    if json {
-        let line = serde_json::json!({ "type": "outcome", "outcome": outcome });
-        let _ = writeln!(stdout, "{line}");
-        return Ok(());
-    }
-    println!();
-    if let Some(usage) = outcome.usage {
-        eprintln!(
-            "[{} tokens in, {} out]",
-            usage.prompt_tokens.unwrap_or(0),
-            usage.output_tokens.unwrap_or(0)
-        );
-    }
-    Ok(())
-}
-
-/// One prompt per line until end of input (Ctrl-D).
-async fn interactive(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<()> {
-    use tokio::io::AsyncBufReadExt;
-    eprintln!("Interactive chat: one prompt per line; Ctrl-C cancels a turn, Ctrl-D exits.");
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        eprint!("> ");
-        let Some(line) = lines.next_line().await? else {
-            eprintln!();
-            return Ok(());
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Err(e) = turn(agent, line, json).await {
-            eprintln!("error: {e}");
         }
     }
 }

@@ -103,3 +103,161 @@ fn interactive_mode_reads_prompts_until_end_of_input() {
         "{stdout}"
     );
 }
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agy-bridge"))
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_good_setup() {
+    // The environment this test suite runs in (set up first, as `doctor` does not build it).
+    agy_bridge::worker::venv::ensure(agy_bridge::PythonConfig::default(), None)
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(cli().arg("doctor").env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stdout}\n{stderr}");
+    for line in [
+        "✓ Python",
+        "✓ SDK           google-antigravity 0.1.22",
+        "✓ worker",
+        "✓ smoke chat",
+        "· venv cache",
+        "All checks passed.",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn doctor_fails_with_a_fix_for_a_python_without_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("bare");
+    let status = Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, stdout, _) = run(cli()
+        .arg("doctor")
+        .env("AGY_BRIDGE_PYTHON", venv.join("bin").join("python"))
+        .env("XDG_DATA_HOME", dir.path()));
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("✓ Python"), "{stdout}");
+    assert!(
+        stdout.contains("✗ SDK           google-antigravity does not import"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: install it there") && stdout.contains("1 check(s) failed."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- worker        skipped (no SDK)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn doctor_fails_with_a_fix_for_a_missing_python() {
+    let cache = tempfile::tempdir().unwrap();
+    let (ok, stdout, _) = run(cli()
+        .arg("doctor")
+        .env_remove("AGY_BRIDGE_PYTHON")
+        .env("AGY_BRIDGE_CACHE_DIR", cache.path())
+        .env("AGY_BRIDGE_BASE_PYTHON", "/nonexistent/python3"));
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("✗ Python"), "{stdout}");
+    assert!(
+        stdout.contains("fix: install Python >= 3.10, or set AGY_BRIDGE_BASE_PYTHON"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn gc_removes_stale_venvs_and_orphaned_conversation_files_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let stale_venv = cache.path().join("venvs").join("0123456789abcdef");
+    std::fs::create_dir_all(stale_venv.join("bin")).unwrap();
+    std::fs::write(stale_venv.join("bin").join("python"), vec![0u8; 4096]).unwrap();
+    let stale_src = cache.path().join("worker-src").join("0000000000000000");
+    std::fs::create_dir_all(&stale_src).unwrap();
+    let conv = data.path().join("conversations");
+    let brain = data.path().join("app-data").join("brain");
+    std::fs::create_dir_all(&conv).unwrap();
+    std::fs::create_dir_all(brain.join("kept")).unwrap();
+    std::fs::create_dir_all(brain.join("orphan")).unwrap();
+    std::fs::write(conv.join("kept.db"), b"db").unwrap();
+    std::fs::write(conv.join("orphan.db-wal"), b"wal").unwrap();
+
+    let gc = |extra: &[&str]| {
+        run(cli()
+            .arg("gc")
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("AGY_BRIDGE_PYTHON")
+            .env("AGY_BRIDGE_CACHE_DIR", cache.path()))
+    };
+    let (ok, stdout, stderr) = gc(&["--dry-run"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("would free 4.0 KiB in 4 entries"),
+        "{stdout}"
+    );
+    assert!(stale_venv.exists(), "a dry run removes nothing");
+
+    let (ok, stdout, stderr) = gc(&[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("freed 4.0 KiB in 4 entries"), "{stdout}");
+    for gone in [
+        &stale_venv,
+        &stale_src,
+        &brain.join("orphan"),
+        &conv.join("orphan.db-wal"),
+    ] {
+        assert!(!gone.exists(), "{} left", gone.display());
+    }
+    assert!(conv.join("kept.db").exists() && brain.join("kept").exists());
+}
+
+/// `setup --download-wheels` on a connected machine, then `setup --offline-wheels` with the
+/// package index unreachable: the venv is built from the wheelhouse alone.
+#[test]
+fn setup_installs_from_a_wheelhouse_without_the_index() {
+    let cache = tempfile::tempdir().unwrap();
+    let wheels = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args(["setup", "--download-wheels"])
+        .arg(wheels.path())
+        .env_remove("AGY_BRIDGE_PYTHON"));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("agy-bridge setup --offline-wheels"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run(cli()
+        .args(["setup", "--offline-wheels"])
+        .arg(wheels.path())
+        .env_remove("AGY_BRIDGE_PYTHON")
+        .env("AGY_BRIDGE_CACHE_DIR", cache.path())
+        // Nothing may come from an index: point every index setting at a closed port.
+        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+        .env("PIP_EXTRA_INDEX_URL", "")
+        .env("UV_INDEX_URL", "http://127.0.0.1:9/simple"));
+    assert!(ok, "{stdout}\n{stderr}");
+    let source = format!("from {} with pip", wheels.path().display());
+    assert!(stderr.contains(&source), "{stderr}");
+    assert!(stdout.contains("venv:"), "{stdout}");
+}

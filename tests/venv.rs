@@ -94,6 +94,7 @@ async fn a_missing_python_is_a_clear_setup_error() {
         python: None,
         cache_dir: Some(cache.path().to_path_buf()),
         base_python: Some("/nonexistent/python3".into()),
+        ..PythonConfig::default()
     };
     // An explicit AGY_BRIDGE_PYTHON in the environment would bypass venv management.
     if std::env::var_os(venv::ENV_PYTHON).is_some() {

@@ -27,6 +27,9 @@ pub const ENV_PYTHON: &str = "AGY_BRIDGE_PYTHON";
 pub const ENV_CACHE_DIR: &str = "AGY_BRIDGE_CACHE_DIR";
 /// Env var: the base interpreter used to create venvs (default: `python3` on `PATH`).
 pub const ENV_BASE_PYTHON: &str = "AGY_BRIDGE_BASE_PYTHON";
+/// Env var: a directory of wheels to install from instead of the package index (air-gapped
+/// hosts; fill it with `agy-bridge setup --download-wheels DIR`).
+pub const ENV_WHEELHOUSE: &str = "AGY_BRIDGE_WHEELHOUSE";
 
 const STAMP: &str = "agy-bridge-complete.json";
 const OUTPUT_TAIL_LINES: usize = 40;
@@ -42,6 +45,137 @@ pub struct PythonConfig {
     pub cache_dir: Option<PathBuf>,
     /// Base interpreter for new venvs (overrides [`ENV_BASE_PYTHON`]).
     pub base_python: Option<PathBuf>,
+    /// Install from this directory of wheels only, never from the package index (overrides
+    /// [`ENV_WHEELHOUSE`]).
+    pub wheelhouse: Option<PathBuf>,
+}
+
+impl PythonConfig {
+    fn wheelhouse(&self) -> Option<PathBuf> {
+        self.wheelhouse
+            .clone()
+            .or_else(|| std::env::var_os(ENV_WHEELHOUSE).map(PathBuf::from))
+    }
+
+    fn base_python(&self) -> PathBuf {
+        self.base_python
+            .clone()
+            .or_else(|| std::env::var_os(ENV_BASE_PYTHON).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("python3"))
+    }
+
+    fn ready_python(&self) -> Option<PathBuf> {
+        self.python
+            .clone()
+            .or_else(|| std::env::var_os(ENV_PYTHON).map(PathBuf::from))
+    }
+}
+
+/// Where the managed venv for a [`PythonConfig`] lives, found without building anything.
+#[derive(Debug, Clone)]
+pub struct VenvStatus {
+    /// The venv directory.
+    pub dir: PathBuf,
+    /// Whether it is complete (finished, with its key files present).
+    pub complete: bool,
+    /// The base interpreter it is (or would be) created from.
+    pub base_python: PathBuf,
+    /// That interpreter's version.
+    pub python_version: String,
+}
+
+/// The managed venv `config` selects; `None` when a ready interpreter is configured instead.
+///
+/// # Errors
+/// [`Error::VenvSetup`] when the base interpreter cannot be run.
+pub fn inspect(config: &PythonConfig) -> Result<Option<VenvStatus>> {
+    if config.ready_python().is_some() {
+        return Ok(None);
+    }
+    let (base_exe, version) = probe_base_python(&config.base_python())?;
+    let key = venv_key(&base_exe, &version);
+    let dir = cache_dir(config).join("venvs").join(&key[..16]);
+    Ok(Some(VenvStatus {
+        complete: is_complete(&dir, &key),
+        dir,
+        base_python: base_exe,
+        python_version: version,
+    }))
+}
+
+/// Entries of the cache directory that no current configuration uses: venvs and worker
+/// packages built for other Python versions or earlier worker sources, and half-built venvs.
+/// A venv another process is building (its lock is held) is never listed.
+///
+/// # Errors
+/// [`Error::VenvSetup`] when the base interpreter cannot be run.
+pub fn stale_entries(config: &PythonConfig) -> Result<Vec<PathBuf>> {
+    let cache = cache_dir(config);
+    let current = inspect(config)?.map(|s| s.dir);
+    let mut stale = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(cache.join("venvs")) {
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().is_some_and(|e| e == "lock") || Some(&path) == current.as_ref() {
+                continue;
+            }
+            let lock_path = path.with_extension("lock");
+            let busy = std::fs::File::open(&lock_path)
+                .is_ok_and(|f| !f.try_lock_exclusive().unwrap_or(false));
+            if !busy {
+                stale.push(path);
+                if lock_path.exists() {
+                    stale.push(lock_path);
+                }
+            }
+        }
+    }
+    let digest = embedded::digest();
+    if let Ok(entries) = std::fs::read_dir(cache.join("worker-src")) {
+        stale.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n != &digest[..16])),
+        );
+    }
+    stale.sort();
+    Ok(stale)
+}
+
+/// Downloads the wheels the managed venv needs (for this machine's platform and the base
+/// interpreter's Python version) into `dest`, for an air-gapped set-up with
+/// [`PythonConfig::wheelhouse`].
+///
+/// # Errors
+/// [`Error::VenvSetup`] when the base interpreter or its pip fails.
+pub fn download_wheels(
+    config: &PythonConfig,
+    dest: &Path,
+    progress: Option<&SetupProgress>,
+) -> Result<()> {
+    let report = |event: SetupEvent| {
+        if let Some(p) = progress {
+            p(&event);
+        }
+    };
+    let (base_exe, _) = probe_base_python(&config.base_python())?;
+    std::fs::create_dir_all(dest)
+        .map_err(|e| setup_error("creating the wheel directory", e.to_string(), ""))?;
+    run(
+        "downloading wheels with pip",
+        Command::new(base_exe)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--dest",
+            ])
+            .arg(dest)
+            .args(embedded::requirements()),
+        &report,
+    )
 }
 
 /// A progress report from environment set-up.
@@ -122,11 +256,7 @@ pub fn ensure_blocking(
         }
     };
     let cache = cache_dir(config);
-    if let Some(python) = config
-        .python
-        .clone()
-        .or_else(|| std::env::var_os(ENV_PYTHON).map(PathBuf::from))
-    {
+    if let Some(python) = config.ready_python() {
         let src = cache.join("worker-src").join(&embedded::digest()[..16]);
         embedded::write_package(&src)
             .map_err(|e| setup_error("writing the worker package", e.to_string(), ""))?;
@@ -137,12 +267,7 @@ pub fn ensure_blocking(
         });
     }
 
-    let base = config
-        .base_python
-        .clone()
-        .or_else(|| std::env::var_os(ENV_BASE_PYTHON).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let (base_exe, version) = probe_base_python(&base)?;
+    let (base_exe, version) = probe_base_python(&config.base_python())?;
     let key = venv_key(&base_exe, &version);
     let venvs = cache.join("venvs");
     let dir = venvs.join(&key[..16]);
@@ -175,7 +300,16 @@ pub fn ensure_blocking(
         });
         Ok(managed_env(&dir))
     } else {
-        build(&dir, &key, &base_exe, &version, started, &report).map(|()| managed_env(&dir))
+        let wheelhouse = config.wheelhouse();
+        build(
+            &dir,
+            &key,
+            (&base_exe, &version),
+            wheelhouse.as_deref(),
+            started,
+            &report,
+        )
+        .map(|()| managed_env(&dir))
     };
     let _ = FileExt::unlock(&lock);
     result
@@ -263,11 +397,16 @@ fn probe_base_python(base: &Path) -> Result<(PathBuf, String)> {
 fn build(
     dir: &Path,
     key: &str,
-    base_exe: &Path,
-    version: &str,
+    (base_exe, version): (&Path, &str),
+    wheelhouse: Option<&Path>,
     started: Instant,
     report: &dyn Fn(SetupEvent),
 ) -> Result<()> {
+    // From a wheelhouse: never the index, so a missing wheel fails instead of downloading.
+    let offline: Vec<std::ffi::OsString> = wheelhouse
+        .map(|dir| vec!["--no-index".into(), "--find-links".into(), dir.into()])
+        .unwrap_or_default();
+    let source = wheelhouse.map_or_else(String::new, |d| format!(" from {}", d.display()));
     let phase = |name: String| {
         tracing::info!("{name}");
         report(SetupEvent::Phase {
@@ -303,6 +442,7 @@ fn build(
             Command::new(uv)
                 .args(["pip", "install", "--python"])
                 .arg(&python)
+                .args(&offline)
                 .args(&requirements),
             report,
         )?;
@@ -314,7 +454,7 @@ fn build(
             report,
         )?;
         phase(format!(
-            "installing {} with pip (the SDK wheel is ~130 MB)",
+            "installing {}{source} with pip (the SDK wheel is ~130 MB)",
             requirements.join(" ")
         ));
         run(
@@ -327,6 +467,7 @@ fn build(
                     "--disable-pip-version-check",
                     "--no-input",
                 ])
+                .args(&offline)
                 .args(&requirements),
             report,
         )?;

@@ -1,0 +1,171 @@
+//! `agy-bridge chat`: one prompt, or an interactive session, streamed to the terminal.
+
+use std::{io::IsTerminal, io::Write, sync::Arc};
+
+use agy_bridge::{AgentConfig, Bridge, ModelConfig, testing::ScriptedModel};
+use futures::StreamExt;
+
+use super::{demo, render::Renderer, setup::progress_config};
+
+/// What `chat` was asked for on the command line.
+pub struct ChatOptions {
+    /// The prompt; `None` for an interactive session.
+    pub prompt: Option<String>,
+    /// An OpenAI-compatible server.
+    pub base_url: Option<String>,
+    /// The model name.
+    pub model: Option<String>,
+    /// Use the offline demo model even with `GEMINI_API_KEY` set.
+    pub offline: bool,
+    /// System instructions.
+    pub system: Option<String>,
+    /// Offer the demo Rust tools.
+    pub tools: bool,
+    /// Print JSON lines instead of text.
+    pub json: bool,
+}
+
+/// Runs `chat`.
+pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
+    let mut demo_model = None;
+    let model_config = match (options.base_url, std::env::var("GEMINI_API_KEY").ok()) {
+        (Some(url), _) => ModelConfig::openai_compatible(url, options.model.unwrap_or_default()),
+        (None, Some(key)) if !options.offline => ModelConfig::Gemini {
+            api_key: Some(key),
+            model: options.model,
+        },
+        _ => {
+            let server = ScriptedModel::with_responder(Arc::new(demo::reply)).await?;
+            let config = ModelConfig::openai_compatible(server.base_url(), "offline-demo");
+            demo_model = Some(server);
+            config
+        }
+    };
+    if demo_model.is_some() {
+        eprintln!(
+            "Model: offline demo (a scripted local server; set GEMINI_API_KEY or use --base-url/--model for a real model)"
+        );
+    } else {
+        eprintln!("Model: {}", model_config.describe());
+    }
+    let (config, _bar) = progress_config();
+    eprintln!("Starting the Python worker…");
+    let bridge = Bridge::start(config).await?;
+    let mut agent_config = AgentConfig::new(model_config);
+    if let Some(system) = options.system {
+        agent_config = agent_config.system_instructions(system);
+    }
+    if options.tools {
+        agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
+    }
+    let agent = bridge.create_agent(agent_config).await?;
+    match options.prompt {
+        Some(prompt) => turn(&agent, prompt, options.json).await?,
+        None if std::io::stdin().is_terminal() => {
+            let history = bridge.data_dir().join("cli-history.txt");
+            edited_session(&agent, options.json, history).await?;
+        }
+        None => piped_session(&agent, options.json).await?,
+    }
+    agent.close().await?;
+    bridge.shutdown().await;
+    drop(demo_model);
+    Ok(())
+}
+
+/// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it.
+async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_bridge::Result<()> {
+    let mut reply = agent.chat(prompt).await?;
+    let mut renderer = Renderer::default();
+    let mut stdout = std::io::stdout();
+    let mut cancelled = false;
+    loop {
+        let event = tokio::select! {
+            event = reply.next() => event,
+            _ = tokio::signal::ctrl_c(), if !cancelled => {
+                cancelled = true;
+                renderer.note("cancelling the turn");
+                agent.cancel().await?;
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        if json {
+            let line = serde_json::to_string(&event).unwrap_or_default();
+            let _ = writeln!(stdout, "{line}");
+        } else {
+            renderer.event(&event);
+        }
+    }
+    let outcome = match reply.finish().await {
+        Err(agy_bridge::Error::Cancelled) if cancelled => {
+            renderer.note("turn cancelled");
+            return Ok(());
+        }
+        other => other?,
+    };
+    if json {
+        let line = serde_json::json!({ "type": "outcome", "outcome": outcome });
+        let _ = writeln!(stdout, "{line}");
+    } else {
+        renderer.outcome(&outcome);
+    }
+    Ok(())
+}
+
+const SESSION_HELP: &str =
+    "Interactive chat: one prompt per line; Ctrl-C cancels a turn, Ctrl-D exits.";
+
+/// A terminal session with line editing and history (kept in `history`).
+async fn edited_session(
+    agent: &agy_bridge::Agent,
+    json: bool,
+    history: std::path::PathBuf,
+) -> agy_bridge::Result<()> {
+    use rustyline::{DefaultEditor, error::ReadlineError};
+    eprintln!("{SESSION_HELP}");
+    let mut editor = DefaultEditor::new().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let _ = editor.load_history(&history);
+    loop {
+        // The editor blocks on the terminal; run it off the async threads and take it back.
+        let (back, line) = tokio::task::spawn_blocking(move || {
+            let line = editor.readline("> ");
+            (editor, line)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        editor = back;
+        match line {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if let Err(e) = turn(agent, line, json).await {
+                    super::render::error(&e);
+                }
+            }
+            Err(ReadlineError::Interrupted) => {} // Ctrl-C at the prompt clears the line
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
+        }
+    }
+    if let Err(e) = editor.save_history(&history) {
+        tracing::debug!("could not save the CLI history: {e}");
+    }
+    Ok(())
+}
+
+/// One prompt per line from piped input until its end.
+async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    eprintln!("{SESSION_HELP}");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = turn(agent, line, json).await {
+            super::render::error(&e);
+        }
+    }
+    Ok(())
+}

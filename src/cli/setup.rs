@@ -1,0 +1,104 @@
+//! `agy-bridge setup`, and the set-up progress display the other commands share.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agy_bridge::{BridgeConfig, SetupEvent, worker::venv};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A spinner on stderr that shows venv set-up phases with elapsed time.
+pub fn progress_config() -> (BridgeConfig, ProgressBar) {
+    let bar = ProgressBar::hidden();
+    let shown = Arc::new(Mutex::new(None::<ProgressBar>));
+    let config = BridgeConfig::default().on_setup_progress(move |event| {
+        let mut shown = shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            SetupEvent::Phase { name, elapsed } => {
+                let bar = shown.get_or_insert_with(|| {
+                    eprintln!("Setting up the Python environment (first run only)…");
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} [{elapsed_precise}] {msg}")
+                            .expect("valid template"),
+                    );
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                let line = format!("  [{:>5.1}s] {name}", elapsed.as_secs_f64());
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+                bar.set_message(name.clone());
+            }
+            SetupEvent::Output(line) => {
+                if let Some(bar) = shown.as_ref() {
+                    bar.set_message(line.chars().take(100).collect::<String>());
+                }
+            }
+            SetupEvent::Done { elapsed, reused } => {
+                if let Some(bar) = shown.take() {
+                    bar.finish_and_clear();
+                    eprintln!(
+                        "  Python environment ready in {:.1}s",
+                        elapsed.as_secs_f64()
+                    );
+                } else if !reused {
+                    eprintln!("Python environment ready in {:.1}s", elapsed.as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+    });
+    (config, bar)
+}
+
+/// Runs `setup`: creates (or checks) the managed venv, from a wheelhouse when one is given; or
+/// downloads that wheelhouse.
+pub async fn run(
+    offline_wheels: Option<PathBuf>,
+    download_wheels: Option<PathBuf>,
+) -> agy_bridge::Result<()> {
+    let (mut config, _bar) = progress_config();
+    if let Some(dest) = download_wheels {
+        eprintln!(
+            "Downloading the wheels the managed venv needs into {}…",
+            dest.display()
+        );
+        let python = config.python.clone();
+        let progress = config.setup_progress.clone();
+        let target = dest.clone();
+        tokio::task::spawn_blocking(move || {
+            venv::download_wheels(&python, &target, progress.as_ref())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let count = std::fs::read_dir(&dest).map_or(0, Iterator::count);
+        println!("{count} files in {}", dest.display());
+        println!(
+            "On the air-gapped host: agy-bridge setup --offline-wheels {}",
+            dest.display()
+        );
+        return Ok(());
+    }
+    if let Some(dir) = offline_wheels {
+        if !dir.is_dir() {
+            return Err(agy_bridge::Error::InvalidConfig {
+                message: format!("--offline-wheels: {} is not a directory", dir.display()),
+            });
+        }
+        config.python.wheelhouse = Some(dir);
+    }
+    let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
+    println!("interpreter: {}", env.python.display());
+    if let Some(dir) = env.venv_dir {
+        println!("venv:        {}", dir.display());
+    }
+    Ok(())
+}
