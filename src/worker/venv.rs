@@ -51,7 +51,7 @@ pub struct PythonConfig {
 }
 
 impl PythonConfig {
-    fn wheelhouse(&self) -> Option<PathBuf> {
+    fn wheelhouse_dir(&self) -> Option<PathBuf> {
         self.wheelhouse
             .clone()
             .or_else(|| std::env::var_os(ENV_WHEELHOUSE).map(PathBuf::from))
@@ -300,7 +300,7 @@ pub fn ensure_blocking(
         });
         Ok(managed_env(&dir))
     } else {
-        let wheelhouse = config.wheelhouse();
+        let wheelhouse = config.wheelhouse_dir();
         build(
             &dir,
             &key,
