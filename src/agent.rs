@@ -26,6 +26,41 @@ use crate::{
 };
 
 /// A handle to an agent. Rust owns its id and directories; the worker only hosts it.
+///
+/// The conversation API in one place:
+///
+/// ```no_run
+/// # async fn demo(agent: agy_bridge::Agent) -> agy_bridge::Result<()> {
+/// use agy_bridge::{ChatEvent, Error};
+/// use futures::StreamExt;
+///
+/// // Streamed turn.
+/// let mut reply = agent.chat("Summarize README.md").await?;
+/// while let Some(event) = reply.next().await {
+///     if let ChatEvent::Text { text } = event {
+///         print!("{text}");
+///     }
+/// }
+/// let outcome = reply.finish().await?;
+///
+/// // Fire and forget, collected later.
+/// agent.send("Now translate it to French").await?;
+/// let later = agent.wait_for_idle().await?;
+///
+/// // State of the conversation.
+/// let steps = agent.history().await?;
+/// let state = agent.conversation_state().await?;
+/// println!("{} steps, {} turns, idle: {}", steps.len(), state.turn_count, state.is_idle);
+///
+/// // A worker crash costs only the turn in flight; the same handle carries on.
+/// match agent.chat("Next").await?.finish().await {
+///     Err(Error::WorkerCrashed { .. }) => { /* retry: the agent re-opens with its history */ }
+///     other => drop(other?),
+/// }
+/// # let _ = (outcome, later);
+/// agent.close().await?;
+/// # Ok(()) }
+/// ```
 pub struct Agent {
     id: String,
     conversation_id: String,
@@ -270,6 +305,13 @@ impl Agent {
     /// quota exhaustion (each retry waits out the key's backoff). This helper is the only
     /// place the bridge retries.
     ///
+    /// ```no_run
+    /// # async fn demo(agent: agy_bridge::Agent) -> agy_bridge::Result<()> {
+    /// let outcome = agent.chat_with_retry("Classify this ticket", 3).await?;
+    /// println!("{}", outcome.text);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// The last error once attempts run out, or any non-quota error at once.
     pub async fn chat_with_retry(
@@ -343,6 +385,17 @@ impl Agent {
 
     /// Halts the running turn, if any (its `ChatResponse` then ends with [`Error::Cancelled`]).
     /// Rust tools and confirmations in flight for this agent are cancelled too.
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: agy_bridge::Agent) -> agy_bridge::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let reply = agent.chat("Write a very long story").await?;
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// agent.cancel().await?;
+    /// assert!(matches!(reply.finish().await, Err(agy_bridge::Error::Cancelled)));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// A worker error.
@@ -429,6 +482,24 @@ impl Agent {
 
     /// The last turn's structured output decoded into `T` (set a schema with
     /// [`crate::AgentConfig::response_schema`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(bridge: agy_bridge::Bridge, model: agy_bridge::ModelConfig) -> agy_bridge::Result<()> {
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Verdict {
+    ///     approve: bool,
+    ///     reason: String,
+    /// }
+    ///
+    /// let agent = bridge
+    ///     .create_agent(agy_bridge::AgentConfig::new(model).response_schema::<Verdict>())
+    ///     .await?;
+    /// agent.chat("Review this change: ...").await?.finish().await?;
+    /// if let Some(verdict) = agent.structured_output::<Verdict>().await? {
+    ///     println!("approve: {} ({})", verdict.approve, verdict.reason);
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Protocol`] if the output does not fit `T`; as [`Agent::conversation_state`].

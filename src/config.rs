@@ -350,6 +350,19 @@ pub enum AgentBehavior {
 }
 
 /// How an agent is set up.
+///
+/// ```
+/// use agy_bridge::{AgentConfig, BuiltinTool, ModelConfig, PolicyRule};
+///
+/// let config = AgentConfig::new(ModelConfig::openai_compatible("http://127.0.0.1:11434/v1", "llama3"))
+///     .system_instructions("You are a careful code reviewer.")
+///     .builtin_tool(BuiltinTool::ViewFile)
+///     .builtin_tool(BuiltinTool::ListDirectory)
+///     .workspace("/srv/repo")
+///     .policy(PolicyRule::allow_all())
+///     .pool("default");
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The model.

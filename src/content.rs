@@ -23,7 +23,25 @@ pub enum Part {
     File(PathBuf),
 }
 
-/// What a prompt is made of.
+/// What a prompt is made of: anything that converts into it can be passed to
+/// [`crate::Agent::chat`].
+///
+/// ```no_run
+/// # async fn demo(agent: agy_bridge::Agent) -> agy_bridge::Result<()> {
+/// use agy_bridge::{Content, Part};
+///
+/// agent.chat("plain text").await?;
+/// let png = std::fs::read("chart.png")?;
+/// agent.chat(Content::text_and_media("What does this chart show?", png, "image/png")).await?;
+/// agent
+///     .chat(vec![
+///         Part::Text("Compare these two reports".into()),
+///         Part::File("q1.pdf".into()),
+///         Part::File("q2.pdf".into()),
+///     ])
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// Plain text.

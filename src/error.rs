@@ -6,6 +6,22 @@ use std::{sync::Arc, time::Duration};
 ///
 /// `Error` is `Clone` so one failure (a worker crash) can be handed to every request that was
 /// waiting on that worker.
+///
+/// ```no_run
+/// # async fn demo(agent: agy_bridge::Agent) {
+/// use agy_bridge::{AgentErrorKind, Error};
+///
+/// match agent.chat("Hello").await.unwrap().finish().await {
+///     Ok(outcome) => println!("{}", outcome.text),
+///     Err(Error::Agent { kind: AgentErrorKind::Quota, retry_after, .. }) => {
+///         println!("rate limited; retry after {retry_after:?}");
+///     }
+///     Err(Error::WorkerCrashed { .. }) => println!("worker crashed; the next chat resumes"),
+///     Err(Error::Timeout { .. }) => println!("the turn took too long"),
+///     Err(other) => println!("failed: {other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

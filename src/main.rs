@@ -46,6 +46,9 @@ enum Command {
         /// Do not offer the demo Rust tools (clock, calculator) to the model.
         #[arg(long)]
         no_tools: bool,
+        /// Also offer a `read_file` Rust tool that can read text files in DIR only.
+        #[arg(long, value_name = "DIR")]
+        read_dir: Option<PathBuf>,
     },
     /// Create (or check) the managed Python environment, showing progress.
     Setup {
@@ -91,6 +94,7 @@ async fn main() -> ExitCode {
             offline,
             system,
             no_tools,
+            read_dir,
             json,
         } => {
             cli::chat::run(cli::chat::ChatOptions {
@@ -100,6 +104,7 @@ async fn main() -> ExitCode {
                 offline,
                 system,
                 tools: !no_tools,
+                read_dir,
                 json,
             })
             .await

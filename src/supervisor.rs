@@ -24,6 +24,18 @@ use crate::{
 };
 
 /// When and how often a crashed worker is replaced, and how a hung one is detected.
+///
+/// ```
+/// use std::time::Duration;
+/// use agy_bridge::{BridgeConfig, supervisor::RestartPolicy};
+///
+/// let mut config = BridgeConfig::default();
+/// config.restart = RestartPolicy {
+///     warm_spare: true, // crash-to-ready in milliseconds instead of ~1 s
+///     heartbeat_timeout: Duration::from_secs(5),
+///     ..RestartPolicy::default()
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct RestartPolicy {
     /// At most this many restarts within [`RestartPolicy::window`].

@@ -261,3 +261,27 @@ fn setup_installs_from_a_wheelhouse_without_the_index() {
     assert!(stderr.contains(&source), "{stderr}");
     assert!(stdout.contains("venv:"), "{stdout}");
 }
+
+#[test]
+fn read_dir_offers_a_read_file_tool_confined_to_that_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("notes.txt"), "the launch is on Tuesday").unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args(["chat", "--offline", "--read-dir"])
+        .arg(files.path())
+        .arg("Please read notes.txt")
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("[tool call] read_file"), "{stderr}");
+    assert!(stdout.contains("the launch is on Tuesday"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(cli()
+        .args(["chat", "--offline", "--read-dir"])
+        .arg(files.path())
+        .arg("Please read ../../etc/passwd")
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("[Rust tool error] read_file"), "{stderr}");
+    assert!(!stdout.contains("root:"), "{stdout}");
+}

@@ -53,3 +53,20 @@ fn hooks_and_policies() {
 fn testing_your_agent() {
     assert!(run("testing_your_agent").contains("all assertions passed"));
 }
+
+#[test]
+fn pool() {
+    let out = run("pool");
+    // Eight agents answered through their Rust tool, spread over the batch pool's workers.
+    assert_eq!(out.matches(" words.").count(), 8, "{out}");
+    assert!(out.contains("That text has 4 words."), "{out}");
+    assert!(out.contains("That text has 1 words."), "{out}");
+    let batch_rows: Vec<&str> = out.lines().filter(|l| l.starts_with("batch ")).collect();
+    assert_eq!(batch_rows.len(), 2, "{out}");
+    assert!(
+        batch_rows
+            .iter()
+            .all(|r| r.split_whitespace().nth(2) == Some("4")),
+        "{out}"
+    );
+}

@@ -21,6 +21,8 @@ pub struct ChatOptions {
     pub system: Option<String>,
     /// Offer the demo Rust tools.
     pub tools: bool,
+    /// Also offer `read_file`, confined to this directory.
+    pub read_dir: Option<std::path::PathBuf>,
     /// Print JSON lines instead of text.
     pub json: bool,
 }
@@ -57,6 +59,12 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     }
     if options.tools {
         agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
+    }
+    if let Some(dir) = &options.read_dir {
+        let tool = demo::read_file_tool(dir).map_err(|e| agy_bridge::Error::InvalidConfig {
+            message: format!("--read-dir {}: {e}", dir.display()),
+        })?;
+        agent_config = agent_config.tool(tool);
     }
     let agent = bridge.create_agent(agent_config).await?;
     match options.prompt {

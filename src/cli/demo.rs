@@ -1,10 +1,14 @@
 //! The CLI's demo tools (written in Rust with `#[llm_tool]`) and its offline demo model.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use agy_bridge::{
     llm_tool,
     testing::{RecordedRequest, Reply},
+    tools::FnTool,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -68,6 +72,48 @@ pub fn calculator(a: f64, op: Op, b: f64) -> Result<f64, String> {
     }
 }
 
+/// Largest file `read_file` returns.
+const MAX_READ: u64 = 64 * 1024;
+
+/// Arguments of `read_file`.
+#[derive(Deserialize, JsonSchema)]
+struct ReadFileArgs {
+    /// Path of the file, relative to the allowed directory.
+    path: String,
+}
+
+/// A `read_file` tool confined to `root`: paths that resolve outside it (`..`, absolute paths,
+/// symlinks) are refused, and files over 64 KiB are refused.
+pub fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
+    let root = root.canonicalize()?;
+    Ok(FnTool::typed(
+        "read_file",
+        format!(
+            "Reads a UTF-8 text file (at most 64 KiB) from the directory {}; paths are relative to it.",
+            root.display()
+        ),
+        move |args: ReadFileArgs, _ctx| {
+            let root = root.clone();
+            async move { read_confined(&root, &args.path) }
+        },
+    ))
+}
+
+fn read_confined(root: &Path, path: &str) -> Result<String, String> {
+    let full = root
+        .join(path)
+        .canonicalize()
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    if !full.starts_with(root) {
+        return Err(format!("{path} is outside the allowed directory"));
+    }
+    let size = std::fs::metadata(&full).map_err(|e| e.to_string())?.len();
+    if size > MAX_READ {
+        return Err(format!("{path} is {size} bytes; the limit is {MAX_READ}"));
+    }
+    std::fs::read_to_string(&full).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
 /// The offline demo model: calls the calculator for `a op b` in the prompt and the clock
 /// otherwise, then reports the Rust tool's answer, streamed word by word.
 pub fn reply(request: &RecordedRequest) -> Reply {
@@ -83,7 +129,22 @@ pub fn reply(request: &RecordedRequest) -> Reply {
         return Reply::slow_text(words(&text), pace);
     }
     let prompt = request.last_user_prompt().unwrap_or_default();
-    let has_tools = !request.tools().is_empty();
+    let tools = request.tools();
+    let has_tools = !tools.is_empty();
+    let offers = |name: &str| {
+        tools
+            .iter()
+            .any(|t| t["function"]["name"] == name || t["name"] == name)
+    };
+    if offers("read_file")
+        && let Some(path) = prompt
+            .split_whitespace()
+            .skip_while(|w| !w.eq_ignore_ascii_case("read"))
+            .nth(1)
+    {
+        let path = path.trim_end_matches(['?', '.', '!', ',']);
+        return Reply::tool_call("read_file", json!({ "path": path }));
+    }
     if has_tools {
         if let Some((a, op, b)) = find_arithmetic(&prompt) {
             return Reply::tool_call("calculator", json!({"a": a, "op": op, "b": b}));
@@ -135,6 +196,22 @@ mod tests {
         );
         assert_eq!(find_arithmetic("2+2"), Some((2.0, "+".into(), 2.0)));
         assert_eq!(find_arithmetic("what time is it"), None);
+    }
+
+    #[test]
+    fn read_file_stays_inside_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("allowed");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("notes.txt"), "hello").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+        let root = root.canonicalize().unwrap();
+        assert_eq!(read_confined(&root, "notes.txt").unwrap(), "hello");
+        let escape = read_confined(&root, "../secret.txt").unwrap_err();
+        assert!(escape.contains("outside"), "{escape}");
+        let absolute = dir.path().join("secret.txt");
+        assert!(read_confined(&root, absolute.to_str().unwrap()).is_err());
+        assert!(read_confined(&root, "missing.txt").is_err());
     }
 
     #[test]
