@@ -489,7 +489,9 @@ async fn crash_recovery(model: &ScriptedModel, warm_spare: bool) -> Recovery {
 
 /// The longest reverse round trip other traffic on a worker sees while three agents start on
 /// it (milliseconds), with agent start-up off the event loop or on it.
-async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64) {
+/// The longest reverse round trip seen by other traffic on the worker (ms): with nothing else
+/// going on, while 3 agents start, and while those 3 agents stop.
+async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64, f64) {
     let data = tempfile::tempdir().unwrap();
     let mut config = BridgeConfig::default().data_dir(data.path());
     if !offloop {
@@ -499,14 +501,13 @@ async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64) {
     }
     let bridge = Bridge::start(config).await.unwrap();
     assert_eq!(bridge.worker_info().offloop_agent_start, offloop);
-    let quiet = bridge
-        .call_raw("worker/ping_rust", json!({"count": 5000, "concurrency": 1}))
-        .await
-        .unwrap();
-    let pings = bridge.call_raw(
-        "worker/ping_rust",
-        json!({"count": 30000, "concurrency": 1}),
-    );
+    let ping_during = |count: u32| {
+        bridge.call_raw(
+            "worker/ping_rust",
+            json!({"count": count, "concurrency": 1}),
+        )
+    };
+    let quiet = ping_during(5000).await.unwrap();
     let starts = async {
         let mut agents = Vec::new();
         for _ in 0..3 {
@@ -516,13 +517,20 @@ async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64) {
         }
         agents
     };
-    let (busy, agents) = tokio::join!(pings, starts);
-    for agent in agents {
-        agent.close().await.unwrap();
-    }
+    let (starting, agents) = tokio::join!(ping_during(30000), starts);
+    let stops = async {
+        for agent in agents {
+            agent.close().await.unwrap();
+        }
+    };
+    let (stopping, ()) = tokio::join!(ping_during(10000), stops);
     bridge.shutdown().await;
     let max = |v: &Value| v["max_us"].as_f64().unwrap_or(f64::NAN) / 1e3;
-    (max(&quiet), max(&busy.unwrap()))
+    (
+        max(&quiet),
+        max(&starting.unwrap()),
+        max(&stopping.unwrap()),
+    )
 }
 
 fn main() {
@@ -630,16 +638,16 @@ fn main() {
             tools.bridge_turn.p99,
             tools.bridge_turn.p99 / tools.sdk_turn.p99
         );
-        println!("\n### Stalls while agents start (ms)\n");
-        println!("| longest reverse round trip seen by other traffic on the worker | no agent starting | while 3 agents start |");
-        println!("|---|---|---|");
+        println!("\n### Stalls while agents start and stop (ms)\n");
+        println!("| longest reverse round trip seen by other traffic on the worker | no agent starting | while 3 agents start | while 3 agents stop |");
+        println!("|---|---|---|---|");
         println!(
-            "| SDK's agent start on the event loop (`AGY_WORKER_OFFLOOP_START=0`) | {:.1} | {:.1} |",
-            stall_on_loop.0, stall_on_loop.1
+            "| SDK's own agent start-up and stop (on the event loop) | {:.1} | {:.1} | {:.1} |",
+            stall_on_loop.0, stall_on_loop.1, stall_on_loop.2
         );
         println!(
-            "| harness spawn + handshake in a thread (default) | {:.1} | {:.1} |",
-            stall_off_loop.0, stall_off_loop.1
+            "| worker's off-loop start-up and stop | {:.1} | {:.1} | {:.1} |",
+            stall_off_loop.0, stall_off_loop.1, stall_off_loop.2
         );
         let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ");
         println!("\n### Crash recovery (ms, {KILLS} runs each)\n");

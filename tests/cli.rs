@@ -17,6 +17,7 @@ fn offline_chat_streams_a_reply_that_used_a_rust_tool() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("Model: offline demo"), "{stderr}");
     assert!(stderr.contains("[tool call] calculator"), "{stderr}");
+    assert!(stderr.contains("[hook] calculator allowed"), "{stderr}");
     assert!(
         stderr.contains("[Rust tool result] calculator → 42.0"),
         "{stderr}"
@@ -284,4 +285,18 @@ fn read_dir_offers_a_read_file_tool_confined_to_that_directory() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("[Rust tool error] read_file"), "{stderr}");
     assert!(!stdout.contains("root:"), "{stdout}");
+
+    // The demo hook shows its decisions, and keeps read_file away from likely secrets.
+    std::fs::write(files.path().join(".env"), "API_KEY=hunter2").unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args(["chat", "--offline", "--read-dir"])
+        .arg(files.path())
+        .arg("Please read .env")
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("[hook] read_file .env denied: it may hold secrets"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
 }

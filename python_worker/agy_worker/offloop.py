@@ -1,10 +1,12 @@
-"""Keeps an agent's start from stalling the event loop (and so every other agent's traffic).
+"""Keeps an agent's start and stop from stalling the event loop (and every other agent's traffic).
 
 google-antigravity 0.1.22 spawns the `localharness` and does its stdio handshake (a write and
 two blocking `stdout.read`s) directly on the event loop, stalling it for ~0.1-0.3 s per agent
-start. For that SDK version only, this module runs the same spawn and handshake in a thread and
-keeps the WebSocket connect on the loop. Any other SDK version keeps the original code.
-Disable with AGY_WORKER_OFFLOOP_START=0 (the benchmark compares both).
+start; its `disconnect()` then waits for the harness to exit (`Popen.wait`) and joins its stderr
+thread on the loop, ~10-30 ms per agent stop. For that SDK version only, this module runs the
+same spawn and handshake in a thread (keeping the WebSocket connect on the loop), and lets
+`disconnect()` do everything but those waits, which then run in a thread. Any other SDK version
+keeps the original code. Disable with AGY_WORKER_OFFLOOP_START=0 (the benchmark compares both).
 """
 
 from __future__ import annotations
@@ -87,4 +89,72 @@ def install(sdk_version: str) -> bool:
 
     spawn_off_loop.__wrapped__ = original  # type: ignore[attr-defined]
     strategy._spawn_harness_and_connect_ws = spawn_off_loop
+    _install_disconnect(lc)
     return True
+
+
+class _ExitLater:
+    """Stands in for the harness `Popen` during the SDK's `disconnect()`: everything is the real
+    process's, except that waiting returns at once and the exit status reads as unknown (the
+    wait happens afterwards, in a thread)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self.returncode = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._process, name)
+
+    def wait(self, timeout: float | None = None) -> None:
+        return None
+
+    def poll(self) -> None:
+        return None
+
+
+def _reap(process: subprocess.Popen[bytes], stderr_thread: Any, timeout: float) -> int | None:
+    # The SDK's own escalation, from its disconnect(): wait, terminate, kill.
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=1)
+    if stderr_thread is not None:
+        stderr_thread.join(timeout=1.0)
+    return process.returncode
+
+
+def _install_disconnect(lc: Any) -> None:
+    connection = getattr(lc, "LocalConnection", None)
+    original = getattr(connection, "disconnect", None)
+    timeout = getattr(lc, "_PROCESS_WAIT_TIMEOUT_SECONDS", None)
+    if original is None or timeout is None:
+        log.warning("agent stop waits on the event loop: the SDK's disconnect is not as expected")
+        return
+
+    async def disconnect_off_loop(self: Any) -> None:
+        process = getattr(self, "_process", None)
+        stderr_thread = getattr(self, "_stderr_thread", None)
+        if not isinstance(process, subprocess.Popen):
+            await original(self)
+            return
+        self._process, self._stderr_thread = _ExitLater(process), None
+        try:
+            await original(self)
+        finally:
+            self._process, self._stderr_thread = process, stderr_thread
+            if process.stdin is not None and not process.stdin.closed:
+                process.stdin.close()  # the SDK failed before its own close; the harness exits on EOF
+            returncode = await asyncio.to_thread(_reap, process, stderr_thread, timeout)
+        if isinstance(returncode, int) and returncode != 0:
+            stderr_tail = "\n".join(getattr(self, "_stderr_lines", [])) or "(no stderr output)"
+            raise lc.types.AntigravityExecutionError(
+                f"Harness process exited with code {returncode}.\nHarness stderr:\n{stderr_tail}"
+            )
+
+    disconnect_off_loop.__wrapped__ = original  # type: ignore[attr-defined]
+    connection.disconnect = disconnect_off_loop

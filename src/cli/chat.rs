@@ -2,7 +2,9 @@
 
 use std::{io::IsTerminal, io::Write, sync::Arc};
 
-use agy_bridge::{AgentConfig, Bridge, ModelConfig, testing::ScriptedModel};
+use agy_bridge::{
+    AgentConfig, Bridge, Hooks, ModelConfig, hooks::ToolDecision, testing::ScriptedModel,
+};
 use futures::StreamExt;
 
 use super::{demo, render::Renderer, setup::progress_config};
@@ -66,6 +68,9 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
         })?;
         agent_config = agent_config.tool(tool);
     }
+    if options.tools || options.read_dir.is_some() {
+        agent_config = agent_config.hooks(demo_hooks());
+    }
     let agent = bridge.create_agent(agent_config).await?;
     match options.prompt {
         Some(prompt) => turn(&agent, prompt, options.json).await?,
@@ -79,6 +84,20 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     bridge.shutdown().await;
     drop(demo_model);
     Ok(())
+}
+
+/// A `pre_tool_call_decide` hook that shows each decision, and keeps `read_file` away from
+/// files that usually hold secrets.
+fn demo_hooks() -> Hooks {
+    Hooks::new().pre_tool_call_decide(|call| async move {
+        let path = call.args["path"].as_str().unwrap_or_default();
+        if call.tool == "read_file" && demo::looks_secret(path) {
+            super::render::hook(&format!("{} {path} denied: it may hold secrets", call.tool));
+            return ToolDecision::Deny("that file may hold secrets; it is off limits".into());
+        }
+        super::render::hook(&format!("{} allowed", call.tool));
+        ToolDecision::Allow
+    })
 }
 
 /// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it.

@@ -99,6 +99,22 @@ pub fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
     ))
 }
 
+/// Whether a file name suggests credentials (`.env`, SSH keys, `*.pem`, …).
+pub fn looks_secret(path: &str) -> bool {
+    let name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+        .to_ascii_lowercase();
+    name.starts_with(".env")
+        || name.starts_with("id_")
+        || [".pem", ".key", ".p12"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        || name.contains("secret")
+        || name.contains("credential")
+}
+
 fn read_confined(root: &Path, path: &str) -> Result<String, String> {
     let full = root
         .join(path)

@@ -11,6 +11,7 @@ const DIM: Style = Style::new().dimmed();
 const TOOL: Style = AnsiColor::Cyan.on_default().bold();
 const RESULT: Style = AnsiColor::Green.on_default();
 const FAILURE: Style = AnsiColor::Red.on_default().bold();
+const HOOK: Style = AnsiColor::Magenta.on_default();
 const NOTE: Style = AnsiColor::Yellow.on_default();
 
 /// Longest tool argument or result shown before it is cut.
@@ -88,6 +89,11 @@ impl Renderer {
             self.mid_line = false;
         }
     }
+}
+
+/// A hook's decision on stderr.
+pub fn hook(text: &str) {
+    anstream::eprintln!("{HOOK}[hook]{HOOK:#} {text}");
 }
 
 /// An error line on stderr.
