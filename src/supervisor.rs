@@ -42,7 +42,8 @@ pub struct RestartPolicy {
     pub max_restarts: u32,
     /// The sliding window for the restart budget.
     pub window: Duration,
-    /// Backoff before the second restart in a window (doubling after that, capped at 5 s).
+    /// Backoff before the second restart in a window (doubling after that, capped at 5 s, and
+    /// scaled by a random factor in [0.5, 1) so that workers do not restart in lockstep).
     /// Applied only when the dead worker crashed within [`RestartPolicy::stable_after`] of its
     /// start: a crash storm, not a worker that ran fine for a while.
     pub backoff: Duration,
@@ -176,7 +177,7 @@ impl Supervisor {
                 .backoff
                 .saturating_mul(1 << (recent - 1).min(6))
                 .min(Duration::from_secs(5));
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(jittered(backoff)).await;
         }
         restarts.push_back(Instant::now());
         self.total_restarts.fetch_add(1, Ordering::Relaxed);
@@ -305,5 +306,31 @@ impl Supervisor {
                 }
             }
         });
+    }
+}
+
+/// `backoff` scaled by a random factor in [0.5, 1.0), so that workers crashing together (a bad
+/// deploy, a shared dependency) do not restart in lockstep.
+fn jittered(backoff: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded randomly per instance: enough entropy for jitter, no extra crate.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    #[allow(clippy::cast_precision_loss)]
+    let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
+    backoff.mul_f64(0.5 + unit / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full_and_varies() {
+        let base = Duration::from_millis(1000);
+        let samples: Vec<Duration> = (0..64).map(|_| jittered(base)).collect();
+        assert!(samples.iter().all(|d| *d >= base / 2 && *d < base));
+        assert!(samples.iter().any(|d| *d != samples[0]), "no variation");
     }
 }
