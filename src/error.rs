@@ -63,13 +63,15 @@ pub enum Error {
     },
     /// The worker crashed too often: no replacement is started until the window has passed.
     #[error(
-        "the worker was restarted {restarts} times within {window:?}; not restarting it again yet"
+        "the worker was restarted {restarts} times within {window:?}; not restarting it again yet (last failure: {last_failure})"
     )]
     RestartBudgetExhausted {
         /// Restarts within the window.
         restarts: u32,
         /// The window.
         window: Duration,
+        /// Why the last worker ended or failed to start.
+        last_failure: String,
     },
     /// Every worker already hosts `max_agents_per_worker` agents.
     #[error("no capacity: {message}")]

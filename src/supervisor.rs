@@ -90,6 +90,12 @@ pub(crate) struct Supervisor {
     stopped: AtomicBool,
     /// A started, initialized worker waiting to replace the current one.
     spare: tokio::sync::Mutex<Option<WorkerProcess>>,
+    /// A start failure that retrying cannot fix (see [`is_deterministic`]): returned at once
+    /// instead of spending the restart budget on it.
+    fatal: std::sync::Mutex<Option<Error>>,
+    /// Why the last worker ended or failed to start, for [`Error::RestartBudgetExhausted`];
+    /// empty while the current worker is the latest event.
+    last_failure: std::sync::Mutex<String>,
 }
 
 impl Supervisor {
@@ -113,6 +119,8 @@ impl Supervisor {
             total_restarts: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             spare: tokio::sync::Mutex::new(None),
+            fatal: std::sync::Mutex::new(None),
+            last_failure: std::sync::Mutex::new(String::new()),
         });
         supervisor.watch(&worker);
         supervisor.refill_spare();
@@ -157,6 +165,18 @@ impl Supervisor {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(Error::WorkerStopped);
         }
+        if let Some(fatal) = lock(&self.fatal).clone() {
+            return Err(fatal);
+        }
+        // The current worker's end, unless a failed start of its replacement came after it.
+        if let Some(status) = worker.process.exit_status()
+            && lock(&self.last_failure).is_empty()
+        {
+            *lock(&self.last_failure) = format!(
+                "the worker exited ({})",
+                crate::worker::process::describe_exit(status)
+            );
+        }
         let now = Instant::now();
         while restarts
             .front()
@@ -169,6 +189,7 @@ impl Supervisor {
             return Err(Error::RestartBudgetExhausted {
                 restarts: recent,
                 window: self.policy.window,
+                last_failure: lock(&self.last_failure).clone(),
             });
         }
         if recent > 0 && worker.started.elapsed() < self.policy.stable_after {
@@ -188,7 +209,9 @@ impl Supervisor {
         );
         let process = match self.take_spare().await {
             Some(spare) => spare,
-            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?,
+            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler))
+                .await
+                .inspect_err(|e| self.record_start_failure(e))?,
         };
         let replacement = Arc::new(Worker {
             process,
@@ -199,6 +222,7 @@ impl Supervisor {
             .slot
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
+        lock(&self.last_failure).clear();
         self.watch(&replacement);
         self.refill_spare();
         Ok(replacement)
@@ -231,6 +255,14 @@ impl Supervisor {
         self.refill_spare();
         drop(restarts);
         Ok(old)
+    }
+
+    fn record_start_failure(&self, error: &Error) {
+        *lock(&self.last_failure) = first_line(&error.to_string());
+        if is_deterministic(error) {
+            tracing::error!("the worker cannot start, and retrying will not help: {error}");
+            *lock(&self.fatal) = Some(error.clone());
+        }
     }
 
     /// The warm spare, if there is a healthy one.
@@ -307,6 +339,29 @@ impl Supervisor {
             }
         });
     }
+}
+
+/// Whether a start failure would recur on every retry: the interpreter is missing or not
+/// executable, or the worker or SDK version is not the expected one.
+fn is_deterministic(error: &Error) -> bool {
+    match error {
+        Error::VersionMismatch { .. } => true,
+        Error::Spawn { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ),
+        _ => false,
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `backoff` scaled by a random factor in [0.5, 1.0), so that workers crashing together (a bad

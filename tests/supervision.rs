@@ -164,7 +164,7 @@ async fn a_worker_that_crashes_on_start_is_retried_a_bounded_number_of_times() {
     }
     for err in &errors[2..] {
         assert!(
-            matches!(err, Error::RestartBudgetExhausted { restarts: 2, .. }),
+            matches!(err, Error::RestartBudgetExhausted { restarts: 2, last_failure, .. } if last_failure.contains("exit code 7")),
             "{err}"
         );
     }
@@ -214,4 +214,46 @@ async fn a_warm_spare_takes_over_after_a_crash() {
     );
     bridge.shutdown().await;
     assert!(wait_gone(spare, HANG).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_failure_that_retrying_cannot_fix_is_reported_at_once_without_looping() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    // The worker runs through a launcher script; deleting it makes every restart fail the same
+    // way (the interpreter is gone), as a removed venv would.
+    let venv = agy_bridge::worker::venv::ensure(agy_bridge::PythonConfig::default(), None)
+        .await
+        .unwrap();
+    let launcher = data.path().join("python-launcher");
+    std::fs::write(
+        &launcher,
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", venv.python.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bridge = Bridge::start(config(&data).python(&launcher))
+        .await
+        .unwrap();
+    bridge.ping().await.unwrap();
+
+    std::fs::remove_file(&launcher).unwrap();
+    signal(bridge.stats().worker_pid, libc::SIGKILL);
+    common::eventually("the crash was never noticed", || {
+        !bridge.stats().worker_alive
+    })
+    .await;
+    for _ in 0..8 {
+        let err = tokio::time::timeout(HANG, bridge.ping())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Spawn { program, .. } if program.contains("python-launcher")),
+            "{err}"
+        );
+    }
+    // One attempt, not one per call and not a budget-exhausted error hiding the cause.
+    assert_eq!(bridge.stats().restarts, 1);
+    drop(bridge);
 }
