@@ -55,6 +55,11 @@ pub mod worker;
 
 pub use agy_bridge_macros::llm_tool;
 
+/// The README's Rust examples, compiled by `cargo test --doc` so they stay copy-pasteable.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Re-exports used by code that `#[llm_tool]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
