@@ -132,3 +132,41 @@ async fn closed_agent_is_unknown() {
     );
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_model_times_out_or_is_cancelled_and_the_agent_stays_usable() {
+    let data = tempfile::tempdir().unwrap();
+    let bridge =
+        agy_bridge::Bridge::start(common::config(&data).chat_timeout(Duration::from_secs(3)))
+            .await
+            .unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+
+    model.push(Reply::Stall);
+    let err = tokio::time::timeout(HANG, agent.chat("hello?").await.unwrap().finish())
+        .await
+        .expect("the chat timeout fires")
+        .unwrap_err();
+    assert!(matches!(err, agy_bridge::Error::Timeout { .. }), "{err}");
+    let (text, outcome) = collect(agent.chat("still there?").await.unwrap()).await;
+    outcome.unwrap();
+    assert_eq!(text, "You said: still there?");
+
+    model.push(Reply::Stall);
+    let stalled = agent.chat("hello again?").await.unwrap();
+    common::eventually("the stalled request reaches the model", || {
+        model.requests().len() >= 3
+    })
+    .await;
+    assert!(agent.cancel().await.unwrap());
+    let err = tokio::time::timeout(HANG, stalled.finish())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, agy_bridge::Error::Cancelled), "{err}");
+    let (text, outcome) = collect(agent.chat("and now?").await.unwrap()).await;
+    outcome.unwrap();
+    assert_eq!(text, "You said: and now?");
+    bridge.shutdown().await;
+}

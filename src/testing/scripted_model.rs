@@ -39,6 +39,9 @@ pub enum Reply {
         /// Response body.
         body: String,
     },
+    /// Never answer: the request hangs until the client gives up (a model that stalls, for
+    /// testing timeouts and cancellation).
+    Stall,
     /// Wait, then give the inner reply.
     Delayed {
         /// How long to wait before answering.
@@ -338,6 +341,7 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
                 tokio::time::sleep(delay).await;
                 reply = *inner;
             }
+            Reply::Stall => return futures::future::pending().await,
             Reply::HttpError { status, body } => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -398,7 +402,9 @@ fn stream_reply(request: &RecordedRequest, seq: u64, reply: Reply) -> Response {
             ));
             events.push((Duration::ZERO, chunk(json!({}), Some("tool_calls"))));
         }
-        Reply::HttpError { .. } | Reply::Delayed { .. } => unreachable!("handled by the caller"),
+        Reply::HttpError { .. } | Reply::Delayed { .. } | Reply::Stall => {
+            unreachable!("handled by the caller")
+        }
     }
     events.push((
         Duration::ZERO,
