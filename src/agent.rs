@@ -79,9 +79,20 @@ pub struct Agent {
     reattach: tokio::sync::Mutex<()>,
     /// The last turn: whether its response was dropped, and whether its task has ended.
     last_turn: std::sync::Mutex<Option<(Arc<AtomicBool>, watch::Receiver<bool>)>>,
-    /// Releases the recycling gate held for a turn started with [`Agent::send`] (see
-    /// [`hold_gate_for_send`]).
-    send_gate: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    /// The turn started with [`Agent::send`] and not yet collected (see [`collect_sent_turn`]).
+    sent: Arc<std::sync::Mutex<SentTurn>>,
+}
+
+/// A turn started with [`Agent::send`]: a background task waits for its outcome on the worker
+/// it runs on, holding off recycling of that worker meanwhile, and keeps the outcome (or the
+/// worker's crash) here until [`Agent::wait_for_idle`] takes it. So neither a recycle nor a
+/// crash loses it.
+#[derive(Default)]
+struct SentTurn {
+    /// Dropping it stops the background task and releases the recycling gate.
+    release: Option<oneshot::Sender<()>>,
+    /// The turn's `agent/wait_for_idle` reply, once the task has it.
+    result: Option<Result<Value>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -145,7 +156,7 @@ impl Agent {
             generation: AtomicU64::new(seed.generation),
             reattach: tokio::sync::Mutex::new(()),
             last_turn: std::sync::Mutex::new(None),
-            send_gate: std::sync::Mutex::new(None),
+            sent: Arc::default(),
         }
     }
 
@@ -348,12 +359,19 @@ impl Agent {
         )
         .await?;
         self.slot.turn_ended();
-        *self.lock_send_gate() = Some(hold_gate_for_send(
+        // Locked while the task starts, so it cannot report before `release` is in place.
+        let mut sent = self.lock_sent();
+        let release = collect_sent_turn(
             gate,
-            Arc::clone(&self.slot),
             worker,
             self.id.clone(),
-        ));
+            Arc::clone(&self.sent),
+            self.bridge.config.chat_timeout,
+        );
+        *sent = SentTurn {
+            release: Some(release),
+            result: None,
+        };
         Ok(())
     }
 
@@ -363,20 +381,29 @@ impl Agent {
     /// # Errors
     /// That turn's error.
     pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
-        let _gate = self.enter_unless_sending().await;
-        let reply = self
-            .attached()
-            .await?
-            .process
-            .peer()
-            .call_timeout(
-                methods::AGENT_WAIT_FOR_IDLE,
-                self.agent_ref(),
-                self.bridge.config.chat_timeout,
-            )
-            .await
-            .map_err(protocol::refine_error);
-        self.lock_send_gate().take();
+        let collected = self.lock_sent().result.take();
+        let reply = match collected {
+            Some(reply) => reply,
+            None => {
+                let _gate = self.enter_unless_sending().await;
+                let reply = self
+                    .attached()
+                    .await?
+                    .process
+                    .peer()
+                    .call_timeout(
+                        methods::AGENT_WAIT_FOR_IDLE,
+                        self.agent_ref(),
+                        self.bridge.config.chat_timeout,
+                    )
+                    .await
+                    .map_err(protocol::refine_error);
+                // The background task may have collected the turn meanwhile (the worker
+                // hands the outcome to the first caller only); its copy wins.
+                self.lock_sent().result.take().unwrap_or(reply)
+            }
+        };
+        self.lock_sent().release.take();
         match track_quota(&self.quota, reply)? {
             Value::Null => Ok(None),
             reply => outcome_from(reply).map(Some),
@@ -404,7 +431,7 @@ impl Agent {
         let reply: Value = self
             .request_in_gate(methods::AGENT_CANCEL, self.agent_ref())
             .await?;
-        self.lock_send_gate().take();
+        self.lock_sent().release.take();
         Ok(reply["cancelled"].as_bool().unwrap_or(false))
     }
 
@@ -566,7 +593,7 @@ impl Agent {
     pub async fn signal_idle(&self) -> Result<()> {
         self.request::<Value>(methods::AGENT_SIGNAL_IDLE, self.agent_ref())
             .await?;
-        self.lock_send_gate().take();
+        self.lock_sent().release.take();
         Ok(())
     }
 
@@ -599,7 +626,7 @@ impl Agent {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.lock_send_gate().take();
+        self.lock_sent().release.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let slot = Arc::clone(&self.slot);
             let id = self.id.clone();
@@ -623,7 +650,7 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        self.lock_send_gate().take();
+        self.lock_sent().release.take();
         let worker = self.slot.supervisor.current();
         // An agent whose worker died has no session left to close.
         let result = if worker.process.peer().is_closed()
@@ -660,17 +687,16 @@ impl Agent {
         json!({ "agent_id": self.id })
     }
 
-    fn lock_send_gate(&self) -> std::sync::MutexGuard<'_, Option<oneshot::Sender<()>>> {
-        self.send_gate
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock_sent(&self) -> std::sync::MutexGuard<'_, SentTurn> {
+        lock_sent(&self.sent)
     }
 
     /// Holds off recycling, unless a running [`Agent::send`] turn already does (waiting then
     /// could deadlock: the recycle waits for that turn, which may wait for this call).
     async fn enter_unless_sending(&self) -> Option<OwnedRwLockReadGuard<()>> {
         if self
-            .lock_send_gate()
+            .lock_sent()
+            .release
             .as_ref()
             .is_some_and(|s| !s.is_closed())
         {
@@ -722,41 +748,43 @@ pub(crate) async fn create_on(
         .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))
 }
 
-/// Keeps `gate` (holding off recycling of the worker) while a turn started with
-/// [`Agent::send`] runs: until the returned sender is dropped (the turn was collected,
-/// cancelled or the agent closed) or, once the worker is waiting to be recycled, until the
-/// agent is idle, so an uncollected turn never blocks recycling.
-fn hold_gate_for_send(
+fn lock_sent(sent: &std::sync::Mutex<SentTurn>) -> std::sync::MutexGuard<'_, SentTurn> {
+    sent.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits on `worker` for the outcome of a turn started with [`Agent::send`] and stores it in
+/// `sent`, keeping `gate` (holding off recycling of the worker) until then. Stops early,
+/// storing nothing, when the returned sender is dropped (the caller collected or cancelled the
+/// turn, or closed the agent). A crash of the worker is stored as the turn's error.
+fn collect_sent_turn(
     gate: OwnedRwLockReadGuard<()>,
-    slot: Arc<Slot>,
     worker: Arc<Worker>,
     agent_id: String,
+    sent: Arc<std::sync::Mutex<SentTurn>>,
+    timeout: std::time::Duration,
 ) -> oneshot::Sender<()> {
-    const POLL: std::time::Duration = std::time::Duration::from_millis(200);
     let (release, mut released) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let _gate = gate;
+        let params = json!({ "agent_id": agent_id });
         loop {
-            tokio::select! {
+            let reply = tokio::select! {
                 _ = &mut released => return,
-                () = tokio::time::sleep(POLL) => {}
+                reply = worker.process.peer().call_timeout(
+                    methods::AGENT_WAIT_FOR_IDLE,
+                    params.clone(),
+                    timeout,
+                ) => reply.map_err(protocol::refine_error),
+            };
+            if matches!(reply, Err(Error::Timeout { .. })) {
+                continue; // a long turn: keep waiting, as the caller's own wait would
             }
-            if !slot.is_draining() {
-                continue;
+            let mut sent = lock_sent(&sent);
+            if sent.release.is_some() {
+                sent.result = Some(reply);
             }
-            let state = worker
-                .process
-                .peer()
-                .call_timeout(
-                    methods::AGENT_STATE,
-                    json!({"agent_id": agent_id}),
-                    POLL * 50,
-                )
-                .await;
-            match state {
-                Ok(state) if state["is_idle"].as_bool() == Some(false) => {}
-                _ => return, // idle, or the worker or agent is gone
-            }
+            return;
         }
     });
     release

@@ -162,6 +162,42 @@ impl From<std::io::Error> for Error {
     }
 }
 
+impl Error {
+    /// Whether the same call may succeed if simply made again later, with nothing changed:
+    /// a crashed or hung worker (the agent re-opens with its history), a full pool or restart
+    /// budget, a busy agent, a timeout, and a model that is rate limited, unreachable, lost its
+    /// connection or answered with a 5xx. Configuration, protocol and set-up errors, refusals
+    /// and cancellations are not retryable.
+    ///
+    /// ```
+    /// use agy_bridge::Error;
+    ///
+    /// let crashed = Error::WorkerCrashed { exit_status: None, stderr_tail: String::new() };
+    /// assert!(crashed.is_retryable());
+    /// assert!(!Error::Cancelled.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::WorkerCrashed { .. }
+            | Self::RestartBudgetExhausted { .. }
+            | Self::Capacity { .. }
+            | Self::AgentBusy { .. }
+            | Self::Timeout { .. } => true,
+            Self::Agent {
+                kind, http_status, ..
+            } => match kind {
+                AgentErrorKind::Quota
+                | AgentErrorKind::ModelUnreachable
+                | AgentErrorKind::ConnectionLost => true,
+                AgentErrorKind::ModelHttp => http_status.is_some_and(|s| s >= 500 || s == 408),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// How the worker classified a failed turn (from the exception class and HTTP status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,3 +243,38 @@ impl std::fmt::Display for AgentErrorKind {
 
 /// Shorthand for `Result<T, agy_bridge::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_error(kind: AgentErrorKind, http_status: Option<u16>) -> Error {
+        Error::Agent {
+            kind,
+            http_status,
+            retry_after: None,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retryable_and_refusals_are_not() {
+        assert!(model_error(AgentErrorKind::Quota, Some(429)).is_retryable());
+        assert!(model_error(AgentErrorKind::ModelHttp, Some(503)).is_retryable());
+        assert!(!model_error(AgentErrorKind::ModelHttp, Some(400)).is_retryable());
+        assert!(!model_error(AgentErrorKind::Safety, None).is_retryable());
+        assert!(
+            Error::AgentBusy {
+                agent_id: "a".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !Error::InvalidConfig {
+                message: String::new()
+            }
+            .is_retryable()
+        );
+        assert!(!Error::WorkerStopped.is_retryable());
+    }
+}

@@ -272,12 +272,16 @@ async fn an_uncollected_send_turn_does_not_block_recycling() {
         .await
         .unwrap();
     let old_pid = agent.worker_pid();
-    // Started with send and never waited for: the recycle goes ahead once the turn is over.
+    // Started with send and not waited for: the recycle goes ahead once the turn is over,
+    // and the turn's outcome is kept for a later wait_for_idle.
     agent.send("fire and forget").await.unwrap();
     eventually("the worker is recycled", || {
         bridge.worker_stats().pop().unwrap().recycles == 1
     })
     .await;
+    let outcome = agent.wait_for_idle().await.unwrap().expect("the sent turn");
+    assert_eq!(outcome.text, "You said: fire and forget");
+    assert_eq!(agent.wait_for_idle().await.unwrap(), None, "collected once");
     let (text, outcome) = collect(agent.chat("next").await.unwrap()).await;
     outcome.unwrap();
     assert_eq!(text, "You said: next");

@@ -56,6 +56,29 @@ async fn a_killed_worker_is_replaced_and_the_agent_keeps_its_history() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sent_turn_on_a_killed_worker_fails_with_worker_crashed_and_the_agent_goes_on() {
+    let (bridge, model, _data) = common::start().await;
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    model.push(Reply::Stall);
+    let asked = model.requests().len();
+    agent.send("never answered").await.unwrap();
+    common::eventually("the model is asked", || model.requests().len() > asked).await;
+    signal(agent.worker_pid(), libc::SIGKILL);
+    // The fire-and-forget turn is not lost silently: its collector saw the crash.
+    let err = tokio::time::timeout(HANG, agent.wait_for_idle())
+        .await
+        .expect("wait_for_idle hung")
+        .unwrap_err();
+    assert!(matches!(err, Error::WorkerCrashed { .. }), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(agent.wait_for_idle().await.unwrap(), None, "reported once");
+    let (text, o) = collect(agent.chat("still there?").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: still there?");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
     let (bridge, model, _data) = common::start().await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
