@@ -49,6 +49,13 @@ enum Command {
         /// Also offer a `read_file` Rust tool that can read text files in DIR only.
         #[arg(long, value_name = "DIR")]
         read_dir: Option<PathBuf>,
+        /// A policy rule: ask on the terminal before TOOL runs (repeatable; a name, `*`, or
+        /// `server/*`). Without a terminal to ask, the call is denied.
+        #[arg(long, value_name = "TOOL")]
+        ask: Vec<String>,
+        /// A policy rule: never run TOOL (repeatable); the model is told it was denied.
+        #[arg(long, value_name = "TOOL")]
+        deny: Vec<String>,
     },
     /// Create (or check) the managed Python environment, showing progress.
     Setup {
@@ -95,6 +102,8 @@ async fn main() -> ExitCode {
             system,
             no_tools,
             read_dir,
+            ask,
+            deny,
             json,
         } => {
             cli::chat::run(cli::chat::ChatOptions {
@@ -105,6 +114,8 @@ async fn main() -> ExitCode {
                 system,
                 tools: !no_tools,
                 read_dir,
+                ask,
+                deny,
                 json,
             })
             .await

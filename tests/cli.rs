@@ -300,3 +300,76 @@ fn read_dir_offers_a_read_file_tool_confined_to_that_directory() {
     );
     assert!(!stdout.contains("hunter2"), "{stdout}");
 }
+
+#[test]
+fn policy_flags_deny_or_ask_and_each_decision_is_shown() {
+    let data = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args([
+            "chat",
+            "--offline",
+            "--deny",
+            "calculator",
+            "What is 6 * 7?",
+        ])
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("[denied] calculator is denied by --deny calculator"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[Rust tool result]"), "{stderr}");
+    assert!(stdout.contains("The tool call did not run"), "{stdout}");
+
+    // Nobody at a terminal to ask: an ask_user rule denies, and says why.
+    let (ok, _, stderr) = run(cli()
+        .args(["chat", "--offline", "--ask", "calculator", "What is 6 * 7?"])
+        .stdin(std::process::Stdio::null())
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains(r#"[policy] calculator {"a":6,"b":7,"op":"*"} denied: no terminal to ask"#),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[Rust tool result]"), "{stderr}");
+}
+
+/// `--ask` on a real terminal: util-linux `script` gives the CLI a pseudo-terminal and types
+/// the answer.
+#[test]
+fn ask_asks_on_the_terminal_and_runs_the_tool_when_approved() {
+    use std::io::Write;
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} chat --offline --ask calculator 'What is 6 * 7?'",
+        env!("CARGO_BIN_EXE_agy-bridge")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_DATA_HOME", data.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains(r#"[policy] allow calculator {"a":6,"b":7,"op":"*"}? [y/N]"#),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("[policy] calculator approved by you"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("[Rust tool result] calculator → 42.0"),
+        "{screen}"
+    );
+}

@@ -3,11 +3,18 @@
 use std::{io::IsTerminal, io::Write, sync::Arc};
 
 use agy_bridge::{
-    AgentConfig, Bridge, Hooks, ModelConfig, hooks::ToolDecision, testing::ScriptedModel,
+    AgentConfig, Bridge, Hooks, ModelConfig,
+    hooks::ToolDecision,
+    policies::{ConfirmRequest, PolicyRule},
+    testing::ScriptedModel,
 };
 use futures::StreamExt;
 
-use super::{demo, render::Renderer, setup::progress_config};
+use super::{
+    demo,
+    render::{self, Renderer},
+    setup::progress_config,
+};
 
 /// What `chat` was asked for on the command line.
 pub struct ChatOptions {
@@ -25,6 +32,10 @@ pub struct ChatOptions {
     pub tools: bool,
     /// Also offer `read_file`, confined to this directory.
     pub read_dir: Option<std::path::PathBuf>,
+    /// Tools to ask about on the terminal before they run.
+    pub ask: Vec<String>,
+    /// Tools never to run.
+    pub deny: Vec<String>,
     /// Print JSON lines instead of text.
     pub json: bool,
 }
@@ -71,6 +82,9 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     if options.tools || options.read_dir.is_some() {
         agent_config = agent_config.hooks(demo_hooks());
     }
+    for rule in policies(&options.ask, &options.deny) {
+        agent_config = agent_config.policy(rule);
+    }
     let agent = bridge.create_agent(agent_config).await?;
     match options.prompt {
         Some(prompt) => turn(&agent, prompt, options.json).await?,
@@ -92,12 +106,55 @@ fn demo_hooks() -> Hooks {
     Hooks::new().pre_tool_call_decide(|call| async move {
         let path = call.args["path"].as_str().unwrap_or_default();
         if call.tool == "read_file" && demo::looks_secret(path) {
-            super::render::hook(&format!("{} {path} denied: it may hold secrets", call.tool));
+            render::hook(&format!("{} {path} denied: it may hold secrets", call.tool));
             return ToolDecision::Deny("that file may hold secrets; it is off limits".into());
         }
-        super::render::hook(&format!("{} allowed", call.tool));
+        render::hook(&format!("{} allowed", call.tool));
         ToolDecision::Allow
     })
+}
+
+/// `--ask` and `--deny` as policy rules, everything else allowed; none without those flags
+/// (the bridge then allows every tool).
+fn policies(ask: &[String], deny: &[String]) -> Vec<PolicyRule> {
+    if ask.is_empty() && deny.is_empty() {
+        return Vec::new();
+    }
+    let denied = deny.iter().map(|tool| {
+        PolicyRule::deny_with_reason(tool.clone(), format!("{tool} is denied by --deny {tool}"))
+    });
+    let asked = ask
+        .iter()
+        .map(|tool| PolicyRule::ask_user(tool.clone(), confirm_on_terminal));
+    std::iter::once(PolicyRule::allow_all())
+        .chain(denied)
+        .chain(asked)
+        .collect()
+}
+
+/// The `ask_user` handler: a y/N question on the terminal. Without a terminal nobody can
+/// answer, so the call is denied.
+async fn confirm_on_terminal(request: ConfirmRequest) -> bool {
+    let call = format!(
+        "{} {}",
+        request.tool,
+        render::shorten(&request.args.to_string())
+    );
+    if !std::io::stdin().is_terminal() {
+        render::policy(&format!("{call} denied: no terminal to ask (--ask)"));
+        return false;
+    }
+    let question = format!("allow {call}? [y/N] ");
+    let answer = tokio::task::spawn_blocking(move || {
+        render::policy_question(&question);
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    let approved = matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
+    let verdict = if approved { "approved" } else { "denied" };
+    render::policy(&format!("{} {verdict} by you", request.tool));
+    approved
 }
 
 /// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it.
@@ -167,7 +224,7 @@ async fn edited_session(
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
                 if let Err(e) = turn(agent, line, json).await {
-                    super::render::error(&e);
+                    render::error(&e);
                 }
             }
             Err(ReadlineError::Interrupted) => {} // Ctrl-C at the prompt clears the line
@@ -191,7 +248,7 @@ async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Res
             continue;
         }
         if let Err(e) = turn(agent, line, json).await {
-            super::render::error(&e);
+            render::error(&e);
         }
     }
     Ok(())

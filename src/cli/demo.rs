@@ -135,6 +135,16 @@ fn read_confined(root: &Path, path: &str) -> Result<String, String> {
 pub fn reply(request: &RecordedRequest) -> Reply {
     let pace = Duration::from_millis(15);
     if let Some(result) = request.tool_result() {
+        const FAILED: &str = "Encountered error in step execution: ";
+        if !result.contains("```json")
+            && let Some((_, error)) = result.split_once(FAILED)
+        {
+            let text = format!(
+                "The tool call did not run: {}.",
+                error.trim().trim_end_matches('.')
+            );
+            return Reply::slow_text(words(&text), pace);
+        }
         let answer = result.rsplit("```json").next().unwrap_or(&result);
         let answer = answer.trim().trim_end_matches("```").trim();
         let text = format!(

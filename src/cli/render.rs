@@ -12,6 +12,7 @@ const TOOL: Style = AnsiColor::Cyan.on_default().bold();
 const RESULT: Style = AnsiColor::Green.on_default();
 const FAILURE: Style = AnsiColor::Red.on_default().bold();
 const HOOK: Style = AnsiColor::Magenta.on_default();
+const POLICY: Style = AnsiColor::Blue.on_default().bold();
 const NOTE: Style = AnsiColor::Yellow.on_default();
 
 /// Longest tool argument or result shown before it is cut.
@@ -61,6 +62,15 @@ impl Renderer {
                     _ => {}
                 }
             }
+            ChatEvent::Step { step } if step.status == "ERROR" && !step.error.is_empty() => {
+                self.break_line();
+                let error = without_echo(&step.error);
+                if step.error.to_ascii_lowercase().contains("denied") {
+                    anstream::eprintln!("{POLICY}[denied]{POLICY:#} {error}");
+                } else {
+                    anstream::eprintln!("{FAILURE}[step failed]{FAILURE:#} {error}");
+                }
+            }
             _ => {}
         }
     }
@@ -96,12 +106,31 @@ pub fn hook(text: &str) {
     anstream::eprintln!("{HOOK}[hook]{HOOK:#} {text}");
 }
 
+/// A policy decision on stderr.
+pub fn policy(text: &str) {
+    anstream::eprintln!("{POLICY}[policy]{POLICY:#} {text}");
+}
+
+/// A policy question on stderr, without a newline (the answer follows on the same line).
+pub fn policy_question(text: &str) {
+    anstream::eprint!("{POLICY}[policy]{POLICY:#} {text}");
+}
+
 /// An error line on stderr.
 pub fn error(message: &dyn std::fmt::Display) {
     anstream::eprintln!("{FAILURE}error:{FAILURE:#} {message}");
 }
 
-fn shorten(text: &str) -> String {
+/// A step error without the SDK's repetition: `X ("denied by pre-tool hook: X")` is `X`.
+fn without_echo(error: &str) -> &str {
+    match error.split_once(" (\"") {
+        Some((head, tail)) if tail.ends_with(&format!("{head}\")")) => head,
+        _ => error,
+    }
+}
+
+/// `text`, cut to a readable length.
+pub fn shorten(text: &str) -> String {
     if text.chars().count() <= MAX_SHOWN {
         return text.to_owned();
     }
@@ -111,7 +140,14 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shorten;
+    use super::{shorten, without_echo};
+
+    #[test]
+    fn a_repeated_reason_is_shown_once() {
+        let error = r#"no (\"denied by pre-tool hook: no\")"#;
+        assert_eq!(without_echo(error), "no");
+        assert_eq!(without_echo("plain (\"other\")"), "plain (\"other\")");
+    }
 
     #[test]
     fn long_values_are_cut_on_a_character_boundary() {
