@@ -43,7 +43,11 @@ enum Command {
         /// System instructions for the agent.
         #[arg(long)]
         system: Option<String>,
-        /// Do not offer the demo Rust tools (clock, calculator) to the model.
+        /// Offer the demo Rust tools (clock, calculator) to a real model too; the offline demo
+        /// model always gets them.
+        #[arg(long, alias = "tool", conflicts_with = "no_tools")]
+        tools: bool,
+        /// Do not offer the demo Rust tools (clock, calculator) to any model.
         #[arg(long)]
         no_tools: bool,
         /// Also offer a `read_file` Rust tool that can read text files in DIR only.
@@ -100,6 +104,7 @@ async fn main() -> ExitCode {
             model,
             offline,
             system,
+            tools,
             no_tools,
             read_dir,
             ask,
@@ -112,7 +117,11 @@ async fn main() -> ExitCode {
                 model,
                 offline,
                 system,
-                tools: !no_tools,
+                tools: match (tools, no_tools) {
+                    (true, _) => cli::chat::DemoTools::Always,
+                    (_, true) => cli::chat::DemoTools::Never,
+                    _ => cli::chat::DemoTools::OfflineOnly,
+                },
                 read_dir,
                 ask,
                 deny,

@@ -373,3 +373,35 @@ fn ask_asks_on_the_terminal_and_runs_the_tool_when_approved() {
         "{screen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_model_gets_the_demo_tools_only_when_asked() {
+    use agy_bridge::testing::{Reply, ScriptedModel};
+    let data = tempfile::tempdir().unwrap();
+    let model = ScriptedModel::start().await.unwrap();
+    let offered = |extra: &[&str]| {
+        model.push(Reply::text("hello"));
+        let (ok, stdout, stderr) = run(cli()
+            .args(["chat", "--base-url", &model.base_url(), "--model", "m"])
+            .args(extra)
+            .arg("hi")
+            .env("XDG_DATA_HOME", data.path()));
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("hello"), "{stdout}");
+        let tools = model.requests().pop().unwrap().tools();
+        let mut names: Vec<String> = tools
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    };
+    let plain = tokio::task::block_in_place(|| offered(&[]));
+    assert!(!plain.contains(&"calculator".to_owned()), "{plain:?}");
+    let with_tools = tokio::task::block_in_place(|| offered(&["--tools"]));
+    assert!(
+        with_tools.contains(&"calculator".to_owned()),
+        "{with_tools:?}"
+    );
+    assert!(with_tools.contains(&"clock".to_owned()), "{with_tools:?}");
+}

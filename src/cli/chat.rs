@@ -28,8 +28,8 @@ pub struct ChatOptions {
     pub offline: bool,
     /// System instructions.
     pub system: Option<String>,
-    /// Offer the demo Rust tools.
-    pub tools: bool,
+    /// When to offer the demo Rust tools.
+    pub tools: DemoTools,
     /// Also offer `read_file`, confined to this directory.
     pub read_dir: Option<std::path::PathBuf>,
     /// Tools to ask about on the terminal before they run.
@@ -38,6 +38,18 @@ pub struct ChatOptions {
     pub deny: Vec<String>,
     /// Print JSON lines instead of text.
     pub json: bool,
+}
+
+/// When the demo Rust tools (clock, calculator) are offered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DemoTools {
+    /// To every model (`--tools`).
+    Always,
+    /// To the offline demo model only (the default: a real model is not handed tools it was
+    /// not asked to have).
+    OfflineOnly,
+    /// To no model (`--no-tools`).
+    Never,
 }
 
 /// Runs `chat`.
@@ -70,7 +82,12 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     if let Some(system) = options.system {
         agent_config = agent_config.system_instructions(system);
     }
-    if options.tools {
+    let tools = match options.tools {
+        DemoTools::Always => true,
+        DemoTools::OfflineOnly => demo_model.is_some(),
+        DemoTools::Never => false,
+    };
+    if tools {
         agent_config = agent_config.tool(demo::Clock).tool(demo::Calculator);
     }
     if let Some(dir) = &options.read_dir {
@@ -79,7 +96,7 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
         })?;
         agent_config = agent_config.tool(tool);
     }
-    if options.tools || options.read_dir.is_some() {
+    if tools || options.read_dir.is_some() {
         agent_config = agent_config.hooks(demo_hooks());
     }
     for rule in policies(&options.ask, &options.deny) {
