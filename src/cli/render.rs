@@ -144,9 +144,9 @@ mod tests {
 
     #[test]
     fn a_repeated_reason_is_shown_once() {
-        let error = r#"no (\"denied by pre-tool hook: no\")"#;
+        let error = r#"no ("denied by pre-tool hook: no")"#;
         assert_eq!(without_echo(error), "no");
-        assert_eq!(without_echo("plain (\"other\")"), "plain (\"other\")");
+        assert_eq!(without_echo(r#"plain ("other")"#), r#"plain ("other")"#);
     }
 
     #[test]
