@@ -48,6 +48,8 @@ pub struct ToolContext {
     agent_id: String,
     conversation_id: String,
     state: ToolState,
+    /// Signalled by [`ToolContext::progress`]; restarts the call's timeout.
+    progress: Arc<tokio::sync::Notify>,
 }
 
 impl ToolContext {
@@ -62,7 +64,33 @@ impl ToolContext {
             agent_id: agent_id.into(),
             conversation_id: conversation_id.into(),
             state,
+            progress: Arc::default(),
         }
+    }
+
+    /// Tells the bridge the call is still making progress: its timeout
+    /// ([`Tool::timeout`] or [`ToolRegistry::set_default_timeout`]) starts over. A long job
+    /// that reports progress is never cut off, and one that stalls still is.
+    ///
+    /// ```
+    /// use agy_bridge::{llm_tool, tools::ToolContext};
+    ///
+    /// /// Indexes every file of a large tree.
+    /// #[llm_tool]
+    /// async fn index_tree(ctx: ToolContext) -> Result<u32, String> {
+    ///     let mut indexed = 0;
+    ///     for _chunk in 0..1_000 {
+    ///         // ... each chunk takes well under the timeout, the whole tree much longer ...
+    ///         indexed += 1;
+    ///         ctx.progress();
+    ///     }
+    ///     Ok(indexed)
+    /// }
+    /// // With `AgentConfig::tool_timeout(Duration::from_secs(10))`, a call that stops
+    /// // reporting progress for 10 s fails; one that keeps reporting runs to the end.
+    /// ```
+    pub fn progress(&self) {
+        self.progress.notify_one();
     }
 
     /// The calling agent's id.
@@ -173,7 +201,8 @@ pub trait Tool: Send + Sync + 'static {
     fn parameters(&self) -> Value;
     /// Runs the tool.
     fn call(&self, args: Value, ctx: ToolContext) -> BoxFuture<'static, Result<Value, ToolError>>;
-    /// A deadline for one call; `None` (the default) waits as long as it takes.
+    /// A deadline for one call, started over each time the tool calls
+    /// [`ToolContext::progress`]; `None` (the default) waits as long as it takes.
     fn timeout(&self) -> Option<Duration> {
         None
     }
@@ -410,15 +439,23 @@ impl ToolRegistry {
                 tool: name.to_owned(),
                 message: "no such tool".into(),
             })?;
+        let progress = Arc::clone(&ctx.progress);
         let call = AssertUnwindSafe(tool.call(args, ctx)).catch_unwind();
         let outcome = match tool.timeout().or(self.default_timeout) {
             Some(timeout) => {
-                tokio::time::timeout(timeout, call)
-                    .await
-                    .map_err(|_| ToolError::TimedOut {
-                        tool: name.to_owned(),
-                        timeout,
-                    })?
+                let mut call = std::pin::pin!(call);
+                loop {
+                    tokio::select! {
+                        outcome = &mut call => break outcome,
+                        () = progress.notified() => {} // progress: a fresh timeout
+                        () = tokio::time::sleep(timeout) => {
+                            return Err(ToolError::TimedOut {
+                                tool: name.to_owned(),
+                                timeout,
+                            });
+                        }
+                    }
+                }
             }
             None => call.await,
         };
@@ -492,6 +529,45 @@ pub fn value_output<T: Serialize>(v: T) -> Result<Value, ToolError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Sleeps `steps` times for `step`, reporting progress after each step when `report`.
+    fn slow_tool(name: &str, steps: u32, step: Duration, report: bool) -> FnTool {
+        FnTool::new(
+            name,
+            "slow",
+            json!({"type": "object"}),
+            move |_args, ctx| async move {
+                for _ in 0..steps {
+                    tokio::time::sleep(step).await;
+                    if report {
+                        ctx.progress();
+                    }
+                }
+                Ok(json!("done"))
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_restarts_the_timeout_and_a_stall_still_times_out() {
+        let mut registry = ToolRegistry::new();
+        let step = Duration::from_secs(4);
+        registry
+            .register(slow_tool("reporting", 5, step, true))
+            .unwrap();
+        registry
+            .register(slow_tool("silent", 5, step, false))
+            .unwrap();
+        registry.set_default_timeout(Some(Duration::from_secs(10)));
+        // 20 s in all, never 10 s without progress.
+        let done = registry.dispatch("reporting", json!({}), ctx()).await;
+        assert_eq!(done.unwrap(), json!("done"));
+        let silent = registry.dispatch("silent", json!({}), ctx()).await;
+        assert!(
+            matches!(silent, Err(ToolError::TimedOut { .. })),
+            "{silent:?}"
+        );
+    }
 
     fn ctx() -> ToolContext {
         ToolContext::new("agent-1", "conv", ToolState::default())
