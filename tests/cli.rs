@@ -405,3 +405,75 @@ async fn a_real_model_gets_the_demo_tools_only_when_asked() {
     );
     assert!(with_tools.contains(&"clock".to_owned()), "{with_tools:?}");
 }
+
+/// Ctrl-C while `--ask` waits for an answer cancels the turn, and nothing is left reading the
+/// terminal: the CLI exits at once instead of waiting for a line.
+#[test]
+fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
+    use std::{
+        io::{Read, Write},
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
+        return;
+    }
+    // Tells a hang from a slow machine.
+    const HANG: Duration = Duration::from_secs(60);
+    let data = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} chat --offline --ask calculator 'What is 6 * 7?'",
+        env!("CARGO_BIN_EXE_agy-bridge")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_DATA_HOME", data.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let until = |what: &str, child: &mut std::process::Child| {
+        let start = Instant::now();
+        while !shown().contains(what) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "exited early: {}",
+                shown()
+            );
+            assert!(start.elapsed() < HANG, "no {what:?}: {}", shown());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("[y/N]", &mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap(); // the terminal turns it into SIGINT
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            panic!("the CLI hung after Ctrl-C: {}", shown());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(status.success(), "{}", shown());
+    let screen = shown();
+    assert!(screen.contains("[turn cancelled]"), "{screen}");
+    assert!(!screen.contains("[Rust tool result]"), "{screen}");
+}

@@ -1,6 +1,13 @@
 //! `agy-bridge chat`: one prompt, or an interactive session, streamed to the terminal.
 
-use std::{io::IsTerminal, io::Write, sync::Arc};
+use std::{
+    io::IsTerminal,
+    io::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use agy_bridge::{
     AgentConfig, Bridge, Hooks, ModelConfig,
@@ -162,16 +169,53 @@ async fn confirm_on_terminal(request: ConfirmRequest) -> bool {
         return false;
     }
     let question = format!("allow {call}? [y/N] ");
+    // Set when this future is dropped (Ctrl-C cancelled the turn), so the reading thread
+    // stops instead of taking the next line typed (or holding the process open at exit).
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon = AbandonOnDrop(Arc::clone(&abandoned));
     let answer = tokio::task::spawn_blocking(move || {
         render::policy_question(&question);
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
+        read_line_unless(&abandoned)
     })
     .await;
-    let approved = matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
+    let approved = matches!(answer, Ok(Some(line)) if matches!(line.trim(), "y" | "Y" | "yes"));
     let verdict = if approved { "approved" } else { "denied" };
     render::policy(&format!("{} {verdict} by you", request.tool));
     approved
+}
+
+/// Sets its flag when dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One line from stdin, or `None` at its end, on an error, or once `abandoned` is set
+/// (checked every 100 ms while no input is ready).
+fn read_line_unless(abandoned: &AtomicBool) -> Option<String> {
+    let mut stdin = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while !abandoned.load(Ordering::SeqCst) {
+        // SAFETY: poll(2) on one valid, initialised pollfd.
+        let ready = unsafe { libc::poll(&raw mut stdin, 1, 100) };
+        if ready > 0 {
+            let mut line = String::new();
+            return match std::io::stdin().read_line(&mut line) {
+                Ok(0) | Err(_) => None,
+                Ok(_) => Some(line),
+            };
+        }
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
+    None
 }
 
 /// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it.
