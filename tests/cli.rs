@@ -339,23 +339,10 @@ fn policy_flags_deny_or_ask_and_each_decision_is_shown() {
 #[test]
 fn ask_asks_on_the_terminal_and_runs_the_tool_when_approved() {
     use std::io::Write;
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
-        return;
-    }
     let data = tempfile::tempdir().unwrap();
-    let command = format!(
-        "{} chat --offline --ask calculator 'What is 6 * 7?'",
-        env!("CARGO_BIN_EXE_agy-bridge")
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("XDG_DATA_HOME", data.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let Some(mut child) = ask_calculator_on_a_terminal(&data) else {
+        return;
+    };
     child.stdin.take().unwrap().write_all(b"y\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
@@ -415,25 +402,12 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
         sync::{Arc, Mutex},
         time::{Duration, Instant},
     };
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
-        return;
-    }
     // Tells a hang from a slow machine.
     const HANG: Duration = Duration::from_secs(60);
     let data = tempfile::tempdir().unwrap();
-    let command = format!(
-        "{} chat --offline --ask calculator 'What is 6 * 7?'",
-        env!("CARGO_BIN_EXE_agy-bridge")
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("XDG_DATA_HOME", data.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let Some(mut child) = ask_calculator_on_a_terminal(&data) else {
+        return;
+    };
     let screen = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
     let sink = Arc::clone(&screen);
@@ -476,4 +450,26 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
     let screen = shown();
     assert!(screen.contains("[turn cancelled]"), "{screen}");
     assert!(!screen.contains("[Rust tool result]"), "{screen}");
+}
+
+/// `chat --ask calculator "What is 6 * 7?"` on a pseudo-terminal (util-linux `script`), with
+/// its keyboard and screen piped; `None` (the test is skipped) where `script` is missing.
+fn ask_calculator_on_a_terminal(data: &tempfile::TempDir) -> Option<std::process::Child> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
+        return None;
+    }
+    let command = format!(
+        "{} chat --offline --ask calculator 'What is 6 * 7?'",
+        env!("CARGO_BIN_EXE_agy-bridge")
+    );
+    let child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_DATA_HOME", data.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    Some(child)
 }
