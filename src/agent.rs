@@ -386,8 +386,7 @@ impl Agent {
             Some(reply) => reply,
             None => {
                 let _gate = self.enter_unless_sending().await;
-                let reply = self
-                    .attached()
+                self.attached()
                     .await?
                     .process
                     .peer()
@@ -397,13 +396,16 @@ impl Agent {
                         self.bridge.config.chat_timeout,
                     )
                     .await
-                    .map_err(protocol::refine_error);
-                // The background task may have collected the turn meanwhile (the worker
-                // hands the outcome to the first caller only); its copy wins.
-                self.lock_sent().result.take().unwrap_or(reply)
+                    .map_err(protocol::refine_error)
             }
         };
-        self.lock_sent().release.take();
+        // One lock for both: with `release` gone the task stores nothing more, and what it
+        // stored meanwhile wins (the worker hands a sent turn's outcome to the first caller).
+        let reply = {
+            let mut sent = self.lock_sent();
+            sent.release.take();
+            sent.result.take().unwrap_or(reply)
+        };
         match track_quota(&self.quota, reply)? {
             Value::Null => Ok(None),
             reply => outcome_from(reply).map(Some),
