@@ -411,7 +411,7 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
     let screen = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
     let sink = Arc::clone(&screen);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = stdout.read(&mut buf) {
             sink.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -446,7 +446,9 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(stdin);
-    assert!(status.success(), "{}", shown());
+    // Everything the CLI wrote, up to the end of the terminal's output.
+    reader.join().unwrap();
+    assert!(status.success(), "{status}: {}", shown());
     let screen = shown();
     assert!(screen.contains("[turn cancelled]"), "{screen}");
     assert!(!screen.contains("[Rust tool result]"), "{screen}");
@@ -459,8 +461,10 @@ fn ask_calculator_on_a_terminal(data: &tempfile::TempDir) -> Option<std::process
         eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
         return None;
     }
+    // `exec`: the shell `script` starts must not stay in the terminal's foreground process
+    // group, or Ctrl-C kills it too (dash, a common /bin/sh, then exits with 130).
     let command = format!(
-        "{} chat --offline --ask calculator 'What is 6 * 7?'",
+        "exec '{}' chat --offline --ask calculator 'What is 6 * 7?'",
         env!("CARGO_BIN_EXE_agy-bridge")
     );
     let child = Command::new("script")
