@@ -399,12 +399,16 @@ impl Agent {
                     .map_err(protocol::refine_error)
             }
         };
-        // One lock for both: with `release` gone the task stores nothing more, and what it
-        // stored meanwhile wins (the worker hands a sent turn's outcome to the first caller).
+        // One lock for both: with `release` gone the task stores nothing more. What it stored
+        // meanwhile wins unless it is the empty answer a waiter gets once the other took the
+        // outcome (the worker hands a finished sent turn's outcome out only once).
         let reply = {
             let mut sent = self.lock_sent();
             sent.release.take();
-            sent.result.take().unwrap_or(reply)
+            match sent.result.take() {
+                None | Some(Ok(Value::Null)) => reply,
+                Some(stored) => stored,
+            }
         };
         match track_quota(&self.quota, reply)? {
             Value::Null => Ok(None),
