@@ -327,11 +327,11 @@ impl Supervisor {
                 {
                     Ok(_) => {}
                     Err(Error::Timeout { .. }) => {
-                        tracing::error!(
-                            pid = worker.process.pid(),
-                            "worker missed its heartbeat for {timeout:?}; killing it"
+                        let reason = format!(
+                            "the worker did not answer its heartbeat within {timeout:?} (blocked or stopped)"
                         );
-                        worker.process.kill();
+                        tracing::error!(pid = worker.process.pid(), "{reason}; killing it");
+                        worker.process.kill_because(reason);
                         return;
                     }
                     Err(_) => return,

@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use agy_bridge::{Bridge, Error, supervisor::RestartPolicy, testing::Reply};
 use common::{HANG, agent_config, collect, config, wait_gone};
 
@@ -136,6 +138,15 @@ async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
     let stopped = bridge.stats().worker_pid;
     signal(stopped, libc::SIGSTOP);
     // Without a heartbeat this would wait forever: the process exists but never answers.
+    let in_flight = tokio::time::timeout(HANG, bridge.call_raw("worker/ping", Value::Null))
+        .await
+        .expect("the call to the hung worker ended");
+    // The error says the bridge killed it, so nobody goes looking for the OOM killer.
+    assert!(
+        matches!(&in_flight, Err(Error::WorkerCrashed { exit_status: Some(s), .. })
+            if s.contains("SIGKILL") && s.contains("heartbeat")),
+        "{in_flight:?}"
+    );
     common::eventually("the hung worker was never detected", || {
         !bridge.stats().worker_alive
     })

@@ -116,8 +116,19 @@ pub struct WorkerProcess {
     timings: StartupTimings,
     exit: watch::Receiver<Option<ExitStatus>>,
     stderr: Arc<StderrTail>,
-    stopping: Arc<AtomicBool>,
+    ending: Arc<Ending>,
     shutdown_grace: Duration,
+}
+
+/// Whether the bridge ended the worker on purpose, which decides the error its pending
+/// requests get.
+#[derive(Default)]
+struct Ending {
+    /// Stopped on purpose (shutdown, drop): requests fail with [`Error::WorkerStopped`].
+    stopping: AtomicBool,
+    /// Why the bridge killed it (a missed heartbeat); added to the [`Error::WorkerCrashed`]
+    /// exit status so the kill is not mistaken for the OOM killer's.
+    killed_because: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for WorkerProcess {
@@ -184,13 +195,13 @@ impl WorkerProcess {
         ));
 
         let (exit_tx, exit) = watch::channel(None);
-        let stopping = Arc::new(AtomicBool::new(false));
+        let ending = Arc::new(Ending::default());
         let on_close = {
             let exit = exit.clone();
             let stderr = Arc::clone(&stderr);
-            let stopping = Arc::clone(&stopping);
+            let ending = Arc::clone(&ending);
             Box::new(move || {
-                async move { closed_error(exit, stderr_done, &stderr, &stopping).await }.boxed()
+                async move { closed_error(exit, stderr_done, &stderr, &ending).await }.boxed()
             }) as crate::rpc::OnClose
         };
         let config = PeerConfig {
@@ -204,13 +215,13 @@ impl WorkerProcess {
         {
             let peer = peer.clone();
             let stderr = Arc::clone(&stderr);
-            let stopping = Arc::clone(&stopping);
+            let ending = Arc::clone(&ending);
             tokio::spawn(async move {
                 let status = child.wait().await.ok();
                 let _ = exit_tx.send(status);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if !peer.is_closed() {
-                    peer.close(crash_or_stop(status, &stderr, &stopping));
+                    peer.close(crash_or_stop(status, &stderr, &ending));
                 }
             });
         }
@@ -237,7 +248,7 @@ impl WorkerProcess {
             },
             exit,
             stderr,
-            stopping,
+            ending,
             shutdown_grace: options.shutdown_grace,
         };
         let params = InitializeParams {
@@ -312,7 +323,7 @@ impl WorkerProcess {
     /// whole process group. Every wait is bounded; pending requests fail with
     /// [`Error::WorkerStopped`].
     pub async fn shutdown(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.ending.stopping.store(true, Ordering::SeqCst);
         if self.exit_status().is_none() {
             let grace = self.shutdown_grace;
             let _ = self
@@ -339,6 +350,13 @@ impl WorkerProcess {
         self.signal_group(libc::SIGKILL);
     }
 
+    /// [`WorkerProcess::kill`], with the reason the requests it fails are given (in
+    /// [`Error::WorkerCrashed`]'s exit status).
+    pub fn kill_because(&self, reason: String) {
+        let _ = self.ending.killed_because.set(reason);
+        self.kill();
+    }
+
     async fn wait_exit(&self, timeout: Duration) -> bool {
         let mut exit = self.exit.clone();
         tokio::time::timeout(timeout, exit.wait_for(Option::is_some))
@@ -361,7 +379,7 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     /// Kills the process group synchronously; needs no live runtime.
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.ending.stopping.store(true, Ordering::SeqCst);
         self.signal_group(libc::SIGKILL);
     }
 }
@@ -445,22 +463,27 @@ async fn closed_error(
     mut exit: watch::Receiver<Option<ExitStatus>>,
     mut stderr_done: watch::Receiver<bool>,
     stderr: &StderrTail,
-    stopping: &AtomicBool,
+    ending: &Ending,
 ) -> Error {
     // Output EOF usually comes a moment before the exit status; wait briefly for both so the
     // error carries the real status and the complete stderr tail.
     let _ = tokio::time::timeout(Duration::from_millis(1000), exit.wait_for(Option::is_some)).await;
     let _ = tokio::time::timeout(Duration::from_millis(300), stderr_done.wait_for(|d| *d)).await;
     let status = *exit.borrow();
-    crash_or_stop(status, stderr, stopping)
+    crash_or_stop(status, stderr, ending)
 }
 
-fn crash_or_stop(status: Option<ExitStatus>, stderr: &StderrTail, stopping: &AtomicBool) -> Error {
-    if stopping.load(Ordering::SeqCst) {
+fn crash_or_stop(status: Option<ExitStatus>, stderr: &StderrTail, ending: &Ending) -> Error {
+    if ending.stopping.load(Ordering::SeqCst) {
         return Error::WorkerStopped;
     }
+    let exit_status = status.map(describe_exit);
     Error::WorkerCrashed {
-        exit_status: status.map(describe_exit),
+        exit_status: match (exit_status, ending.killed_because.get()) {
+            (Some(exit), Some(reason)) => Some(format!("{exit}, sent by agy-bridge: {reason}")),
+            (None, Some(reason)) => Some(format!("killed by agy-bridge: {reason}")),
+            (exit, None) => exit,
+        },
         stderr_tail: stderr.text(),
     }
 }
