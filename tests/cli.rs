@@ -477,3 +477,47 @@ fn ask_calculator_on_a_terminal(data: &tempfile::TempDir) -> Option<std::process
         .unwrap();
     Some(child)
 }
+
+/// `agy-bridge chat … | head`: once nobody reads stdout, the CLI stops the turn and exits
+/// quietly, instead of panicking on the closed pipe or streaming a turn nobody will see.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_ends_the_turn_quietly() {
+    use agy_bridge::testing::{Reply, ScriptedModel};
+    let data = tempfile::tempdir().unwrap();
+    let model = ScriptedModel::start().await.unwrap();
+    // Text: the reply cannot be written. JSON: the first event cannot, while the model stalls
+    // (the turn could only end by the CLI cancelling it).
+    for (mode, reply) in [("text", Reply::text("hello")), ("--json", Reply::Stall)] {
+        model.push(reply);
+        let mut chat = cli();
+        chat.args(["chat", "--base-url", &model.base_url(), "--model", "m"]);
+        if mode == "--json" {
+            chat.arg("--json");
+        }
+        let mut child = chat
+            .arg("hi")
+            .env("XDG_DATA_HOME", data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = tokio::task::block_in_place(|| wait_bounded(child));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{mode}: {stderr}");
+    }
+}
+
+/// The child's output once it exits; kills it and fails if it runs longer than a hang.
+fn wait_bounded(mut child: std::process::Child) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("hung: {:?}", child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}

@@ -76,14 +76,14 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
         }
     };
     if demo_model.is_some() {
-        eprintln!(
+        tell!(
             "Model: offline demo (a scripted local server; set GEMINI_API_KEY or use --base-url/--model for a real model)"
         );
     } else {
-        eprintln!("Model: {}", model_config.describe());
+        tell!("Model: {}", model_config.describe());
     }
     let (config, _bar) = progress_config();
-    eprintln!("Starting the Python worker…");
+    tell!("Starting the Python worker…");
     let bridge = Bridge::start(config).await?;
     let mut agent_config = AgentConfig::new(model_config);
     if let Some(system) = options.system {
@@ -111,7 +111,9 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     }
     let agent = bridge.create_agent(agent_config).await?;
     match options.prompt {
-        Some(prompt) => turn(&agent, prompt, options.json).await?,
+        Some(prompt) => {
+            turn(&agent, prompt, options.json).await?;
+        }
         None if std::io::stdin().is_terminal() => {
             let history = bridge.data_dir().join("cli-history.txt");
             edited_session(&agent, options.json, history).await?;
@@ -218,11 +220,20 @@ fn read_line_unless(abandoned: &AtomicBool) -> Option<String> {
     None
 }
 
-/// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it.
-async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_bridge::Result<()> {
+/// Whether a session can go on after a turn.
+#[derive(PartialEq, Eq)]
+enum Output {
+    /// Stdout still takes output.
+    Open,
+    /// Stdout's reader went away (`agy-bridge chat … | head`).
+    Closed,
+}
+
+/// Runs one turn, streaming it to the terminal (or as JSON lines). Ctrl-C cancels it, and so
+/// does a stdout nobody reads any more (the rest of the turn could not be shown).
+async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_bridge::Result<Output> {
     let mut reply = agent.chat(prompt).await?;
     let mut renderer = Renderer::default();
-    let mut stdout = std::io::stdout();
     let mut cancelled = false;
     loop {
         let event = tokio::select! {
@@ -235,27 +246,50 @@ async fn turn(agent: &agy_bridge::Agent, prompt: String, json: bool) -> agy_brid
             }
         };
         let Some(event) = event else { break };
-        if json {
-            let line = serde_json::to_string(&event).unwrap_or_default();
-            let _ = writeln!(stdout, "{line}");
+        let shown = if json {
+            json_line(&event)
         } else {
-            renderer.event(&event);
+            renderer.event(&event)
+        };
+        if let Err(error) = shown {
+            if !cancelled {
+                agent.cancel().await?;
+            }
+            let _ = reply.finish().await;
+            return output_failed(error);
         }
     }
     let outcome = match reply.finish().await {
         Err(agy_bridge::Error::Cancelled) if cancelled => {
             renderer.note("turn cancelled");
-            return Ok(());
+            return Ok(Output::Open);
         }
         other => other?,
     };
-    if json {
-        let line = serde_json::json!({ "type": "outcome", "outcome": outcome });
-        let _ = writeln!(stdout, "{line}");
+    let shown = if json {
+        json_line(&serde_json::json!({ "type": "outcome", "outcome": outcome }))
     } else {
-        renderer.outcome(&outcome);
+        renderer.outcome(&outcome)
+    };
+    shown.map_or_else(output_failed, |()| Ok(Output::Open))
+}
+
+/// One JSON line on stdout.
+fn json_line(value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, value)?;
+    writeln!(stdout)?;
+    stdout.flush()
+}
+
+/// A closed pipe ends the output quietly, as for other command-line tools; other write errors
+/// (a full disk) are errors.
+fn output_failed(error: std::io::Error) -> agy_bridge::Result<Output> {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(Output::Closed)
+    } else {
+        Err(error.into())
     }
-    Ok(())
 }
 
 const SESSION_HELP: &str =
@@ -268,7 +302,7 @@ async fn edited_session(
     history: std::path::PathBuf,
 ) -> agy_bridge::Result<()> {
     use rustyline::{DefaultEditor, error::ReadlineError};
-    eprintln!("{SESSION_HELP}");
+    tell!("{SESSION_HELP}");
     let mut editor = DefaultEditor::new().map_err(|e| std::io::Error::other(e.to_string()))?;
     let _ = editor.load_history(&history);
     loop {
@@ -284,8 +318,10 @@ async fn edited_session(
             Ok(line) if line.trim().is_empty() => {}
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
-                if let Err(e) = turn(agent, line, json).await {
-                    render::error(&e);
+                match turn(agent, line, json).await {
+                    Ok(Output::Open) => {}
+                    Ok(Output::Closed) => break,
+                    Err(e) => render::error(&e),
                 }
             }
             Err(ReadlineError::Interrupted) => {} // Ctrl-C at the prompt clears the line
@@ -302,14 +338,16 @@ async fn edited_session(
 /// One prompt per line from piped input until its end.
 async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<()> {
     use tokio::io::AsyncBufReadExt;
-    eprintln!("{SESSION_HELP}");
+    tell!("{SESSION_HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(e) = turn(agent, line, json).await {
-            render::error(&e);
+        match turn(agent, line, json).await {
+            Ok(Output::Open) => {}
+            Ok(Output::Closed) => break,
+            Err(e) => render::error(&e),
         }
     }
     Ok(())

@@ -39,24 +39,24 @@ impl Report {
     fn check(&mut self, name: &str, result: Result<String, Problem>) -> bool {
         match result {
             Ok(detail) => {
-                anstream::println!("  {PASS}✓{PASS:#} {name:<13} {detail}");
+                say!("  {PASS}✓{PASS:#} {name:<13} {detail}");
                 true
             }
             Err(p) => {
                 self.failures += 1;
-                anstream::println!("  {FAIL}✗{FAIL:#} {name:<13} {}", p.what);
-                anstream::println!("    {DIM}fix:{DIM:#} {}", p.fix);
+                say!("  {FAIL}✗{FAIL:#} {name:<13} {}", p.what);
+                say!("    {DIM}fix:{DIM:#} {}", p.fix);
                 false
             }
         }
     }
 
     fn info(name: &str, detail: &str) {
-        anstream::println!("  {DIM}·{DIM:#} {name:<13} {detail}");
+        say!("  {DIM}·{DIM:#} {name:<13} {detail}");
     }
 
     fn skipped(name: &str, why: &str) {
-        anstream::println!("  {DIM}- {name:<13} skipped ({why}){DIM:#}");
+        say!("  {DIM}- {name:<13} skipped ({why}){DIM:#}");
     }
 }
 
@@ -64,7 +64,7 @@ impl Report {
 pub async fn run() -> bool {
     let python = PythonConfig::default();
     let mut report = Report::default();
-    println!("agy-bridge {} doctor", env!("CARGO_PKG_VERSION"));
+    say!("agy-bridge {} doctor", env!("CARGO_PKG_VERSION"));
 
     let interpreter = interpreter(&python);
     let ready = match &interpreter {
@@ -97,9 +97,9 @@ pub async fn run() -> bool {
 
 fn finish(report: &Report) -> bool {
     if report.failures == 0 {
-        anstream::println!("{PASS}All checks passed.{PASS:#}");
+        say!("{PASS}All checks passed.{PASS:#}");
     } else {
-        anstream::println!("{FAIL}{} check(s) failed.{FAIL:#}", report.failures);
+        say!("{FAIL}{} check(s) failed.{FAIL:#}", report.failures);
     }
     report.failures == 0
 }

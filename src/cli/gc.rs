@@ -48,19 +48,19 @@ pub fn run(options: &GcOptions) -> agy_bridge::Result<()> {
                 std::fs::remove_file(path)
             };
             if let Err(e) = removed {
-                eprintln!("could not remove {}: {e}", path.display());
+                tell!("could not remove {}: {e}", path.display());
                 continue;
             }
         }
         freed += size;
-        println!("{verb} {} ({})", path.display(), human_size(size));
+        say!("{verb} {} ({})", path.display(), human_size(size));
     }
     let total = if options.dry_run {
         "would free"
     } else {
         "freed"
     };
-    println!("{total} {} in {} entries", human_size(freed), doomed.len());
+    say!("{total} {} in {} entries", human_size(freed), doomed.len());
     Ok(())
 }
 

@@ -1,5 +1,22 @@
 //! The `agy-bridge` command-line tool's commands.
 
+/// `println!` through `anstream` (colour stripped when piped), without the panic `println!`
+/// has once stdout's reader is gone (`agy-bridge doctor | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(anstream::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] for stderr.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(anstream::stderr(), $($arg)*);
+    }};
+}
+
 pub mod chat;
 pub mod demo;
 pub mod doctor;

@@ -1,8 +1,11 @@
 //! How a turn looks on the terminal: reply text on stdout; thoughts, tool calls and results,
 //! usage and errors on stderr, coloured when stderr is a terminal (`anstream` strips the
 //! colour when piped, and honours `NO_COLOR` / `CLICOLOR_FORCE`).
+//!
+//! Nothing here panics when a stream is closed (`agy-bridge chat … | head`): stdout errors are
+//! returned, so the caller can stop the turn; stderr errors are ignored.
 
-use std::io::Write;
+use std::io::{self, Write};
 
 use agy_bridge::{ChatEvent, ChatOutcome};
 use anstyle::{AnsiColor, Style};
@@ -27,18 +30,23 @@ pub struct Renderer {
 
 impl Renderer {
     /// Prints one event.
-    pub fn event(&mut self, event: &ChatEvent) {
+    ///
+    /// # Errors
+    /// Writing the reply text to stdout failed.
+    pub fn event(&mut self, event: &ChatEvent) -> io::Result<()> {
         match event {
             ChatEvent::Text { text } => {
                 let mut out = anstream::stdout();
-                let _ = write!(out, "{text}");
-                let _ = out.flush();
+                write!(out, "{text}")?;
+                out.flush()?;
                 self.mid_line = !text.ends_with('\n');
             }
-            ChatEvent::Thought { text } => anstream::eprint!("{DIM}{text}{DIM:#}"),
+            ChatEvent::Thought { text } => {
+                let _ = write!(anstream::stderr(), "{DIM}{text}{DIM:#}");
+            }
             ChatEvent::ToolCall { name, args, .. } => {
-                self.break_line();
-                anstream::eprintln!(
+                self.break_line()?;
+                tell!(
                     "{TOOL}[tool call]{TOOL:#} {name} {DIM}{}{DIM:#}",
                     shorten(&args.to_string())
                 );
@@ -48,77 +56,84 @@ impl Renderer {
                 result,
                 error,
             } => {
-                self.break_line();
+                self.break_line()?;
                 match (result, error) {
-                    (Some(result), _) => anstream::eprintln!(
+                    (Some(result), _) => tell!(
                         "{RESULT}[Rust tool result]{RESULT:#} {name} → {}",
                         shorten(&result.to_string())
                     ),
                     (_, Some(error)) => {
-                        anstream::eprintln!(
-                            "{FAILURE}[Rust tool error]{FAILURE:#} {name}: {error}"
-                        );
+                        tell!("{FAILURE}[Rust tool error]{FAILURE:#} {name}: {error}");
                     }
                     _ => {}
                 }
             }
             ChatEvent::Step { step } if step.status == "ERROR" && !step.error.is_empty() => {
-                self.break_line();
+                self.break_line()?;
                 let error = without_echo(&step.error);
                 if step.error.to_ascii_lowercase().contains("denied") {
-                    anstream::eprintln!("{POLICY}[denied]{POLICY:#} {error}");
+                    tell!("{POLICY}[denied]{POLICY:#} {error}");
                 } else {
-                    anstream::eprintln!("{FAILURE}[step failed]{FAILURE:#} {error}");
+                    tell!("{FAILURE}[step failed]{FAILURE:#} {error}");
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Ends the turn: a newline after the reply and the token usage.
-    pub fn outcome(&mut self, outcome: &ChatOutcome) {
-        self.break_line();
+    ///
+    /// # Errors
+    /// Writing to stdout failed.
+    pub fn outcome(&mut self, outcome: &ChatOutcome) -> io::Result<()> {
+        self.break_line()?;
         if let Some(usage) = &outcome.usage {
-            anstream::eprintln!(
+            tell!(
                 "{DIM}[{} tokens in, {} out]{DIM:#}",
                 usage.prompt_tokens.unwrap_or(0),
                 usage.output_tokens.unwrap_or(0)
             );
         }
+        Ok(())
     }
 
     /// A note from the CLI itself (cancellation, set-up).
     pub fn note(&mut self, text: &str) {
-        self.break_line();
-        anstream::eprintln!("{NOTE}[{text}]{NOTE:#}");
+        // A closed stdout is noticed by the next `event`; the note still goes to stderr.
+        let _ = self.break_line();
+        tell!("{NOTE}[{text}]{NOTE:#}");
     }
 
-    fn break_line(&mut self) {
+    fn break_line(&mut self) -> io::Result<()> {
         if self.mid_line {
-            println!();
             self.mid_line = false;
+            writeln!(anstream::stdout())?;
         }
+        Ok(())
     }
 }
 
 /// A hook's decision on stderr.
 pub fn hook(text: &str) {
-    anstream::eprintln!("{HOOK}[hook]{HOOK:#} {text}");
+    tell!("{HOOK}[hook]{HOOK:#} {text}");
 }
 
 /// A policy decision on stderr.
 pub fn policy(text: &str) {
-    anstream::eprintln!("{POLICY}[policy]{POLICY:#} {text}");
+    tell!("{POLICY}[policy]{POLICY:#} {text}");
 }
 
 /// A policy question on stderr, without a newline (the answer follows on the same line).
 pub fn policy_question(text: &str) {
-    anstream::eprint!("{POLICY}[policy]{POLICY:#} {text}");
+    let mut err = anstream::stderr();
+    let _ = write!(err, "{POLICY}[policy]{POLICY:#} {text}");
+    let _ = err.flush();
 }
 
 /// An error line on stderr.
 pub fn error(message: &dyn std::fmt::Display) {
-    anstream::eprintln!("{FAILURE}error:{FAILURE:#} {message}");
+    tell!("{FAILURE}error:{FAILURE:#} {message}");
 }
 
 /// A step error without the SDK's repetition: `X ("denied by pre-tool hook: X")` is `X`.

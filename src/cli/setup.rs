@@ -20,7 +20,7 @@ pub fn progress_config() -> (BridgeConfig, ProgressBar) {
         match event {
             SetupEvent::Phase { name, elapsed } => {
                 let bar = shown.get_or_insert_with(|| {
-                    eprintln!("Setting up the Python environment (first run only)…");
+                    tell!("Setting up the Python environment (first run only)…");
                     let bar = ProgressBar::new_spinner();
                     bar.set_style(
                         ProgressStyle::with_template("  {spinner} [{elapsed_precise}] {msg}")
@@ -31,7 +31,7 @@ pub fn progress_config() -> (BridgeConfig, ProgressBar) {
                 });
                 let line = format!("  [{:>5.1}s] {name}", elapsed.as_secs_f64());
                 if bar.is_hidden() {
-                    eprintln!("{line}");
+                    tell!("{line}");
                 } else {
                     bar.println(line);
                 }
@@ -45,12 +45,12 @@ pub fn progress_config() -> (BridgeConfig, ProgressBar) {
             SetupEvent::Done { elapsed, reused } => {
                 if let Some(bar) = shown.take() {
                     bar.finish_and_clear();
-                    eprintln!(
+                    tell!(
                         "  Python environment ready in {:.1}s",
                         elapsed.as_secs_f64()
                     );
                 } else if !reused {
-                    eprintln!("Python environment ready in {:.1}s", elapsed.as_secs_f64());
+                    tell!("Python environment ready in {:.1}s", elapsed.as_secs_f64());
                 }
             }
             _ => {}
@@ -67,7 +67,7 @@ pub async fn run(
 ) -> agy_bridge::Result<()> {
     let (mut config, _bar) = progress_config();
     if let Some(dest) = download_wheels {
-        eprintln!(
+        tell!(
             "Downloading the wheels the managed venv needs into {}…",
             dest.display()
         );
@@ -80,8 +80,8 @@ pub async fn run(
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
         let count = std::fs::read_dir(&dest).map_or(0, Iterator::count);
-        println!("{count} files in {}", dest.display());
-        println!(
+        say!("{count} files in {}", dest.display());
+        say!(
             "On the air-gapped host: agy-bridge setup --offline-wheels {}",
             dest.display()
         );
@@ -96,9 +96,9 @@ pub async fn run(
         config.python.wheelhouse = Some(dir);
     }
     let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
-    println!("interpreter: {}", env.python.display());
+    say!("interpreter: {}", env.python.display());
     if let Some(dir) = env.venv_dir {
-        println!("venv:        {}", dir.display());
+        say!("venv:        {}", dir.display());
     }
     Ok(())
 }
