@@ -221,7 +221,6 @@ fn read_line_unless(abandoned: &AtomicBool) -> Option<String> {
 }
 
 /// Whether a session can go on after a turn.
-#[derive(PartialEq, Eq)]
 enum Output {
     /// Stdout still takes output.
     Open,
