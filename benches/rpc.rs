@@ -181,11 +181,10 @@ struct Variant {
 
 async fn worker_variant(name: &'static str, env: &[(&str, &str)]) -> Variant {
     let data = tempfile::tempdir().unwrap();
-    let mut config = BridgeConfig::default().data_dir(data.path());
-    config.worker_env = env
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
+    let config = env.iter().fold(
+        BridgeConfig::default().data_dir(data.path()),
+        |config, (k, v)| config.worker_env(*k, *v),
+    );
     let bridge = Bridge::start(config).await.expect("bridge starts");
     let fwd = forward(|| async {
         bridge.call_raw("worker/ping", Value::Null).await.unwrap();
@@ -495,9 +494,7 @@ async fn start_stall(model: &ScriptedModel, offloop: bool) -> (f64, f64, f64) {
     let data = tempfile::tempdir().unwrap();
     let mut config = BridgeConfig::default().data_dir(data.path());
     if !offloop {
-        config
-            .worker_env
-            .push(("AGY_WORKER_OFFLOOP_START".into(), "0".into()));
+        config = config.worker_env("AGY_WORKER_OFFLOOP_START", "0");
     }
     let bridge = Bridge::start(config).await.unwrap();
     assert_eq!(bridge.worker_info().offloop_agent_start, offloop);

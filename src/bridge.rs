@@ -125,18 +125,14 @@ impl Bridge {
     /// [`Error::VenvSetup`], [`Error::Spawn`], [`Error::VersionMismatch`], or the worker's
     /// start-up failure with its stderr.
     pub async fn start(config: BridgeConfig) -> Result<Self> {
-        // Like the seed: settings such as GEMINI_API_KEY may come from a .env file.
-        if let Err(e) = dotenvy::dotenv()
-            && !e.not_found()
-        {
-            tracing::warn!("could not load .env: {e}");
-        }
         let data_dir = config
             .data_dir
             .clone()
             .unwrap_or_else(crate::config::default_data_dir);
+        // Conversations and harness files: owner-only, in a directory no one else controls.
+        crate::secure_dir::ensure_private_dir(&data_dir)?;
         for sub in ["conversations", "app-data", "harness-home"] {
-            std::fs::create_dir_all(data_dir.join(sub))?;
+            crate::secure_dir::ensure_private_dir(&data_dir.join(sub))?;
         }
         let pools = futures::future::try_join_all(
             config
@@ -172,16 +168,26 @@ impl Bridge {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let save_dir = self.inner.data_dir.join("conversations");
         let app_data_dir = self.inner.data_dir.join("app-data");
+        let pool = self.inner.pool(config.pool.as_deref())?;
+        let model = config.model.resolved(pool.gemini_api_key.as_ref())?;
+        // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
+        let mut env = serde_json::Map::new();
+        env.insert(
+            "HOME".into(),
+            json!(self.inner.data_dir.join("harness-home")),
+        );
+        for (name, value) in config.env.exposed() {
+            env.insert(name.to_owned(), json!(value));
+        }
         let mut wire = json!({
-            "model": config.model,
+            "model": model.to_wire(),
             "conversation_id": conversation_id,
             "save_dir": save_dir,
             "app_data_dir": app_data_dir,
             "session_continuation_mode": "create_or_resume",
             "enabled_tools": config.builtin_tools,
             "agent_behavior": config.behavior,
-            // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
-            "env": { "HOME": self.inner.data_dir.join("harness-home") },
+            "env": env,
         });
         if !config.tools.is_empty() {
             wire["tools"] = json!(config.tools.declarations());
@@ -215,12 +221,7 @@ impl Bridge {
         if let Some(extra) = &config.sdk_options {
             wire["sdk_options"] = extra.clone();
         }
-        let pool = self.inner.pool(config.pool.as_deref())?;
-        let mut quota_key = config.model.quota_key();
-        if quota_key.ends_with(":env") {
-            // The key comes from the worker's environment, which each pool may set.
-            quota_key = format!("{quota_key}@{}", pool.name);
-        }
+        let quota_key = model.quota_key();
         let quota = self.inner.quota.state_for_key(&quota_key);
         let slot = pool.place()?;
         let _gate = slot.enter().await;
@@ -389,8 +390,7 @@ async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Pool> {
     options.shutdown_grace = config.shutdown_timeout;
     options.allow_sdk_mismatch = config.allow_sdk_mismatch;
     options.debug_methods = config.debug_methods;
-    options.extra_env.clone_from(&config.worker_env);
-    options.extra_env.extend(pool.env.iter().cloned());
+    options.extra_env = config.worker_env.merged(&pool.env);
     let restart = pool
         .restart
         .clone()
@@ -408,5 +408,10 @@ async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Pool> {
         }
     });
     let slots = futures::future::try_join_all(starts).await?;
-    Ok(Pool::new(pool.name, slots, pool.max_agents_per_worker))
+    Ok(Pool::new(
+        pool.name,
+        slots,
+        pool.max_agents_per_worker,
+        pool.gemini_api_key,
+    ))
 }

@@ -2,6 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::{
@@ -16,6 +17,60 @@ use crate::{
     tools::{Tool, ToolRegistry},
     worker::{PythonConfig, SetupEvent, SetupProgress},
 };
+
+/// Environment variables whose values may be secret (tokens, keys): `Debug` shows the names
+/// only, and the values are kept as [`SecretString`]s.
+///
+/// ```
+/// use agy_bridge::config::EnvVars;
+///
+/// let mut env = EnvVars::default();
+/// env.set("MCP_TOKEN", "t0k3n");
+/// assert_eq!(format!("{env:?}"), r#"EnvVars(["MCP_TOKEN"])"#);
+/// ```
+#[derive(Clone, Default)]
+pub struct EnvVars(Vec<(String, SecretString)>);
+
+impl EnvVars {
+    /// Sets `name` (replacing an earlier value).
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<SecretString>) {
+        let name = name.into();
+        self.0.retain(|(n, _)| *n != name);
+        self.0.push((name, value.into()));
+    }
+
+    /// The variable names, in the order they were set.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Whether no variable is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(name, value)` pairs with the values exposed, for the child process that needs them.
+    pub(crate) fn exposed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.expose_secret()))
+    }
+
+    /// `other`'s variables set over these.
+    pub(crate) fn merged(&self, other: &Self) -> Self {
+        let mut out = self.clone();
+        for (name, value) in &other.0 {
+            out.set(name.clone(), value.clone());
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EnvVars").field(&self.names()).finish()
+    }
+}
 
 /// Env var holding the chat timeout in seconds (default 120), as in the seed.
 pub const ENV_CHAT_TIMEOUT: &str = "AGI_CHAT_TIMEOUT_SECS";
@@ -76,8 +131,9 @@ pub struct BridgeConfig {
     pub operation_timeout: Duration,
     /// Accept a `google-antigravity` other than the tested pin.
     pub allow_sdk_mismatch: bool,
-    /// Extra environment variables for workers.
-    pub worker_env: Vec<(String, String)>,
+    /// Environment variables for every worker, on top of the allow-listed ones it inherits
+    /// (see [`crate::worker::child_env`]); set with [`BridgeConfig::worker_env`].
+    pub worker_env: EnvVars,
     /// Receives venv set-up progress (first run only).
     pub setup_progress: Option<SetupProgress>,
     /// Capacity of the queue of messages waiting to be written to the worker (the seed's
@@ -125,7 +181,7 @@ impl Default for BridgeConfig {
             chat_timeout,
             operation_timeout: chat_timeout + Duration::from_secs(120),
             allow_sdk_mismatch: false,
-            worker_env: Vec::new(),
+            worker_env: EnvVars::default(),
             setup_progress: None,
             channel_capacity: 1024,
             workers: 1,
@@ -163,7 +219,8 @@ impl BridgeConfig {
             workers: self.workers,
             max_agents_per_worker: self.max_agents_per_worker,
             python: Some(self.python.clone()),
-            env: Vec::new(),
+            env: EnvVars::default(),
+            gemini_api_key: None,
             restart: Some(self.restart.clone()),
             recycle: self.recycle.clone(),
         };
@@ -183,6 +240,15 @@ impl BridgeConfig {
             pools.push(pool);
         }
         Ok(pools)
+    }
+
+    /// Sets an environment variable for every worker (and so for every harness and every
+    /// command an agent runs). Workers inherit only an allow-list of this process's
+    /// environment; anything else they need is passed here or with [`crate::PoolConfig::env`].
+    #[must_use]
+    pub fn worker_env(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.worker_env.set(name, value);
+        self
     }
 
     /// Sets the data directory.
@@ -230,32 +296,39 @@ impl BridgeConfig {
 }
 
 /// Which model an agent talks to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+///
+/// API keys are [`SecretString`]s: `Debug` prints `[REDACTED]`, and they reach the worker only
+/// inside the agent's configuration, never through the environment.
+///
+/// ```
+/// use agy_bridge::ModelConfig;
+///
+/// let gemini = ModelConfig::gemini("my-api-key").with_model("gemini-2.5-flash");
+/// assert!(!format!("{gemini:?}").contains("my-api-key"));
+/// let local = ModelConfig::openai_compatible("http://127.0.0.1:11434/v1", "llama3");
+/// # let _ = local;
+/// ```
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ModelConfig {
     /// The Gemini API.
     Gemini {
-        /// API key (the SDK also reads `GEMINI_API_KEY`).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        api_key: Option<String>,
+        /// API key; `None` takes the pool's ([`crate::PoolConfig::gemini_api_key`]) or, failing
+        /// that, `GEMINI_API_KEY` of this process when the agent is created.
+        api_key: Option<SecretString>,
         /// Model name; the SDK's default when `None`.
-        #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<String>,
     },
     /// Vertex AI.
     Vertex {
         /// Google Cloud project.
-        #[serde(skip_serializing_if = "Option::is_none")]
         project: Option<String>,
         /// Region.
-        #[serde(skip_serializing_if = "Option::is_none")]
         location: Option<String>,
-        /// Express-mode API key.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        api_key: Option<String>,
+        /// Express-mode API key (without one, the harness uses application-default
+        /// credentials, `GOOGLE_APPLICATION_CREDENTIALS`).
+        api_key: Option<SecretString>,
         /// Model name.
-        #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<String>,
     },
     /// A local LiteRT model file, run by the harness.
@@ -273,19 +346,37 @@ pub enum ModelConfig {
     },
 }
 
+/// The environment variable a Gemini agent without a key of its own takes its key from.
+pub const ENV_GEMINI_API_KEY: &str = "GEMINI_API_KEY";
+
 impl ModelConfig {
+    /// Gemini with this API key.
+    pub fn gemini(api_key: impl Into<SecretString>) -> Self {
+        Self::Gemini {
+            api_key: Some(api_key.into()),
+            model: None,
+        }
+    }
+
     /// Gemini with the key from `GEMINI_API_KEY`.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when the variable is not set.
     pub fn gemini_from_env() -> Result<Self> {
-        let key = std::env::var("GEMINI_API_KEY").map_err(|_| Error::InvalidConfig {
-            message: "GEMINI_API_KEY is not set".into(),
+        let key = std::env::var(ENV_GEMINI_API_KEY).map_err(|_| Error::InvalidConfig {
+            message: format!("{ENV_GEMINI_API_KEY} is not set"),
         })?;
-        Ok(Self::Gemini {
-            api_key: Some(key),
+        Ok(Self::gemini(key))
+    }
+
+    /// Vertex AI in `project` and `location`, with application-default credentials.
+    pub fn vertex(project: impl Into<String>, location: impl Into<String>) -> Self {
+        Self::Vertex {
+            project: Some(project.into()),
+            location: Some(location.into()),
+            api_key: None,
             model: None,
-        })
+        }
     }
 
     /// An OpenAI-compatible server.
@@ -296,18 +387,101 @@ impl ModelConfig {
         }
     }
 
-    /// The key that quota backoff is tracked under: the API key, else the endpoint.
+    /// The same model configuration with another model name (Gemini, Vertex and
+    /// OpenAI-compatible servers; a LiteRT model is its file).
+    #[must_use]
+    pub fn with_model(mut self, name: impl Into<String>) -> Self {
+        match &mut self {
+            Self::Gemini { model, .. } | Self::Vertex { model, .. } => *model = Some(name.into()),
+            Self::OpenaiCompatible { model, .. } => *model = name.into(),
+            Self::LiteRt { .. } => {}
+        }
+        self
+    }
+
+    /// Fills in a Gemini key that was left to the environment: the pool's key, else
+    /// `GEMINI_API_KEY` of this process.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when there is none.
+    pub(crate) fn resolved(&self, pool_key: Option<&SecretString>) -> Result<Self> {
+        match self {
+            Self::Gemini {
+                api_key: None,
+                model,
+            } => {
+                let key = match pool_key {
+                    Some(key) => key.clone(),
+                    None => std::env::var(ENV_GEMINI_API_KEY)
+                        .map(SecretString::from)
+                        .map_err(|_| Error::InvalidConfig {
+                            message: format!(
+                                "no Gemini API key: pass one (ModelConfig::gemini), set one for \
+                                 the pool (PoolConfig::gemini_api_key), or set \
+                                 {ENV_GEMINI_API_KEY}"
+                            ),
+                        })?,
+                };
+                Ok(Self::Gemini {
+                    api_key: Some(key),
+                    model: model.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// The model as the worker reads it, keys included (the only place they are exposed).
+    pub(crate) fn to_wire(&self) -> serde_json::Value {
+        use serde_json::json;
+        let key = |k: &Option<SecretString>| k.as_ref().map(|k| k.expose_secret().to_owned());
+        let mut wire = match self {
+            Self::Gemini { api_key, model } => {
+                json!({"kind": "gemini", "api_key": key(api_key), "model": model})
+            }
+            Self::Vertex {
+                project,
+                location,
+                api_key,
+                model,
+            } => json!({"kind": "vertex", "project": project, "location": location,
+                        "api_key": key(api_key), "model": model}),
+            Self::LiteRt { model_path } => json!({"kind": "lite_rt", "model_path": model_path}),
+            Self::OpenaiCompatible { base_url, model } => {
+                json!({"kind": "openai_compatible", "base_url": base_url, "model": model})
+            }
+        };
+        if let Some(map) = wire.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+        wire
+    }
+
+    /// The key that quota backoff is tracked under: a digest of the API key (never the key
+    /// itself, which would show in `Debug` output and logs), else the project or endpoint.
     #[must_use]
     pub fn quota_key(&self) -> String {
+        let digest = |k: &SecretString| {
+            use sha2::{Digest, Sha256};
+            let hash = Sha256::digest(k.expose_secret().as_bytes());
+            format!("key-sha256:{}", crate::worker::embedded::hex(&hash[..8]))
+        };
         match self {
             Self::Gemini { api_key, .. } => {
-                format!("gemini:{}", api_key.as_deref().unwrap_or("env"))
+                format!(
+                    "gemini:{}",
+                    api_key.as_ref().map_or_else(|| "env".into(), digest)
+                )
             }
             Self::Vertex {
                 api_key, project, ..
             } => format!(
                 "vertex:{}",
-                api_key.as_deref().or(project.as_deref()).unwrap_or("env")
+                api_key
+                    .as_ref()
+                    .map(digest)
+                    .or_else(|| project.clone())
+                    .unwrap_or_else(|| "env".into())
             ),
             Self::OpenaiCompatible { base_url, .. } => format!("openai:{base_url}"),
             Self::LiteRt { model_path } => format!("litert:{}", model_path.display()),
@@ -397,6 +571,9 @@ pub struct AgentConfig {
     pub policies: PolicySet,
     /// The worker pool to run on (default: [`crate::pool::DEFAULT_POOL`]).
     pub pool: Option<String>,
+    /// Environment variables for this agent's harness (and the commands it runs), on top of
+    /// its worker's.
+    pub env: EnvVars,
     problems: Vec<String>,
 }
 
@@ -419,8 +596,18 @@ impl AgentConfig {
             response_schema: None,
             sdk_options: None,
             pool: None,
+            env: EnvVars::default(),
             problems: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for this agent's harness and the commands it runs (e.g. a
+    /// token an MCP server needs). Nothing else of this process's environment reaches them
+    /// beyond the worker's allow-list.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.env.set(name, value);
+        self
     }
 
     /// Runs the agent on the named pool (see [`BridgeConfig::pool`]).
@@ -663,6 +850,53 @@ mod tests {
         assert_eq!(chat_timeout_from(Some(" 45 ")), Duration::from_secs(45));
         assert_eq!(chat_timeout_from(Some("soon")), DEFAULT_CHAT_TIMEOUT);
         assert_eq!(chat_timeout_from(Some("0")), DEFAULT_CHAT_TIMEOUT);
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys_or_environment_values() {
+        const KEY: &str = "sk-live-0123456789";
+        let model = ModelConfig::gemini(KEY);
+        let agent = AgentConfig::new(model.clone()).env("MCP_TOKEN", KEY);
+        let vertex = ModelConfig::Vertex {
+            project: None,
+            location: None,
+            api_key: Some(KEY.into()),
+            model: None,
+        };
+        let pool = crate::PoolConfig::new("p")
+            .gemini_api_key(KEY)
+            .env("OTHER", KEY);
+        let bridge = BridgeConfig::default()
+            .worker_env("X", KEY)
+            .pool(pool.clone());
+        let quota = crate::quota::QuotaRegistry::new();
+        let _ = quota.state_for_key(&model.quota_key());
+        let _ = quota.state_for_key(&vertex.quota_key());
+        for shown in [
+            format!("{model:?}"),
+            format!("{agent:?}"),
+            format!("{vertex:?}"),
+            format!("{pool:?}"),
+            format!("{bridge:?}"),
+            format!("{quota:?}"),
+        ] {
+            assert!(!shown.contains(KEY), "{shown}");
+        }
+        assert!(format!("{agent:?}").contains("MCP_TOKEN"));
+        // The wire form is the one place the key is exposed: the worker needs it.
+        assert_eq!(model.to_wire()["api_key"], KEY);
+    }
+
+    #[test]
+    fn a_gemini_model_without_a_key_takes_the_pool_s() {
+        let pool_key = SecretString::from("pool-key");
+        let resolved = ModelConfig::Gemini {
+            api_key: None,
+            model: None,
+        }
+        .resolved(Some(&pool_key))
+        .unwrap();
+        assert_eq!(resolved.to_wire()["api_key"], "pool-key");
     }
 
     #[test]

@@ -151,6 +151,15 @@ pub enum Error {
     /// The peer sent something that breaks the protocol (a bad result shape, …).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A cache or data directory (or a file in it) could have been written by another user, so
+    /// the bridge refuses to use it: it would otherwise run or read what someone else planted.
+    #[error("refusing to use {}: {problem}", path.display())]
+    InsecurePath {
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// What is wrong with it, and how to fix it.
+        problem: String,
+    },
     /// Local I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] Arc<std::io::Error>),

@@ -45,6 +45,7 @@ pub mod quota;
 mod router;
 pub mod rpc;
 pub mod sdk_config;
+mod secure_dir;
 pub mod streaming;
 pub mod supervisor;
 #[cfg(feature = "testing")]

@@ -16,7 +16,10 @@ use std::sync::{
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
+use secrecy::SecretString;
+
 use crate::{
+    config::EnvVars,
     error::{Error, Result},
     router::Router,
     supervisor::{RestartPolicy, Supervisor},
@@ -49,12 +52,13 @@ pub struct RecyclePolicy {
 ///     PoolConfig::new("batch")
 ///         .workers(4)
 ///         .max_agents_per_worker(8)
-///         .env("GEMINI_API_KEY", "key-for-batch-jobs")
+///         .gemini_api_key("key-for-batch-jobs")
 ///         .recycle_after_turns(500),
 /// );
 /// # let _ = config;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// The pool's name, used by [`crate::AgentConfig::pool`].
     pub name: String,
@@ -64,9 +68,10 @@ pub struct PoolConfig {
     pub max_agents_per_worker: Option<usize>,
     /// The interpreter or managed venv (default: the bridge's).
     pub python: Option<PythonConfig>,
-    /// Environment variables for this pool's workers, on top of the bridge's `worker_env`
-    /// (e.g. `GEMINI_API_KEY` for agents configured without an explicit key).
-    pub env: Vec<(String, String)>,
+    /// Environment variables for this pool's workers, on top of the bridge's `worker_env`.
+    pub env: EnvVars,
+    /// The Gemini API key of agents of this pool created without one.
+    pub gemini_api_key: Option<SecretString>,
     /// Restart budget, heartbeat and warm spare (default: the bridge's).
     pub restart: Option<RestartPolicy>,
     /// When workers are recycled (default: never).
@@ -82,7 +87,8 @@ impl PoolConfig {
             workers: 1,
             max_agents_per_worker: None,
             python: None,
-            env: Vec::new(),
+            env: EnvVars::default(),
+            gemini_api_key: None,
             restart: None,
             recycle: RecyclePolicy::default(),
         }
@@ -109,18 +115,22 @@ impl PoolConfig {
         self
     }
 
-    /// Sets an environment variable for this pool's workers.
+    /// Sets an environment variable for this pool's workers (and their harnesses and the
+    /// commands agents run: do not put secrets here that the model must not see).
     #[must_use]
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((key.into(), value.into()));
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.env.set(key, value);
         self
     }
 
     /// The Gemini API key for agents of this pool created without one
-    /// ([`crate::ModelConfig::Gemini`] with `api_key: None`).
+    /// ([`crate::ModelConfig::Gemini`] with `api_key: None`). It travels in each agent's
+    /// configuration, not in the worker's environment, so commands the agent runs cannot read
+    /// it.
     #[must_use]
-    pub fn gemini_api_key(self, key: impl Into<String>) -> Self {
-        self.env("GEMINI_API_KEY", key)
+    pub fn gemini_api_key(mut self, key: impl Into<SecretString>) -> Self {
+        self.gemini_api_key = Some(key.into());
+        self
     }
 
     /// Restart budget, heartbeat and warm spare for this pool.
@@ -150,6 +160,8 @@ pub(crate) struct Pool {
     pub(crate) name: String,
     pub(crate) slots: Vec<Arc<Slot>>,
     max_agents_per_worker: Option<usize>,
+    /// The key of Gemini agents created without one.
+    pub(crate) gemini_api_key: Option<SecretString>,
 }
 
 impl Pool {
@@ -157,11 +169,13 @@ impl Pool {
         name: String,
         slots: Vec<Arc<Slot>>,
         max_agents_per_worker: Option<usize>,
+        gemini_api_key: Option<SecretString>,
     ) -> Self {
         Self {
             name,
             slots,
             max_agents_per_worker,
+            gemini_api_key,
         }
     }
 

@@ -62,9 +62,9 @@ async fn oversized_messages_are_caught_by_the_receiver_on_both_sides() {
     // Rust accepts 1 MiB, the worker 200 MiB: the worker's 2 MiB answer must be refused by
     // the Rust reader, failing only that call.
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = config(&data).max_message_size(MIB);
-    cfg.worker_env
-        .push(("AGY_WORKER_MAX_MESSAGE".into(), (200 * MIB).to_string()));
+    let cfg = config(&data)
+        .max_message_size(MIB)
+        .worker_env("AGY_WORKER_MAX_MESSAGE", (200 * MIB).to_string());
     let bridge = Bridge::start(cfg).await.unwrap();
     let err = bridge
         .call_raw("worker/echo", json!({"payload": "p", "pad_bytes": 2 * MIB}))
@@ -86,9 +86,9 @@ async fn oversized_messages_are_caught_by_the_receiver_on_both_sides() {
     // Rust accepts 200 MiB, the worker 1 MiB: the worker's reader must refuse a 2 MiB request
     // and answer with a typed error for that id.
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = config(&data).max_message_size(200 * MIB);
-    cfg.worker_env
-        .push(("AGY_WORKER_MAX_MESSAGE".into(), MIB.to_string()));
+    let cfg = config(&data)
+        .max_message_size(200 * MIB)
+        .worker_env("AGY_WORKER_MAX_MESSAGE", MIB.to_string());
     let bridge = Bridge::start(cfg).await.unwrap();
     let err = bridge
         .call_raw("worker/echo", json!({"payload": "y".repeat(2 * MIB)}))

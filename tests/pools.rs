@@ -150,7 +150,8 @@ async fn named_pools_have_their_own_workers_environment_and_caps() {
         assert_eq!(agent.pool(), "batch");
         let env = environ(agent.worker_pid());
         assert!(env.contains("AGY_TEST_POOL=batch"), "{env}");
-        assert!(env.contains("GEMINI_API_KEY=batch-key"));
+        // The pool's Gemini key travels in agent configurations, never in the environment.
+        assert!(!env.contains("batch-key"), "{env}");
     }
     assert!(!environ(plain.worker_pid()).contains("AGY_TEST_POOL"));
 

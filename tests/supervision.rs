@@ -169,10 +169,10 @@ async fn a_worker_that_crashes_on_start_is_retried_a_bounded_number_of_times() {
         backoff: Duration::from_millis(10),
         ..RestartPolicy::default()
     };
-    cfg.worker_env.push((
-        "AGY_WORKER_CRASH_ON_START_IF_EXISTS".into(),
+    cfg = cfg.worker_env(
+        "AGY_WORKER_CRASH_ON_START_IF_EXISTS",
         marker.display().to_string(),
-    ));
+    );
     let bridge = Bridge::start(cfg).await.unwrap();
     std::fs::write(&marker, "").unwrap();
     signal(bridge.stats().worker_pid, libc::SIGKILL);

@@ -9,6 +9,7 @@ writer task. The module knows nothing about agents; ``host.py`` registers the me
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import re
@@ -150,6 +151,15 @@ def sniff_id(head: bytes) -> tuple[Any, bool]:
     return msg_id, bool(_METHOD_RE.search(head))
 
 
+def _is_int_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_id(value: Any) -> bool:
+    """JSON-RPC ids are strings, numbers or null; we accept integers among the numbers."""
+    return value is None or isinstance(value, str) or _is_int_id(value)
+
+
 RequestHandler = Callable[[Any], Awaitable[Any]]
 NotificationHandler = Callable[[Any], None]
 
@@ -164,6 +174,8 @@ class Peer:
         self._notifications: dict[str, NotificationHandler] = {}
         self._pending: dict[int, asyncio.Future] = {}
         self._inflight: dict[Any, asyncio.Task] = {}
+        # Ids of the last answers queued, for `$/answered`.
+        self._answered: collections.deque[Any] = collections.deque(maxlen=4096)
         self._next_id = 1
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closed: RpcError | None = None
@@ -276,10 +288,16 @@ class Peer:
 
     # receiving ----------------------------------------------------------------------------
     def _on_frame(self, item: tuple) -> None:
-        if item[0] == "oversized":
-            self._on_oversized(item[1], item[2])
-            return
-        line = item[1]
+        """Never raises: no input, however malformed, may end the reader (and the worker)."""
+        try:
+            if item[0] == "oversized":
+                self._on_oversized(item[1], item[2])
+            else:
+                self._on_line(item[1])
+        except Exception:  # noqa: BLE001 - the reader must outlive any message
+            log.exception("dropped a message that could not be handled")
+
+    def _on_line(self, line: bytes) -> None:
         if not line.strip():
             return
         try:
@@ -290,47 +308,69 @@ class Peer:
         if not isinstance(msg, dict):
             log.warning("ignoring a JSON value that is not a message: %r", line[:200])
             return
-        method = msg.get("method")
-        if isinstance(method, str):
-            if "id" in msg:
-                self._on_request(msg["id"], method, msg.get("params"))
-            else:
-                self._on_notification(method, msg.get("params"))
+        has_id = "id" in msg
+        msg_id = msg.get("id")
+        if has_id and not _valid_id(msg_id):
+            # Unusable as a key and as an answer's id: answer with a null id, as JSON-RPC says.
+            self._reply_invalid(None, f"invalid id {msg_id!r}: ids are strings, integers or null")
             return
-        if "id" in msg:
+        if "method" in msg:
+            method, params = msg["method"], msg.get("params")
+            if not isinstance(method, str):
+                if has_id:
+                    self._reply_invalid(msg_id, "method must be a string")
+                return
+            if params is not None and not isinstance(params, (dict, list)):
+                if has_id:
+                    self._reply_invalid(msg_id, "params must be an object or an array")
+                return
+            if has_id:
+                self._on_request(msg_id, method, params)
+            else:
+                self._on_notification(method, params)
+            return
+        if has_id:
             self._on_response(msg)
             return
         log.warning("ignoring an invalid message: %r", line[:200])
+
+    def _reply_invalid(self, msg_id: Any, why: str) -> None:
+        log.warning("invalid request: %s", why)
+        self._send_response(msg_id, error={"code": INVALID_REQUEST, "message": why})
 
     def _on_oversized(self, size: int, head: bytes) -> None:
         msg_id, is_request = sniff_id(head)
         log.error("discarded an oversized message of %d bytes (limit %d)", size, self.max_message)
         err = too_large(size, self.max_message)
         if is_request and msg_id is not None:
-            self._send({"jsonrpc": "2.0", "id": msg_id, "error": err.to_json()})
-        elif not is_request and isinstance(msg_id, int):
+            self._send_response(msg_id, error=err.to_json())
+        elif not is_request and _is_int_id(msg_id):
             fut = self._pending.get(msg_id)
             if fut is not None and not fut.done():
                 fut.set_exception(err)
 
     def _on_response(self, msg: dict[str, Any]) -> None:
-        fut = self._pending.get(msg["id"]) if isinstance(msg["id"], int) else None
+        msg_id = msg["id"]
+        fut = self._pending.get(msg_id) if _is_int_id(msg_id) else None
         if fut is None or fut.done():
-            log.debug("response for an unknown or finished request id %r", msg["id"])
+            log.debug("response for an unknown or finished request id %r", msg_id)
             return
         err = msg.get("error")
-        if err is not None:
-            fut.set_exception(
-                RpcError(err.get("code", INTERNAL_ERROR), err.get("message", ""), err.get("data"))
-            )
-        else:
+        if err is None:
             fut.set_result(msg.get("result"))
+        elif isinstance(err, dict) and _is_int_id(err.get("code")) and isinstance(err.get("message"), str):
+            fut.set_exception(RpcError(err["code"], err["message"], err.get("data")))
+        else:
+            fut.set_exception(RpcError(INVALID_REQUEST, f"malformed error object in the answer: {err!r}"))
 
     def _on_notification(self, method: str, params: Any) -> None:
         if method == "$/cancelRequest":
-            task = self._inflight.get((params or {}).get("id"))
+            target = params.get("id") if isinstance(params, dict) else None
+            task = self._inflight.get(target) if _valid_id(target) else None
             if task is not None:
                 task.cancel()
+            elif not _valid_id(target):
+                log.warning("ignoring a $/cancelRequest without a valid id: %r", params)
             return
         handler = self._notifications.get(method)
         if handler is None:
@@ -342,63 +382,73 @@ class Peer:
             log.exception("notification handler for %s failed", method)
 
     def _on_request(self, msg_id: Any, method: str, params: Any) -> None:
+        if msg_id in self._inflight:
+            self._reply_invalid(msg_id, f"request id {msg_id!r} is already in use")
+            return
+        if method == "$/answered":
+            self._send_response(msg_id, result=self._answered_among(params))
+            return
         handler = self._methods.get(method)
         if handler is None:
-            self._send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {"code": METHOD_NOT_FOUND, "message": f"method not found: {method}"},
-                }
-            )
+            error = {"code": METHOD_NOT_FOUND, "message": f"method not found: {method}"}
+            self._send_response(msg_id, error=error)
+            return
+        if isinstance(params, list):
+            error = {"code": INVALID_PARAMS, "message": f"{method} takes named params (an object)"}
+            self._send_response(msg_id, error=error)
             return
         task = asyncio.get_running_loop().create_task(self._run(msg_id, method, handler, params))
         self._inflight[msg_id] = task
         task.add_done_callback(lambda t: self._on_task_done(t, msg_id, method))
 
+    def _answered_among(self, params: Any) -> list[Any]:
+        """`$/answered {ids}`: which of these request ids were answered already. The Rust side
+        asks after its reader saw a corrupt line: an id answered here but still pending there
+        lost its answer on the way, and fails instead of waiting forever."""
+        ids = params.get("ids") if isinstance(params, dict) else None
+        if not isinstance(ids, list):
+            return []
+        answered = set(self._answered)
+        return [i for i in ids if _valid_id(i) and i in answered]
+
     def _on_task_done(self, task: asyncio.Task, msg_id: Any, method: str) -> None:
         self._inflight.pop(msg_id, None)
         if task.cancelled():
             # Cancelled before its first step ran, so _run could not answer: answer here.
-            self._send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"},
-                }
-            )
+            error = {"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"}
+            self._send_response(msg_id, error=error)
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: dict[str, Any] | None = None) -> None:
+        """Queues an answer; remembers its id for `$/answered` (answered exactly when queued)."""
+        if error is None:
+            data = dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}) + b"\n"
+            if len(data) - 1 > self.max_message:
+                error = too_large(len(data) - 1, self.max_message).to_json()
+        if error is not None:
+            data = dumps({"jsonrpc": "2.0", "id": msg_id, "error": error}) + b"\n"
+        self._queue.put_nowait(data)
+        if msg_id is not None:
+            self._answered.append(msg_id)
 
     async def _run(self, msg_id: Any, method: str, handler: RequestHandler, params: Any) -> None:
         try:
             result = await handler(params)
-            data = dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}) + b"\n"
-            if len(data) - 1 > self.max_message:
-                raise too_large(len(data) - 1, self.max_message)
-            self._queue.put_nowait(data)
+            self._send_response(msg_id, result=result)
         except RpcError as e:
-            self._send({"jsonrpc": "2.0", "id": msg_id, "error": e.to_json()})
+            self._send_response(msg_id, error=e.to_json())
         except asyncio.CancelledError:
             # Cancelled by the peer ($/cancelRequest) or at shutdown: answer so nothing waits.
-            self._send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"},
-                }
+            self._send_response(
+                msg_id, error={"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"}
             )
         except Exception as e:  # noqa: BLE001 - every failure must become an answer
             log.exception("handler for %s failed", method)
-            self._send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": msg_id,
-                    "error": {
-                        "code": INTERNAL_ERROR,
-                        "message": f"{type(e).__name__}: {e}",
-                        "data": {"exception": type(e).__name__},
-                    },
-                }
-            )
+            error = {
+                "code": INTERNAL_ERROR,
+                "message": f"{type(e).__name__}: {e}",
+                "data": {"exception": type(e).__name__},
+            }
+            self._send_response(msg_id, error=error)
         finally:
             self._inflight.pop(msg_id, None)
 

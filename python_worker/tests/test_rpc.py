@@ -62,8 +62,8 @@ def test_garbage_is_ignored_and_oversized_requests_fail_alone(garbage):
         os.write(w, b'{"jsonrpc":"2.0","id":1,"method":"echo","params":"' + b"x" * 500 + b'"}\n')
         answer = await _answer(reader)
         assert answer["id"] == 1 and answer["error"]["code"] == MESSAGE_TOO_LARGE
-        os.write(w, b'{"jsonrpc":"2.0","id":2,"method":"echo","params":"ok"}\n')
-        assert (await _answer(reader))["result"] == "ok"
+        os.write(w, b'{"jsonrpc":"2.0","id":2,"method":"echo","params":{"v":"ok"}}\n')
+        assert (await _answer(reader))["result"] == {"v": "ok"}
 
     asyncio.run(run())
 

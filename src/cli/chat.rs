@@ -64,10 +64,13 @@ pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     let mut demo_model = None;
     let model_config = match (options.base_url, std::env::var("GEMINI_API_KEY").ok()) {
         (Some(url), _) => ModelConfig::openai_compatible(url, options.model.unwrap_or_default()),
-        (None, Some(key)) if !options.offline => ModelConfig::Gemini {
-            api_key: Some(key),
-            model: options.model,
-        },
+        (None, Some(key)) if !options.offline => {
+            let gemini = ModelConfig::gemini(key);
+            match options.model {
+                Some(name) => gemini.with_model(name),
+                None => gemini,
+            }
+        }
         _ => {
             let server = ScriptedModel::with_responder(Arc::new(demo::reply)).await?;
             let config = ModelConfig::openai_compatible(server.base_url(), "offline-demo");

@@ -1,5 +1,6 @@
 //! The Python worker: its managed environment, its embedded sources and its process.
 
+pub mod child_env;
 pub mod embedded;
 pub mod memory;
 pub mod process;

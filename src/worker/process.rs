@@ -30,8 +30,8 @@ use crate::{
 pub struct WorkerOptions {
     /// The Python environment to run in.
     pub env: PythonEnv,
-    /// Extra environment variables for the worker.
-    pub extra_env: Vec<(String, String)>,
+    /// Environment variables for the worker on top of the allow-listed ones it inherits.
+    pub extra_env: crate::config::EnvVars,
     /// Message size limit, both directions.
     pub max_message_size: usize,
     /// Capacity of the outgoing message queue.
@@ -54,7 +54,7 @@ impl WorkerOptions {
     pub fn new(env: PythonEnv) -> Self {
         Self {
             env,
-            extra_env: Vec::new(),
+            extra_env: crate::config::EnvVars::default(),
             max_message_size: crate::rpc::DEFAULT_MAX_MESSAGE_SIZE,
             write_queue: 1024,
             startup_timeout: Duration::from_secs(120),
@@ -157,13 +157,15 @@ impl WorkerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
+            // Only allow-listed variables: the agent can print its environment.
+            .env_clear()
+            .envs(super::child_env::inherited(std::env::vars_os()))
             .env("PYTHONUTF8", "1")
             .env("PYTHONIOENCODING", "utf-8")
             .env(
                 "AGY_WORKER_MAX_MESSAGE",
                 options.max_message_size.to_string(),
             )
-            .env_remove("PYTHONHOME")
             .kill_on_drop(false);
         if let Some(path) = &options.env.pythonpath {
             cmd.env("PYTHONPATH", path);
@@ -171,8 +173,15 @@ impl WorkerProcess {
         if options.debug_methods {
             cmd.env("AGY_WORKER_DEBUG", "1");
         }
-        for (k, v) in &options.extra_env {
-            cmd.env(k, v);
+        cmd.envs(options.extra_env.exposed());
+        // Everything the worker and its harnesses write (conversations, transcripts) is
+        // owner-only.
+        // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o077);
+                Ok(())
+            });
         }
         let mut child = cmd.spawn().map_err(|e| Error::Spawn {
             program: options.env.python.display().to_string(),

@@ -18,7 +18,10 @@ use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::embedded;
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    secure_dir,
+};
 
 /// Env var: a ready interpreter to use as is (no venv management). It needs
 /// `google-antigravity` installed; the worker package is put on its `PYTHONPATH`.
@@ -94,7 +97,9 @@ pub fn inspect(config: &PythonConfig) -> Result<Option<VenvStatus>> {
     }
     let (base_exe, version) = probe_base_python(&config.base_python())?;
     let key = venv_key(&base_exe, &version);
-    let dir = cache_dir(config).join("venvs").join(&key[..16]);
+    let venvs = cache_dir(config).join("venvs");
+    secure_dir::ensure_private_dir(&venvs)?;
+    let dir = venvs.join(&key[..16]);
     Ok(Some(VenvStatus {
         complete: is_complete(&dir, &key),
         dir,
@@ -238,7 +243,11 @@ pub fn cache_dir(config: &PythonConfig) -> PathBuf {
         .clone()
         .or_else(|| std::env::var_os(ENV_CACHE_DIR).map(PathBuf::from))
         .or_else(|| dirs::cache_dir().map(|d| d.join("agy-bridge")))
-        .unwrap_or_else(|| std::env::temp_dir().join("agy-bridge-cache"))
+        .unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions. Per user, and checked like any other.
+            let uid = unsafe { libc::geteuid() };
+            std::env::temp_dir().join(format!("agy-bridge-cache-{uid}"))
+        })
 }
 
 /// Blocking version of [`ensure`].
@@ -256,8 +265,11 @@ pub fn ensure_blocking(
         }
     };
     let cache = cache_dir(config);
+    // Nothing in a directory another user can write is trusted (a planted venv would run).
+    secure_dir::ensure_private_dir(&cache)?;
     if let Some(python) = config.ready_python() {
         let src = cache.join("worker-src").join(&embedded::digest()[..16]);
+        secure_dir::ensure_private_dir(&src)?;
         embedded::write_package(&src)
             .map_err(|e| setup_error("writing the worker package", e.to_string(), ""))?;
         return Ok(PythonEnv {
@@ -270,6 +282,7 @@ pub fn ensure_blocking(
     let (base_exe, version) = probe_base_python(&config.base_python())?;
     let key = venv_key(&base_exe, &version);
     let venvs = cache.join("venvs");
+    secure_dir::ensure_private_dir(&venvs)?;
     let dir = venvs.join(&key[..16]);
     if is_complete(&dir, &key) {
         report(SetupEvent::Done {
@@ -279,11 +292,8 @@ pub fn ensure_blocking(
         return Ok(managed_env(&dir));
     }
 
-    std::fs::create_dir_all(&venvs)
-        .map_err(|e| setup_error("creating the cache directory", e.to_string(), ""))?;
     let lock_path = venvs.join(format!("{}.lock", &key[..16]));
-    let lock = std::fs::File::create(&lock_path)
-        .map_err(|e| setup_error("creating the venv lock file", e.to_string(), ""))?;
+    let lock = secure_dir::open_lock_file(&lock_path)?;
     if !lock.try_lock_exclusive().unwrap_or(false) {
         report(SetupEvent::Phase {
             name: "waiting for another process that is building the environment".into(),
@@ -494,10 +504,7 @@ fn build(
         purelib,
     })
     .map_err(|e| setup_error("writing the completion stamp", e.to_string(), ""))?;
-    let tmp = dir.join(format!("{STAMP}.tmp"));
-    std::fs::write(&tmp, stamp)
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, dir.join(STAMP)))
+    secure_dir::write_private_file(&dir.join(STAMP), stamp.as_bytes())
         .map_err(|e| setup_error("writing the completion stamp", e.to_string(), ""))?;
     report(SetupEvent::Done {
         elapsed: started.elapsed(),
@@ -524,8 +531,20 @@ fn setup_error(step: &str, message: impl Into<String>, output_tail: &str) -> Err
     }
 }
 
+/// Makes everything `cmd` creates owner-only (umask 077).
+fn owner_only(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        })
+    }
+}
+
 fn capture(step: &str, cmd: &mut Command) -> Result<String> {
-    let out = cmd
+    let out = owner_only(cmd)
         .output()
         .map_err(|e| setup_error(step, e.to_string(), ""))?;
     if !out.status.success() {
@@ -540,7 +559,7 @@ fn capture(step: &str, cmd: &mut Command) -> Result<String> {
 
 /// Runs a set-up command, streaming its output to `report` and keeping a tail for errors.
 fn run(step: &str, cmd: &mut Command, report: &dyn Fn(SetupEvent)) -> Result<()> {
-    let mut child = cmd
+    let mut child = owner_only(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,87 @@
+//! The environment a worker (and through it every `localharness` and every command the agent
+//! runs) starts with: an allow-list taken from this process, never the whole environment.
+//!
+//! A model that can run commands can print the environment, so a secret in this process's
+//! environment (a database password, a cloud token, another service's API key) must not reach
+//! the worker unless it is asked for: with [`crate::PoolConfig::env`] or
+//! [`crate::AgentConfig::env`]. API keys of the model configuration travel in the agent's
+//! configuration, not in the environment.
+
+use std::ffi::{OsStr, OsString};
+
+/// Variables passed through by name: the search path, home and user, locale and time zone,
+/// temporary directory, proxies and CA bundles (a corporate network needs them to reach the
+/// model), and the Google Cloud settings Vertex AI reads (a project name, a region, and the
+/// path of the application-default credentials file, not a secret itself).
+pub const ALLOWED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "ANTIGRAVITY_HARNESS_PATH",
+    "ANTIGRAVITY_ALLOW_CPU",
+];
+
+/// Prefixes passed through: the locale categories (`LC_*`) and the worker's own settings
+/// (`AGY_WORKER_*`, e.g. its log level).
+pub const ALLOWED_PREFIXES: &[&str] = &["LC_", "AGY_WORKER_"];
+
+/// Whether `name` may be inherited by a worker.
+#[must_use]
+pub fn is_allowed(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The allowed part of `vars` (normally `std::env::vars_os()`).
+pub fn inherited(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    vars.into_iter().filter(|(k, _)| is_allowed(k)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_behind_and_basics_pass() {
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("LC_ALL", "C.UTF-8"),
+            ("AGY_WORKER_LOG_LEVEL", "INFO"),
+            ("GEMINI_API_KEY", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("PYTHONPATH", "/evil"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let kept: Vec<String> = inherited(vars)
+            .into_iter()
+            .map(|(k, _)| k.into_string().unwrap())
+            .collect();
+        assert_eq!(kept, ["PATH", "LC_ALL", "AGY_WORKER_LOG_LEVEL"]);
+    }
+}
