@@ -14,14 +14,18 @@ use std::{
 
 use agy_bridge::{
     Agent, AgentConfig, Bridge, BridgeConfig, ModelConfig,
-    rpc::{Handler, Peer, PeerConfig, RpcError},
-    testing::{Reply, ScriptedModel},
+    testing::{
+        Reply, ScriptedModel,
+        rpc::{Handler, Peer, PeerConfig, RpcError},
+    },
     tools::FnTool,
     worker::venv,
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Value, json};
 
+/// Deadline of one call in the benchmarks (a hang, not a slow machine).
+const CALL: Duration = Duration::from_secs(120);
 const PINGS: usize = 3000;
 const REVERSE: usize = 3000;
 const TURNS: usize = 20;
@@ -130,9 +134,9 @@ async fn baseline(python: &std::path::Path) -> Baseline {
             child.stdin.take().unwrap(),
             Arc::new(Pong),
             &PeerConfig::default(),
-            Box::new(|| async { agy_bridge::Error::WorkerStopped }.boxed()),
+            Box::new(|| async { Arc::new(std::io::Error::other("baseline stopped")) as _ }.boxed()),
         );
-        peer.call("ping", Value::Null)
+        peer.call("ping", Value::Null, CALL)
             .await
             .expect("baseline answers");
         starts.push(t.elapsed().as_secs_f64() * 1e3);
@@ -140,16 +144,20 @@ async fn baseline(python: &std::path::Path) -> Baseline {
     }
     let (_child, peer) = kept.unwrap();
     let fwd = forward(|| async {
-        peer.call("ping", Value::Null).await.unwrap();
+        peer.call("ping", Value::Null, CALL).await.unwrap();
     })
     .await;
     let big_ms = big_echo(|p| async {
-        peer.call("echo", p).await.unwrap();
+        peer.call("echo", p, CALL).await.unwrap();
     })
     .await;
     let (rev, _) = reverse_result(
         &peer
-            .call("ping_rust", json!({"count": REVERSE, "concurrency": 1}))
+            .call(
+                "ping_rust",
+                json!({"count": REVERSE, "concurrency": 1}),
+                CALL,
+            )
             .await
             .unwrap(),
     );
@@ -158,6 +166,7 @@ async fn baseline(python: &std::path::Path) -> Baseline {
             .call(
                 "ping_rust",
                 json!({"count": REVERSE * 4, "concurrency": 32}),
+                CALL,
             )
             .await
             .unwrap(),

@@ -9,20 +9,35 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
+#[cfg(feature = "testing")]
+use serde_json::Value;
 
 use crate::{
-    agent::{Agent, AgentSeed, create_on},
-    config::{AgentConfig, BridgeConfig},
+    agent::{Agent, AgentParts, Attachment, context::AgentContext, create_on},
+    config::{AgentConfig, BridgeConfig, ConversationDirs},
     error::{Error, Result},
-    pool::{DEFAULT_POOL, Pool, PoolConfig, Slot, WorkerStats},
-    protocol::{self, WorkerInfo, methods},
+    protocol::{methods::WorkerPing, wire::WorkerInfo},
     quota::QuotaRegistry,
-    router::{AgentState, Router},
     rpc::Handler,
-    supervisor::Supervisor,
-    worker::{StartupTimings, WorkerOptions, venv},
+    worker::{
+        StartupTimings, WorkerOptions,
+        pool::{DEFAULT_POOL, Pool, PoolConfig, Slot, WorkerStats},
+        router::{AgentState, Router},
+        supervisor::Supervisor,
+        venv,
+    },
 };
+
+struct BridgeInner {
+    /// The worker pools, the default pool first.
+    pools: Vec<Pool>,
+    config: BridgeConfig,
+    data_dir: PathBuf,
+    dirs: ConversationDirs,
+    quota: QuotaRegistry,
+    agents: Arc<AgentContext>,
+    next_agent: AtomicU64,
+}
 
 impl BridgeInner {
     /// The pool called `name` (the default pool for `None`).
@@ -47,31 +62,6 @@ impl BridgeInner {
     fn first_slot(&self) -> &Arc<Slot> {
         &self.pools[0].slots[0]
     }
-
-    /// Spaces turn starts by the configured inter-agent delay.
-    pub(crate) async fn pace_turn(&self) {
-        let delay = self.config.inter_agent_delay;
-        if delay.is_zero() {
-            return;
-        }
-        let mut last = self.last_turn_start.lock().await;
-        if let Some(at) = *last {
-            tokio::time::sleep_until((at + delay).into()).await;
-        }
-        *last = Some(Instant::now());
-    }
-}
-
-pub(crate) struct BridgeInner {
-    /// The worker pools, the default pool first.
-    pools: Vec<Pool>,
-    pub(crate) config: BridgeConfig,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) quota: QuotaRegistry,
-    next_agent: AtomicU64,
-    pub(crate) next_turn: AtomicU64,
-    /// When the last turn was started (for [`BridgeConfig::inter_agent_delay`]).
-    last_turn_start: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// The entry point: starts a Python worker (creating the managed venv on first use) and creates
@@ -122,8 +112,9 @@ impl Bridge {
     /// Prepares the Python environment (first run: creates the venv) and starts a worker.
     ///
     /// # Errors
-    /// [`Error::VenvSetup`], [`Error::Spawn`], [`Error::VersionMismatch`], or the worker's
-    /// start-up failure with its stderr.
+    /// [`Error::VenvSetup`], [`Error::Spawn`], [`Error::VersionMismatch`],
+    /// [`Error::InsecurePath`] for a cache or data directory another user could write, or the
+    /// worker's start-up failure with its stderr.
     pub async fn start(config: BridgeConfig) -> Result<Self> {
         let data_dir = config
             .data_dir
@@ -131,8 +122,9 @@ impl Bridge {
             .unwrap_or_else(crate::config::default_data_dir);
         // Conversations and harness files: owner-only, in a directory no one else controls.
         crate::secure_dir::ensure_private_dir(&data_dir)?;
-        for sub in ["conversations", "app-data", "harness-home"] {
-            crate::secure_dir::ensure_private_dir(&data_dir.join(sub))?;
+        let dirs = ConversationDirs::under(&data_dir);
+        for dir in dirs.all() {
+            crate::secure_dir::ensure_private_dir(dir)?;
         }
         let pools = futures::future::try_join_all(
             config
@@ -141,23 +133,29 @@ impl Bridge {
                 .map(|pool| start_pool(&config, pool)),
         )
         .await?;
+        let agents = Arc::new(AgentContext::new(
+            config.chat_timeout,
+            config.operation_timeout,
+            config.inter_agent_delay,
+        ));
         Ok(Self {
             inner: Arc::new(BridgeInner {
                 pools,
                 config,
                 data_dir,
+                dirs,
                 quota: QuotaRegistry::new(),
+                agents,
                 next_agent: AtomicU64::new(1),
-                next_turn: AtomicU64::new(1),
-                last_turn_start: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
-    /// Starts an agent on the worker.
+    /// Starts an agent on a worker of its pool (the least-loaded one).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the SDK rejects the configuration, or a worker error.
+    /// [`Error::InvalidConfig`] when the bridge or the SDK rejects the configuration,
+    /// [`Error::Capacity`] when the pool is full, or a worker error.
     pub async fn create_agent(&self, config: AgentConfig) -> Result<Agent> {
         config.validate()?;
         let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
@@ -166,63 +164,10 @@ impl Bridge {
             .conversation_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let save_dir = self.inner.data_dir.join("conversations");
-        let app_data_dir = self.inner.data_dir.join("app-data");
         let pool = self.inner.pool(config.pool.as_deref())?;
         let model = config.model.resolved(pool.gemini_api_key.as_ref())?;
-        // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
-        let mut env = serde_json::Map::new();
-        env.insert(
-            "HOME".into(),
-            json!(self.inner.data_dir.join("harness-home")),
-        );
-        for (name, value) in config.env.exposed() {
-            env.insert(name.to_owned(), json!(value));
-        }
-        let mut wire = json!({
-            "model": model.to_wire(),
-            "conversation_id": conversation_id,
-            "save_dir": save_dir,
-            "app_data_dir": app_data_dir,
-            "session_continuation_mode": "create_or_resume",
-            "enabled_tools": config.builtin_tools,
-            "agent_behavior": config.behavior,
-            "env": env,
-        });
-        if !config.tools.is_empty() {
-            wire["tools"] = json!(config.tools.declarations());
-        }
-        if !config.hooks.points().is_empty() {
-            wire["hooks"] = json!(config.hooks.points());
-        }
-        if !config.policies.is_empty() {
-            let rules: Vec<Value> = config
-                .policies
-                .rules()
-                .iter()
-                .enumerate()
-                .map(|(i, r)| r.wire(i))
-                .collect();
-            wire["policies"] = json!(rules);
-        }
-        if let Some(text) = &config.system_instructions {
-            wire["system_instructions"] = json!(text);
-        }
-        let capabilities = serde_json::to_value(&config.capabilities).unwrap_or_default();
-        if capabilities.as_object().is_some_and(|c| !c.is_empty()) {
-            wire["capabilities_extra"] = capabilities;
-        }
-        if !config.workspaces.is_empty() {
-            wire["workspaces"] = json!(config.workspaces);
-        }
-        if let Some(schema) = &config.response_schema {
-            wire["response_schema"] = schema.clone();
-        }
-        if let Some(extra) = &config.sdk_options {
-            wire["sdk_options"] = extra.clone();
-        }
-        let quota_key = model.quota_key();
-        let quota = self.inner.quota.state_for_key(&quota_key);
+        let spec = config.spec(&model, &conversation_id, &self.inner.dirs);
+        let quota = self.inner.quota.state_for_key(&model.quota_key());
         let slot = pool.place()?;
         let _gate = slot.enter().await;
         // Rust state first: the worker may call back while the agent starts.
@@ -233,30 +178,32 @@ impl Bridge {
             config.hooks,
             config.policies,
         )));
-        let worker = slot.supervisor.live().await?;
-        let created = create_on(
-            &worker,
-            &agent_id,
-            &wire,
-            self.inner.config.operation_timeout,
-        )
-        .await
-        .inspect_err(|_| slot.router.remove_agent(&agent_id))?;
+        let timeout = self.inner.config.operation_timeout;
+        let started = async {
+            let worker = slot.supervisor.live().await?;
+            let created = create_on(&worker, &agent_id, &spec, timeout).await?;
+            Ok::<_, Error>((worker, created))
+        }
+        .await;
+        let (worker, created) = started.inspect_err(|_| slot.router.remove_agent(&agent_id))?;
         tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
-        Ok(Agent::new(
-            AgentSeed {
-                id: agent_id,
-                conversation_id,
-                save_dir,
-                app_data_dir,
-                harness_pid: created.harness_pid,
-                wire,
-                generation: worker.generation,
-            },
-            Arc::clone(&self.inner),
-            slot,
+        let attachment = Attachment::new(
+            agent_id.clone(),
+            Arc::clone(&slot),
+            spec,
+            &worker,
+            &created,
+            timeout,
+        );
+        Ok(Agent::new(AgentParts {
+            id: agent_id,
+            conversation_id,
+            save_dir: self.inner.dirs.save_dir.clone(),
+            app_data_dir: self.inner.dirs.app_data_dir.clone(),
+            context: Arc::clone(&self.inner.agents),
+            attachment,
             quota,
-        ))
+        }))
     }
 
     /// What the current worker reported at start-up (versions, pid, JSON backend, event loop).
@@ -319,32 +266,24 @@ impl Bridge {
         let started = Instant::now();
         worker
             .process
-            .peer()
-            .call_timeout(
-                methods::WORKER_PING,
-                Value::Null,
-                self.inner.config.operation_timeout,
-            )
+            .call::<WorkerPing>(&None, self.inner.config.operation_timeout)
             .await?;
         Ok(started.elapsed())
     }
 
-    /// Sends a raw request to the worker (diagnostics, benchmarks, tests).
+    /// Sends a raw request to the default pool's first worker (failure injection, benchmarks).
+    /// For the bridge's own tests: behind the `testing` feature.
     ///
     /// # Errors
-    /// Whatever the worker answers with.
-    #[doc(hidden)]
+    /// Whatever the worker answers with, or [`Error::Timeout`] after the operation timeout.
+    #[cfg(feature = "testing")]
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
-        self.inner
-            .first_slot()
-            .supervisor
-            .live()
-            .await?
+        let worker = self.inner.first_slot().supervisor.live().await?;
+        Ok(worker
             .process
             .peer()
-            .call(method, params)
-            .await
-            .map_err(protocol::refine_error)
+            .call(method, params, self.inner.config.operation_timeout)
+            .await?)
     }
 
     /// The per-API-key quota backoff shared by this bridge's agents.
@@ -371,9 +310,10 @@ impl Bridge {
         futures::future::join_all(slots.map(|s| s.supervisor.shutdown())).await;
     }
 
-    /// Kills the worker's process group at once (SIGKILL). In-flight calls fail with
-    /// [`Error::WorkerCrashed`].
-    #[doc(hidden)]
+    /// Kills the default pool's first worker's process group at once (SIGKILL); in-flight calls
+    /// fail with [`Error::WorkerCrashed`]. For the bridge's own tests: behind the `testing`
+    /// feature.
+    #[cfg(feature = "testing")]
     pub fn kill_worker(&self) {
         self.inner.first_slot().supervisor.current().process.kill();
     }

@@ -1,14 +1,16 @@
 //! Configuration: the bridge's runtime knobs, agents, and models.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
     hooks::Hooks,
-    policies::{PolicyRule, PolicySet, READ_ONLY_BUILTINS},
+    policies::{PolicyRule, PolicySet},
+    protocol::wire::{AgentSpec, ContinuationMode, ModelSpec, WireSecret},
     rpc::DEFAULT_MAX_MESSAGE_SIZE,
     sdk_config::{
         BudgetConfig, Capabilities, CompactionConfig, InlineSkill, McpServer, RetryConfig,
@@ -110,6 +112,30 @@ pub fn default_data_dir() -> PathBuf {
         || std::env::temp_dir().join("agy-bridge-data"),
         |d| d.join("agy-bridge"),
     )
+}
+
+/// Where a bridge keeps conversations: the harness's database directory, its application
+/// data, and the `$HOME` its processes get.
+#[derive(Debug, Clone)]
+pub(crate) struct ConversationDirs {
+    pub(crate) save_dir: PathBuf,
+    pub(crate) app_data_dir: PathBuf,
+    pub(crate) harness_home: PathBuf,
+}
+
+impl ConversationDirs {
+    pub(crate) fn under(data_dir: &std::path::Path) -> Self {
+        Self {
+            save_dir: data_dir.join("conversations"),
+            app_data_dir: data_dir.join("app-data"),
+            harness_home: data_dir.join("harness-home"),
+        }
+    }
+
+    /// Every directory, for creating them.
+    pub(crate) fn all(&self) -> [&std::path::Path; 3] {
+        [&self.save_dir, &self.app_data_dir, &self.harness_home]
+    }
 }
 
 /// Settings for a [`crate::Bridge`].
@@ -432,29 +458,33 @@ impl ModelConfig {
     }
 
     /// The model as the worker reads it, keys included (the only place they are exposed).
-    pub(crate) fn to_wire(&self) -> serde_json::Value {
-        use serde_json::json;
-        let key = |k: &Option<SecretString>| k.as_ref().map(|k| k.expose_secret().to_owned());
-        let mut wire = match self {
-            Self::Gemini { api_key, model } => {
-                json!({"kind": "gemini", "api_key": key(api_key), "model": model})
-            }
+    pub(crate) fn to_wire(&self) -> ModelSpec {
+        let key =
+            |k: &Option<SecretString>| k.as_ref().map(|k| WireSecret(k.expose_secret().to_owned()));
+        match self {
+            Self::Gemini { api_key, model } => ModelSpec::Gemini {
+                api_key: key(api_key),
+                model: model.clone(),
+            },
             Self::Vertex {
                 project,
                 location,
                 api_key,
                 model,
-            } => json!({"kind": "vertex", "project": project, "location": location,
-                        "api_key": key(api_key), "model": model}),
-            Self::LiteRt { model_path } => json!({"kind": "lite_rt", "model_path": model_path}),
-            Self::OpenaiCompatible { base_url, model } => {
-                json!({"kind": "openai_compatible", "base_url": base_url, "model": model})
-            }
-        };
-        if let Some(map) = wire.as_object_mut() {
-            map.retain(|_, v| !v.is_null());
+            } => ModelSpec::Vertex {
+                project: project.clone(),
+                location: location.clone(),
+                api_key: key(api_key),
+                model: model.clone(),
+            },
+            Self::LiteRt { model_path } => ModelSpec::LiteRt {
+                model_path: model_path.clone(),
+            },
+            Self::OpenaiCompatible { base_url, model } => ModelSpec::OpenaiCompatible {
+                base_url: base_url.clone(),
+                model: model.clone(),
+            },
         }
-        wire
     }
 
     /// The key that quota backoff is tracked under: a digest of the API key (never the key
@@ -511,7 +541,7 @@ impl ModelConfig {
 }
 
 /// How autonomously the agent works (the SDK's `AgentBehavior`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentBehavior {
     /// Solve the task end to end without asking (the SDK default).
@@ -782,6 +812,60 @@ impl AgentConfig {
         self
     }
 
+    /// The agent as the worker reads it, for `conversation_id` in `dirs`, talking to `model`
+    /// (already resolved against its pool).
+    pub(crate) fn spec(
+        &self,
+        model: &ModelConfig,
+        conversation_id: &str,
+        dirs: &ConversationDirs,
+    ) -> AgentSpec {
+        // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
+        let mut env = BTreeMap::from([(
+            "HOME".to_owned(),
+            WireSecret(dirs.harness_home.display().to_string()),
+        )]);
+        for (name, value) in self.env.exposed() {
+            env.insert(name.to_owned(), WireSecret(value.to_owned()));
+        }
+        let capabilities = serde_json::to_value(&self.capabilities)
+            .ok()
+            .filter(|c| c.as_object().is_some_and(|c| !c.is_empty()));
+        AgentSpec {
+            model: model.to_wire(),
+            conversation_id: conversation_id.to_owned(),
+            save_dir: dirs.save_dir.clone(),
+            app_data_dir: dirs.app_data_dir.clone(),
+            session_continuation_mode: ContinuationMode::CreateOrResume,
+            enabled_tools: self.builtin_tools.clone(),
+            agent_behavior: self.behavior,
+            env,
+            tools: self.tools.declarations(),
+            hooks: self
+                .hooks
+                .points()
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            policies: (!self.policies.is_empty()).then(|| {
+                self.policies
+                    .rules()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.wire(i))
+                    .collect()
+            }),
+            system_instructions: self
+                .system_instructions
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+            capabilities_extra: capabilities,
+            workspaces: self.workspaces.clone(),
+            response_schema: self.response_schema.clone(),
+            sdk_options: self.sdk_options.clone(),
+        }
+    }
+
     /// Checks the configuration before it is sent to a worker.
     ///
     /// # Errors
@@ -796,7 +880,7 @@ impl AgentConfig {
             .builtin_tools
             .iter()
             .map(String::as_str)
-            .filter(|t| !READ_ONLY_BUILTINS.contains(t))
+            .filter(|t| !crate::protocol::READ_ONLY_BUILTINS.contains(t))
             .collect();
         let unguarded = self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide");
         if unguarded && (!writes.is_empty() || self.has_mcp) {
@@ -884,7 +968,9 @@ mod tests {
         }
         assert!(format!("{agent:?}").contains("MCP_TOKEN"));
         // The wire form is the one place the key is exposed: the worker needs it.
-        assert_eq!(model.to_wire()["api_key"], KEY);
+        let wire = serde_json::to_value(model.to_wire()).unwrap();
+        assert_eq!(wire["api_key"], KEY);
+        assert!(!format!("{:?}", model.to_wire()).contains(KEY));
     }
 
     #[test]
@@ -896,7 +982,8 @@ mod tests {
         }
         .resolved(Some(&pool_key))
         .unwrap();
-        assert_eq!(resolved.to_wire()["api_key"], "pool-key");
+        let wire = serde_json::to_value(resolved.to_wire()).unwrap();
+        assert_eq!(wire["api_key"], "pool-key");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::protocol::wire::{Prompt, PromptPart};
 use base64::Engine;
-use serde_json::{Value, json};
 
 /// One part of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +69,19 @@ impl Content {
     /// The content as the worker receives it: a string, or a list of
     /// `{"text"}` / `{"data": base64, "mime_type"}` / `{"path"}` objects.
     #[must_use]
-    pub fn to_wire(&self) -> Value {
+    pub(crate) fn to_wire(&self) -> Prompt {
         match self {
-            Self::Text(text) => json!(text),
-            Self::Parts(parts) => Value::Array(
+            Self::Text(text) => Prompt::Text(text.clone()),
+            Self::Parts(parts) => Prompt::Parts(
                 parts
                     .iter()
                     .map(|part| match part {
-                        Part::Text(text) => json!({ "text": text }),
-                        Part::Media { data, mime_type } => json!({
-                            "data": base64::engine::general_purpose::STANDARD.encode(data),
-                            "mime_type": mime_type,
-                        }),
-                        Part::File(path) => json!({ "path": path }),
+                        Part::Text(text) => PromptPart::Text { text: text.clone() },
+                        Part::Media { data, mime_type } => PromptPart::Media {
+                            data: base64::engine::general_purpose::STANDARD.encode(data),
+                            mime_type: mime_type.clone(),
+                        },
+                        Part::File(path) => PromptPart::File { path: path.clone() },
                     })
                     .collect(),
             ),

@@ -148,6 +148,13 @@ pub enum Error {
         /// Optional structured data.
         data: Option<serde_json::Value>,
     },
+    /// The worker answered, but the answer was lost: stray bytes on its output stream merged
+    /// with it. Whether the request took effect is unknown; the connection itself is fine.
+    #[error("the worker's answer to request {request_id} was lost in corrupted output")]
+    ResponseLost {
+        /// The request's JSON-RPC id.
+        request_id: u64,
+    },
     /// The peer sent something that breaks the protocol (a bad result shape, …).
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -37,22 +37,19 @@ pub mod bridge;
 pub mod config;
 pub mod content;
 pub mod error;
-pub mod hooks;
-pub mod policies;
-pub mod pool;
 pub mod protocol;
 pub mod quota;
-mod router;
 pub mod rpc;
 pub mod sdk_config;
 mod secure_dir;
 pub mod streaming;
-pub mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tools;
 pub mod types;
 pub mod worker;
+
+pub use agent::{hooks, policies, tools};
+pub use worker::{pool, supervisor};
 
 pub use agy_bridge_macros::llm_tool;
 

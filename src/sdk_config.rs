@@ -55,11 +55,8 @@ impl BuiltinTool {
 
     /// Whether the tool only reads (the SDK's `BuiltinTools.read_only()`).
     #[must_use]
-    pub const fn is_read_only(self) -> bool {
-        matches!(
-            self,
-            Self::ViewFile | Self::ReadUrlContent | Self::Schedule | Self::Finish
-        )
+    pub fn is_read_only(self) -> bool {
+        crate::protocol::READ_ONLY_BUILTINS.contains(&self.name().as_str())
     }
 }
 

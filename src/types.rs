@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One streamed event of a chat turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ChatEvent {
@@ -43,7 +43,7 @@ pub enum ChatEvent {
 }
 
 /// Token usage as reported by the SDK. Fields are `None` when the model did not report them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Usage {
     /// Prompt (input) tokens.
     pub prompt_tokens: Option<u64>,
@@ -58,7 +58,7 @@ pub struct Usage {
 }
 
 /// The result of a finished turn.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChatOutcome {
     /// The full reply text.
     pub text: String,
@@ -72,7 +72,7 @@ pub struct ChatOutcome {
 }
 
 /// A tool call recorded in a step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepToolCall {
     /// Tool name.
     pub name: String,
@@ -86,7 +86,7 @@ pub struct StepToolCall {
 
 /// One step of the conversation history (the SDK's `Step`, de-duplicated: one entry per
 /// trajectory and step index, holding its last update).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     /// `<trajectory_id>:<step_index>`, or the call id for a live tool-call step.
     pub id: String,
@@ -127,7 +127,7 @@ pub struct Step {
 }
 
 /// A snapshot of an agent's conversation counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConversationState {
     /// Turns sent in this session (restarts at 0 after a resume, as in the SDK).
     pub turn_count: u32,

@@ -12,16 +12,19 @@ import re
 import time
 from typing import Any
 
+from .protocol import (
+    AGENT_BUSY,
+    AGENT_DISCONNECTED,
+    AGENT_ERROR,
+    CHAT_EVENT,
+    INVALID_CONFIG,
+    READ_ONLY_BUILTINS,
+    UNKNOWN_AGENT,
+)
 from .proxies import Callbacks, integral, make_hooks, make_policies, make_tool, tool_name
 from .rpc import INVALID_PARAMS, Peer, RpcError
 
 log = logging.getLogger("agy_worker.host")
-
-UNKNOWN_AGENT = -32010
-AGENT_ERROR = -32020
-INVALID_CONFIG = -32030
-AGENT_BUSY = -32040
-AGENT_DISCONNECTED = -32041
 
 _HTTP_STATUS = re.compile(r"status (\d{3})")
 # "Retry-After: 7", "retry after 7s", or Google's "retryDelay": "7s".
@@ -81,10 +84,6 @@ def _usage(u: Any) -> dict[str, Any] | None:
         "thoughts_tokens": u.thoughts_token_count,
         "total_tokens": u.total_token_count,
     }
-
-
-# SDK built-ins that only read; any other enabled built-in is a write tool (the SDK's rule).
-READ_ONLY_BUILTINS = {"view_file", "read_url_content", "schedule", "finish"}
 
 
 def to_prompt(prompt: Any) -> Any:
@@ -156,7 +155,7 @@ def make_step_hook(peer: Peer, hosted: Any) -> Any:
                 return
             dump = data.model_dump(mode="json", include=set(STEP_FIELDS))
             peer.notify(
-                "chat/event",
+                CHAT_EVENT,
                 {
                     "agent_id": hosted.agent_id,
                     "turn_id": turn,
@@ -201,22 +200,28 @@ class HostedAgent:
 class AgentHost:
     """The worker's agent table and the protocol methods that act on it."""
 
+    # Method name -> attribute; checked against the protocol schema by the tests.
+    METHODS = {
+        "agent/create": "create",
+        "agent/chat": "chat",
+        "agent/close": "close",
+        "agent/send": "send",
+        "agent/wait_for_idle": "wait_for_idle",
+        "agent/cancel": "cancel",
+        "agent/history": "history",
+        "agent/state": "state",
+        "agent/clear_history": "clear_history",
+        "agent/disconnect": "disconnect",
+        "agent/wait_for_wakeup": "wait_for_wakeup",
+        "agent/signal_idle": "signal_idle",
+    }
+
     def __init__(self, peer: Peer, sdk_ready: asyncio.Future):
         self.peer = peer
         self.sdk_ready = sdk_ready
         self.agents: dict[str, HostedAgent] = {}
-        peer.method("agent/create", self.create)
-        peer.method("agent/chat", self.chat)
-        peer.method("agent/close", self.close)
-        peer.method("agent/send", self.send)
-        peer.method("agent/wait_for_idle", self.wait_for_idle)
-        peer.method("agent/cancel", self.cancel)
-        peer.method("agent/history", self.history)
-        peer.method("agent/state", self.state)
-        peer.method("agent/clear_history", self.clear_history)
-        peer.method("agent/disconnect", self.disconnect)
-        peer.method("agent/wait_for_wakeup", self.wait_for_wakeup)
-        peer.method("agent/signal_idle", self.signal_idle)
+        for name, attr in self.METHODS.items():
+            peer.method(name, getattr(self, attr))
 
     def _get(self, params: Any) -> HostedAgent:
         agent_id = (params or {}).get("agent_id")
@@ -412,7 +417,7 @@ class AgentHost:
                 else:
                     continue
                 if turn_id is not None:
-                    notify("chat/event", {"agent_id": agent_id, "turn_id": turn_id, "event": event})
+                    notify(CHAT_EVENT, {"agent_id": agent_id, "turn_id": turn_id, "event": event})
             text = await response.text()
             stop = response.stop_reason
             return {

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .rpc import Peer, RpcError
+from .protocol import HOOK_RUN, POLICY_CONFIRM, TOOL_CALL
+from .rpc import INVALID_PARAMS, Peer, RpcError
 
 log = logging.getLogger("agy_worker.proxies")
 
@@ -65,7 +66,7 @@ def make_tool(peer: Peer, agent_id: str, callbacks: Callbacks, decl: dict[str, A
     async def _proxy(**kwargs: Any) -> Any:
         params = {"agent_id": agent_id, "tool": name, "args": integral(kwargs)}
         try:
-            return await callbacks.run(peer.call("tool/call", params))
+            return await callbacks.run(peer.call(TOOL_CALL, params))
         except RpcError as e:
             raise ToolExecutionError(e.message, tool_name=name) from None
 
@@ -108,7 +109,7 @@ def _confirm(peer: Peer, agent_id: str, callbacks: Callbacks, rule: dict[str, An
             "reason": reason or rule.get("reason", ""),
         }
         try:
-            return bool(await callbacks.run(peer.call("policy/confirm", params)))
+            return bool(await callbacks.run(peer.call(POLICY_CONFIRM, params)))
         except RpcError as e:
             log.warning("policy confirmation for %s failed closed: %s", params["tool"], e.message)
             return False
@@ -140,9 +141,7 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
 
     async def call(point: str, data: dict[str, Any]) -> Any:
         data["agent_id"] = agent_id
-        return await callbacks.run(
-            peer.call("hook/run", {"agent_id": agent_id, "point": point, "data": data})
-        )
+        return await callbacks.run(peer.call(HOOK_RUN, {"agent_id": agent_id, "point": point, "data": data}))
 
     def decide(result: Any) -> Any:
         return t.HookResult(
@@ -192,7 +191,7 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
     out = []
     for point in points:
         if point not in specs:
-            raise RpcError(-32602, f"unknown hook point {point!r}")
+            raise RpcError(INVALID_PARAMS, f"unknown hook point {point!r}")
         base, to_wire, from_wire = specs[point]
 
         async def run(self: Any, context: Any, data: Any = None, *, _point=point, _w=to_wire, _r=from_wire):

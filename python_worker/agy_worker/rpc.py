@@ -48,6 +48,9 @@ REQUEST_CANCELLED = -32800
 MESSAGE_TOO_LARGE = -32001
 CONNECTION_CLOSED = -32002
 
+# Built into the peer: which of these request ids have been answered (see _answered_among).
+ANSWERED = "$/answered"
+
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 # Bytes of an oversized line kept so that its "id" (written first by both peers) can be read.
 _HEAD_KEEP = 256
@@ -385,7 +388,7 @@ class Peer:
         if msg_id in self._inflight:
             self._reply_invalid(msg_id, f"request id {msg_id!r} is already in use")
             return
-        if method == "$/answered":
+        if method == ANSWERED:
             self._send_response(msg_id, result=self._answered_among(params))
             return
         handler = self._methods.get(method)

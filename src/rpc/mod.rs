@@ -4,12 +4,15 @@
 //! as fatal, and its `RpcModule` adds a channel per call for dispatch we do with one `match`.
 //! See `docs/architecture.md`.
 
+mod error;
 mod framing;
 mod message;
 mod peer;
 
+pub use error::{CallError, CloseReason};
 pub use framing::{Frame, LineDecoder, OVERSIZED_HEAD, sniff_head};
 pub use message::{
     DecodeError, Id, Incoming, RpcError, codes, decode, encode_request, encode_response,
 };
-pub use peer::{DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};
+pub(crate) use peer::panic_message;
+pub use peer::{ANSWERED_METHOD, DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};

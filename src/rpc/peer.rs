@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -22,16 +22,24 @@ use tokio::{
 };
 
 use super::{
+    error::{CallError, CloseReason},
     framing::{Frame, LineDecoder, sniff_head},
     message::{self, DecodeError, Incoming, RpcError, codes},
 };
-use crate::error::{Error, Result};
 
 /// Default limit for one message in either direction: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 const CANCEL_METHOD: &str = "$/cancelRequest";
+/// Asks the peer which of a list of request ids it has already answered (see
+/// [`Peer::check_answered`]).
+pub const ANSWERED_METHOD: &str = "$/answered";
 const READ_CHUNK: usize = 256 * 1024;
+/// Deadline of the lost-answer check after a corrupt frame.
+const ANSWERED_TIMEOUT: Duration = Duration::from_secs(15);
+/// Both peers write `"jsonrpc"` first: where a message starts inside a line that stray bytes
+/// were merged into.
+const MESSAGE_START: &[u8] = b"{\"jsonrpc\"";
 
 /// Answers the peer's requests and notifications.
 ///
@@ -64,13 +72,13 @@ impl Default for PeerConfig {
     }
 }
 
-type Reply = oneshot::Sender<Result<Value>>;
+type Reply = oneshot::Sender<Result<Value, CallError>>;
 
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Reply>,
     inflight: HashMap<String, AbortHandle>,
-    closed: Option<Error>,
+    closed: Option<CloseReason>,
 }
 
 struct Inner {
@@ -79,6 +87,9 @@ struct Inner {
     state: Mutex<State>,
     writer: mpsc::Sender<Vec<u8>>,
     handler: Arc<dyn Handler>,
+    /// A lost-answer check is running; `recheck` asks it to run once more.
+    checking: AtomicBool,
+    recheck: AtomicBool,
 }
 
 /// A JSON-RPC 2.0 peer. Cheap to clone; all clones share one connection.
@@ -95,13 +106,23 @@ impl std::fmt::Debug for Peer {
     }
 }
 
-/// Produces the error that pending requests fail with once the input ends.
-pub type OnClose = Box<dyn FnOnce() -> BoxFuture<'static, Error> + Send>;
+/// Produces the reason pending requests fail with once the input ends.
+pub type OnClose = Box<dyn FnOnce() -> BoxFuture<'static, CloseReason> + Send>;
+
+/// The text of a panic payload.
+#[must_use]
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
 
 impl Peer {
     /// Starts the reader and writer tasks on the current tokio runtime.
     ///
-    /// When the input ends, `on_close` is awaited for the error to fail everything with (the
+    /// When the input ends, `on_close` is awaited for the reason to fail everything with (the
     /// worker layer uses it to collect the exit status and stderr tail).
     pub fn spawn<R, W>(
         reader: R,
@@ -122,6 +143,8 @@ impl Peer {
                 state: Mutex::new(State::default()),
                 writer: tx,
                 handler,
+                checking: AtomicBool::new(false),
+                recheck: AtomicBool::new(false),
             }),
         };
         tokio::spawn(write_loop(writer, rx));
@@ -154,21 +177,43 @@ impl Peer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sends a request and waits for its answer. Dropping the future sends `$/cancelRequest`.
+    /// Sends a request and waits at most `timeout` for its answer; on expiry (or when the
+    /// future is dropped) the request is cancelled at the peer with `$/cancelRequest`. No call
+    /// waits forever.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] without sending anything when the request is over the limit;
-    /// the remote error; or the connection's close error.
-    pub async fn call(&self, method: &str, params: impl Serialize) -> Result<Value> {
+    /// [`CallError::TooLarge`] without sending anything when the request is over the limit;
+    /// [`CallError::Timeout`]; the remote error; [`CallError::Lost`]; or the connection's
+    /// close reason.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        tokio::time::timeout(timeout, self.call_unbounded(method, params))
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallError::Timeout {
+                    method: method.to_owned(),
+                    timeout,
+                })
+            })
+    }
+
+    async fn call_unbounded(
+        &self,
+        method: &str,
+        params: impl Serialize,
+    ) -> Result<Value, CallError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = message::encode_request(Some(id), method, params)
-            .map_err(|e| Error::Protocol(format!("cannot encode {method} params: {e}")))?;
+        let line = encode(Some(id), method, params)?;
         self.check_size(&line)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.state();
-            if let Some(err) = &state.closed {
-                return Err(err.clone());
+            if let Some(reason) = &state.closed {
+                return Err(CallError::Closed(Arc::clone(reason)));
             }
             state.pending.insert(id, tx);
         }
@@ -187,34 +232,15 @@ impl Peer {
         result.unwrap_or_else(|_| Err(self.closed_error()))
     }
 
-    /// [`Peer::call`] with a deadline; on expiry the request is cancelled at the peer.
-    ///
-    /// # Errors
-    /// As [`Peer::call`], plus [`Error::Timeout`].
-    pub async fn call_timeout(
-        &self,
-        method: &str,
-        params: impl Serialize,
-        timeout: Duration,
-    ) -> Result<Value> {
-        tokio::time::timeout(timeout, self.call(method, params))
-            .await
-            .map_err(|_| Error::Timeout {
-                operation: method.to_owned(),
-                duration: timeout,
-            })?
-    }
-
     /// Sends a notification.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`], or the close error if the connection is gone.
-    pub async fn notify(&self, method: &str, params: impl Serialize) -> Result<()> {
-        let line = message::encode_request(None, method, params)
-            .map_err(|e| Error::Protocol(format!("cannot encode {method} params: {e}")))?;
+    /// [`CallError::TooLarge`], or the close reason if the connection is gone.
+    pub async fn notify(&self, method: &str, params: impl Serialize) -> Result<(), CallError> {
+        let line = encode(None, method, params)?;
         self.check_size(&line)?;
-        if let Some(err) = &self.state().closed {
-            return Err(err.clone());
+        if let Some(reason) = &self.state().closed {
+            return Err(CallError::Closed(Arc::clone(reason)));
         }
         self.inner
             .writer
@@ -223,36 +249,37 @@ impl Peer {
             .map_err(|_| self.closed_error())
     }
 
-    /// Fails every pending request with `error` and refuses new ones. Idempotent: the first
-    /// error wins.
-    pub fn close(&self, error: Error) {
+    /// Fails every pending request with `reason` and refuses new ones. Idempotent: the first
+    /// reason wins.
+    pub fn close(&self, reason: CloseReason) {
         let (pending, inflight) = {
             let mut state = self.state();
             if state.closed.is_some() {
                 return;
             }
-            state.closed = Some(error.clone());
+            state.closed = Some(Arc::clone(&reason));
             (
                 std::mem::take(&mut state.pending),
                 std::mem::take(&mut state.inflight),
             )
         };
         for (_, reply) in pending {
-            let _ = reply.send(Err(error.clone()));
+            let _ = reply.send(Err(CallError::Closed(Arc::clone(&reason))));
         }
         for (_, task) in inflight {
             task.abort();
         }
     }
 
-    fn closed_error(&self) -> Error {
-        self.state().closed.clone().unwrap_or(Error::WorkerStopped)
+    fn closed_error(&self) -> CallError {
+        let reason = self.state().closed.clone();
+        CallError::Closed(reason.unwrap_or_else(|| Arc::new(ClosedLocally)))
     }
 
-    fn check_size(&self, line: &[u8]) -> Result<()> {
+    fn check_size(&self, line: &[u8]) -> Result<(), CallError> {
         let size = line.len() - 1;
         if size > self.inner.max {
-            return Err(Error::MessageTooLarge {
+            return Err(CallError::TooLarge {
                 size,
                 limit: self.inner.max,
             });
@@ -276,7 +303,7 @@ impl Peer {
                 Ok(0) => break,
                 Ok(n) => decoder.decode(&buf[..n], &mut frames),
                 Err(e) => {
-                    tracing::warn!("reading from the worker failed: {e}");
+                    tracing::warn!("reading from the peer failed: {e}");
                     break;
                 }
             }
@@ -288,18 +315,15 @@ impl Peer {
         for frame in frames.drain(..) {
             self.on_frame(frame);
         }
-        let error = on_close().await;
-        self.close(error);
+        let reason = on_close().await;
+        self.close(reason);
     }
 
     fn on_frame(&self, frame: Frame) {
         match frame {
             Frame::Line(line) => match message::decode(&line) {
                 Ok(msg) => self.on_message(msg),
-                Err(DecodeError::NotJson) => {
-                    let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-                    tracing::warn!(line = %shown, "ignoring a non-JSON line from the peer");
-                }
+                Err(DecodeError::NotJson) => self.on_stray_bytes(&line),
                 Err(DecodeError::Invalid { id: Some(id) }) => {
                     let err = RpcError::new(codes::INVALID_REQUEST, "not a JSON-RPC 2.0 message");
                     self.send_now(message::encode_response(&id, &Err(err)));
@@ -312,6 +336,23 @@ impl Peer {
         }
     }
 
+    /// A line that is not JSON: stray output. If a message follows the stray bytes in the same
+    /// line (they were written without a newline and merged with it), it is recovered; either
+    /// way, answers may have been lost in the stretch, so the peer is asked which of our
+    /// pending requests it has answered already.
+    fn on_stray_bytes(&self, line: &[u8]) {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        tracing::warn!(line = %shown, "stray bytes on the protocol stream");
+        let start = memchr::memmem::rfind(line, MESSAGE_START).filter(|at| *at > 0);
+        if let Some(at) = start
+            && let Ok(msg) = message::decode(&line[at..])
+        {
+            tracing::warn!(stray = at, "recovered a message merged with stray bytes");
+            self.on_message(msg);
+        }
+        self.check_answered();
+    }
+
     fn on_oversized(&self, size: usize, head: &[u8]) {
         let limit = self.inner.max;
         tracing::error!(size, limit, "discarded an oversized message from the peer");
@@ -322,10 +363,62 @@ impl Peer {
             }
             (Some(Value::Number(n)), false) => {
                 if let Some(reply) = n.as_u64().and_then(|id| self.state().pending.remove(&id)) {
-                    let _ = reply.send(Err(Error::MessageTooLarge { size, limit }));
+                    let _ = reply.send(Err(CallError::TooLarge { size, limit }));
                 }
             }
-            _ => {}
+            // Not attributable to a request (its start is not a message): answers may be in it.
+            _ => self.check_answered(),
+        }
+    }
+
+    /// After a corrupt stretch of input, asks the peer (`$/answered`) which of our pending
+    /// requests it has answered: those answers were lost, so their calls fail with
+    /// [`CallError::Lost`] instead of waiting for their deadline. The peer answers in order
+    /// after every answer it queued before, so an answer that is still on its way arrives (and
+    /// is delivered) before this one. One check at a time; a corruption seen meanwhile runs it
+    /// once more.
+    fn check_answered(&self) {
+        if self.inner.checking.swap(true, Ordering::SeqCst) {
+            self.inner.recheck.store(true, Ordering::SeqCst);
+            return;
+        }
+        let peer = self.clone();
+        tokio::spawn(async move {
+            loop {
+                peer.inner.recheck.store(false, Ordering::SeqCst);
+                peer.fail_lost_answers().await;
+                if !peer.inner.recheck.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            peer.inner.checking.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn fail_lost_answers(&self) {
+        let ids: Vec<u64> = self.state().pending.keys().copied().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let answered = self
+            .call(
+                ANSWERED_METHOD,
+                serde_json::json!({ "ids": ids }),
+                ANSWERED_TIMEOUT,
+            )
+            .await;
+        match answered {
+            Ok(Value::Array(answered)) => {
+                for id in answered.iter().filter_map(Value::as_u64) {
+                    let reply = self.state().pending.remove(&id);
+                    if let Some(reply) = reply {
+                        tracing::error!(id, "the answer to a request was lost in corrupted output");
+                        let _ = reply.send(Err(CallError::Lost { id }));
+                    }
+                }
+            }
+            Ok(other) => tracing::warn!(%other, "unexpected answer to {ANSWERED_METHOD}"),
+            Err(e) => tracing::warn!("could not check for lost answers: {e}"),
         }
     }
 
@@ -335,7 +428,7 @@ impl Peer {
                 let reply = id.as_u64().and_then(|id| self.state().pending.remove(&id));
                 match reply {
                     Some(reply) => {
-                        let _ = reply.send(result.map_err(error_from_rpc));
+                        let _ = reply.send(result.map_err(call_error));
                     }
                     None => tracing::debug!(%id, "response to an unknown or abandoned request"),
                 }
@@ -367,7 +460,7 @@ impl Peer {
                     codes::INTERNAL_ERROR,
                     format!(
                         "the handler of {method} panicked: {}",
-                        crate::tools::panic_message(panic.as_ref())
+                        panic_message(panic.as_ref())
                     ),
                 )),
                 Err(_) => Err(RpcError::new(
@@ -386,8 +479,20 @@ impl Peer {
     }
 }
 
-/// Maps a remote JSON-RPC error onto the generic [`Error`] variants the rpc layer knows.
-fn error_from_rpc(e: RpcError) -> Error {
+/// The close reason of a connection closed from this side before any reason was given.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was closed")]
+struct ClosedLocally;
+
+fn encode(id: Option<u64>, method: &str, params: impl Serialize) -> Result<Vec<u8>, CallError> {
+    message::encode_request(id, method, params).map_err(|e| CallError::Encode {
+        method: method.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Maps a remote JSON-RPC error onto the rpc layer's own cases.
+fn call_error(e: RpcError) -> CallError {
     match e.code {
         codes::MESSAGE_TOO_LARGE => {
             let field = |k: &str| {
@@ -398,17 +503,13 @@ fn error_from_rpc(e: RpcError) -> Error {
                     .and_then(|v| usize::try_from(v).ok())
                     .unwrap_or(0)
             };
-            Error::MessageTooLarge {
+            CallError::TooLarge {
                 size: field("size"),
                 limit: field("limit"),
             }
         }
-        codes::REQUEST_CANCELLED => Error::Cancelled,
-        _ => Error::Rpc {
-            code: e.code,
-            message: e.message,
-            data: e.data,
-        },
+        codes::REQUEST_CANCELLED => CallError::Cancelled,
+        _ => CallError::Remote(e),
     }
 }
 
@@ -483,15 +584,12 @@ mod tests {
         fn notification(&self, _method: String, _params: Value) {}
     }
 
+    const T: Duration = Duration::from_secs(30);
+
     fn closed() -> OnClose {
         Box::new(|| {
-            async {
-                Error::WorkerCrashed {
-                    exit_status: Some("exit code 9".into()),
-                    stderr_tail: "last words".into(),
-                }
-            }
-            .boxed()
+            async { Arc::new(std::io::Error::other("exit code 9: last words")) as CloseReason }
+                .boxed()
         })
     }
 
@@ -534,16 +632,19 @@ mod tests {
     async fn requests_flow_both_ways() {
         let (a, b) = pair(1024, 1024);
         assert_eq!(
-            a.call("echo", json!({"x": 1})).await.unwrap(),
+            a.call("echo", json!({"x": 1}), T).await.unwrap(),
             json!({"x": 1})
         );
-        assert_eq!(b.call("$/ping", Value::Null).await.unwrap(), json!("pong"));
+        assert_eq!(
+            b.call("$/ping", Value::Null, T).await.unwrap(),
+            json!("pong")
+        );
         assert!(matches!(
-            a.call("nope", Value::Null).await,
-            Err(Error::Rpc {
+            a.call("nope", Value::Null, T).await,
+            Err(CallError::Remote(RpcError {
                 code: codes::METHOD_NOT_FOUND,
                 ..
-            })
+            }))
         ));
     }
 
@@ -552,11 +653,14 @@ mod tests {
         let (a, _b) = pair(1024, 1024);
         let slow = tokio::spawn({
             let a = a.clone();
-            async move { a.call("slow", json!(60_000)).await }
+            async move { a.call("slow", json!(60_000), T).await }
         });
         // The fast call completes while the slow one is still pending.
         for _ in 0..20 {
-            assert_eq!(a.call("$/ping", Value::Null).await.unwrap(), json!("pong"));
+            assert_eq!(
+                a.call("$/ping", Value::Null, T).await.unwrap(),
+                json!("pong")
+            );
         }
         assert!(!slow.is_finished());
         slow.abort();
@@ -567,10 +671,10 @@ mod tests {
         let (a, _b) = pair(100, 100);
         let big = "x".repeat(200);
         assert!(matches!(
-            a.call("echo", json!(big)).await,
-            Err(Error::MessageTooLarge { limit: 100, .. })
+            a.call("echo", json!(big), T).await,
+            Err(CallError::TooLarge { limit: 100, .. })
         ));
-        assert_eq!(a.call("echo", json!("ok")).await.unwrap(), json!("ok"));
+        assert_eq!(a.call("echo", json!("ok"), T).await.unwrap(), json!("ok"));
     }
 
     #[tokio::test]
@@ -579,10 +683,13 @@ mod tests {
         let (a, _b) = pair(1 << 20, 100);
         let big = "x".repeat(500);
         assert!(matches!(
-            a.call("echo", json!(big)).await,
-            Err(Error::MessageTooLarge { size, limit: 100 }) if size > 500
+            a.call("echo", json!(big), T).await,
+            Err(CallError::TooLarge { size, limit: 100 }) if size > 500
         ));
-        assert_eq!(a.call("echo", json!("next")).await.unwrap(), json!("next"));
+        assert_eq!(
+            a.call("echo", json!("next"), T).await.unwrap(),
+            json!("next")
+        );
     }
 
     #[tokio::test]
@@ -592,13 +699,20 @@ mod tests {
         let mid = "y".repeat(250);
         // Request fits (~290 bytes), the echoed response is larger than 300 bytes.
         let r = a
-            .call("echo", json!({ "a": mid, "pad": "zzzzzzzzzzzzzzzzzzzz" }))
+            .call(
+                "echo",
+                json!({ "a": mid, "pad": "zzzzzzzzzzzzzzzzzzzz" }),
+                T,
+            )
             .await;
         assert!(
-            matches!(r, Err(Error::MessageTooLarge { limit: 300, .. })),
+            matches!(r, Err(CallError::TooLarge { limit: 300, .. })),
             "{r:?}"
         );
-        assert_eq!(a.call("echo", json!("next")).await.unwrap(), json!("next"));
+        assert_eq!(
+            a.call("echo", json!("next"), T).await.unwrap(),
+            json!("next")
+        );
     }
 
     #[tokio::test]
@@ -650,7 +764,7 @@ mod tests {
         let calls: Vec<_> = (0..5)
             .map(|_| {
                 let p = peer.clone();
-                tokio::spawn(async move { p.call("anything", Value::Null).await })
+                tokio::spawn(async move { p.call("anything", Value::Null, T).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -659,14 +773,14 @@ mod tests {
         for c in calls {
             let err = c.await.unwrap().unwrap_err();
             assert!(
-                matches!(err, Error::WorkerCrashed { ref stderr_tail, .. } if stderr_tail == "last words"),
+                matches!(&err, CallError::Closed(reason) if reason.to_string().contains("last words")),
                 "{err:?}"
             );
         }
         // Later calls fail at once with the same error.
         assert!(matches!(
-            peer.call("x", Value::Null).await,
-            Err(Error::WorkerCrashed { .. })
+            peer.call("x", Value::Null, T).await,
+            Err(CallError::Closed(_))
         ));
     }
 
@@ -675,7 +789,7 @@ mod tests {
         let (peer, _w, mut r) = raw(1024);
         let call = tokio::spawn({
             let p = peer.clone();
-            async move { p.call("slow", json!(1)).await }
+            async move { p.call("slow", json!(1), T).await }
         });
         let mut line = String::new();
         r.read_line(&mut line).await.unwrap();
@@ -704,5 +818,195 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["id"], json!(9));
         assert_eq!(v["error"]["code"], json!(codes::REQUEST_CANCELLED));
+    }
+
+    /// Reads lines from the raw side until one satisfies `pick`.
+    async fn read_until(
+        r: &mut BufReader<tokio::io::ReadHalf<DuplexStream>>,
+        mut pick: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if pick(&v) {
+                return v;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_merged_with_stray_bytes_is_recovered() {
+        let (peer, mut w, mut r) = raw(1024);
+        let call = tokio::spawn({
+            let p = peer.clone();
+            async move { p.call("echo", json!(1), T).await }
+        });
+        let request = read_until(&mut r, |v| v["method"] == "echo").await;
+        // Stray bytes without a newline, then the answer: one line on the wire.
+        let answer = format!(
+            r#"stray{{"jsonrpc":"2.0","id":{},"result":"ok"}}"#,
+            request["id"]
+        );
+        w.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), json!("ok"));
+    }
+
+    #[tokio::test]
+    async fn an_answer_lost_in_an_oversized_stray_line_fails_its_call_at_once() {
+        let (peer, mut w, mut r) = raw(1024);
+        let lost = tokio::spawn({
+            let p = peer.clone();
+            async move { p.call("echo", json!("lost"), T).await }
+        });
+        let kept = tokio::spawn({
+            let p = peer.clone();
+            async move { p.call("echo", json!("kept"), T).await }
+        });
+        let (mut lost_id, mut kept_id) = (None, None);
+        while lost_id.is_none() || kept_id.is_none() {
+            let v = read_until(&mut r, |v| v["method"] == "echo").await;
+            if v["params"] == "lost" {
+                lost_id = v["id"].as_u64();
+            } else {
+                kept_id = v["id"].as_u64();
+            }
+        }
+        // 4 KiB of stray output swallow the first answer: one over-long line, no id in sight.
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":1}}"#,
+            lost_id.unwrap()
+        );
+        w.write_all(format!("{}{answer}\n", "x".repeat(4096)).as_bytes())
+            .await
+            .unwrap();
+        // The peer asks which of its pending requests were answered; the other side (this
+        // test) has answered the first only.
+        let check = read_until(&mut r, |v| v["method"] == ANSWERED_METHOD).await;
+        let mut asked: Vec<u64> = check["params"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        asked.sort_unstable();
+        let mut both = vec![lost_id.unwrap(), kept_id.unwrap()];
+        both.sort_unstable();
+        assert_eq!(asked, both);
+        let reply = json!({"jsonrpc": "2.0", "id": check["id"], "result": [lost_id]});
+        w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), lost)
+            .await
+            .expect("the lost call fails at once, not at its deadline")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, CallError::Lost { id } if Some(id) == lost_id),
+            "{err:?}"
+        );
+        // The other call is still waiting, and its answer still arrives.
+        let answer = json!({"jsonrpc": "2.0", "id": kept_id, "result": "kept"});
+        w.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+        assert_eq!(kept.await.unwrap().unwrap(), json!("kept"));
+    }
+
+    #[tokio::test]
+    async fn every_call_has_a_deadline() {
+        let (peer, _w, mut r) = raw(1024);
+        let call = peer.call("never answered", Value::Null, Duration::from_millis(50));
+        let err = call.await.unwrap_err();
+        assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+        // The peer was told to stop working on it.
+        let cancel = read_until(&mut r, |v| v["method"] == CANCEL_METHOD).await;
+        assert!(cancel["params"]["id"].is_u64());
+    }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "[a-z$/]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{0,5}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// JSON-RPC-shaped messages whose fields take every JSON shape.
+    fn arbitrary_message() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let method = prop_oneof![
+            Just(json!("echo")),
+            Just(json!("slow")),
+            Just(json!(CANCEL_METHOD)),
+            Just(json!("$/ping")),
+            arbitrary_json(),
+        ];
+        (
+            proptest::option::of(arbitrary_json()),
+            proptest::option::of(method),
+            proptest::option::of(arbitrary_json()),
+            proptest::option::of(arbitrary_json()),
+            proptest::option::of(arbitrary_json()),
+        )
+            .prop_map(|(id, method, params, result, error)| {
+                let mut m = serde_json::Map::new();
+                m.insert("jsonrpc".into(), json!("2.0"));
+                for (k, v) in [
+                    ("id", id),
+                    ("method", method),
+                    ("params", params),
+                    ("result", result),
+                    ("error", error),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// No message, however shaped, breaks the connection: afterwards our own call is still
+        /// answered and the peer still answers a request.
+        #[test]
+        fn no_message_breaks_the_connection(
+            batch in proptest::collection::vec(arbitrary_message(), 1..12)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let (peer, mut w, mut r) = raw(1 << 16);
+                let call = tokio::spawn({
+                    let p = peer.clone();
+                    async move { p.call("echo", json!("mine"), T).await }
+                });
+                let request = read_until(&mut r, |v| v["params"] == "mine").await;
+                for message in &batch {
+                    w.write_all(format!("{message}\n").as_bytes()).await.unwrap();
+                }
+                let probe = json!({"jsonrpc": "2.0", "id": "probe", "method": "echo", "params": 7});
+                w.write_all(format!("{probe}\n").as_bytes()).await.unwrap();
+                let answer = read_until(&mut r, |v| v["id"] == "probe").await;
+                assert_eq!(answer["result"], json!(7));
+                let reply = json!({"jsonrpc": "2.0", "id": request["id"], "result": "yours"});
+                w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+                let got = call.await.unwrap();
+                // A generated response may have answered (or failed) our call first; either
+                // way it is answered, and the connection is open.
+                assert!(got.is_ok() || matches!(got, Err(CallError::Remote(_) | CallError::TooLarge { .. } | CallError::Cancelled)), "{got:?}");
+                assert!(!peer.is_closed());
+            });
+        }
     }
 }

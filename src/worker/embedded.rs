@@ -28,6 +28,14 @@ pub const WORKER_FILES: &[(&str, &str)] = &[
         "proxies.py",
         include_str!("../../python_worker/agy_worker/proxies.py"),
     ),
+    (
+        "protocol.py",
+        include_str!("../../python_worker/agy_worker/protocol.py"),
+    ),
+    (
+        "worker.py",
+        include_str!("../../python_worker/agy_worker/worker.py"),
+    ),
 ];
 
 /// The worker's `pyproject.toml`; its `dependencies` are what the managed venv installs.

@@ -3,7 +3,10 @@
 pub mod child_env;
 pub mod embedded;
 pub mod memory;
+pub mod pool;
 pub mod process;
+pub(crate) mod router;
+pub mod supervisor;
 pub mod venv;
 
 pub use process::{StartupTimings, WorkerOptions, WorkerProcess};

@@ -21,7 +21,12 @@ use tokio::{
 use super::venv::PythonEnv;
 use crate::{
     error::{Error, Result},
-    protocol::{self, InitializeParams, WorkerInfo, methods},
+    protocol::{
+        self, Method,
+        errors::close_reason,
+        methods::{Initialize, WorkerShutdown},
+        wire::{Empty, InitializeParams, WorkerInfo},
+    },
     rpc::{Handler, Peer, PeerConfig},
 };
 
@@ -210,7 +215,8 @@ impl WorkerProcess {
             let stderr = Arc::clone(&stderr);
             let ending = Arc::clone(&ending);
             Box::new(move || {
-                async move { closed_error(exit, stderr_done, &stderr, &ending).await }.boxed()
+                async move { close_reason(closed_error(exit, stderr_done, &stderr, &ending).await) }
+                    .boxed()
             }) as crate::rpc::OnClose
         };
         let config = PeerConfig {
@@ -230,7 +236,7 @@ impl WorkerProcess {
                 let _ = exit_tx.send(status);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if !peer.is_closed() {
-                    peer.close(crash_or_stop(status, &stderr, &ending));
+                    peer.close(close_reason(crash_or_stop(status, &stderr, &ending)));
                 }
             });
         }
@@ -262,20 +268,11 @@ impl WorkerProcess {
         };
         let params = InitializeParams {
             protocol_version: protocol::PROTOCOL_VERSION,
-            crate_version: env!("CARGO_PKG_VERSION"),
+            crate_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let reply = worker
-            .peer
-            .call_timeout(methods::INITIALIZE, params, options.startup_timeout)
-            .await
-            .map_err(|e| match e {
-                Error::Rpc { message, .. } if message.contains("protocol version") => {
-                    Error::VersionMismatch { message }
-                }
-                other => other,
-            })?;
-        let info: WorkerInfo = serde_json::from_value(reply)
-            .map_err(|e| Error::Protocol(format!("bad initialize result: {e}")))?;
+        let info = worker
+            .call::<Initialize>(&params, options.startup_timeout)
+            .await?;
         check_versions(&info, options)?;
         worker.timings.ready = spawn_started.elapsed();
         worker.timings.interpreter = secs(info.main_entered_unix - spawn_unix);
@@ -290,6 +287,22 @@ impl WorkerProcess {
             "worker ready"
         );
         Ok(worker)
+    }
+
+    /// Calls `M` on the worker and decodes its result: the one typed path every request from
+    /// Rust takes. Every call has a deadline.
+    ///
+    /// # Errors
+    /// The worker's error answer as a typed [`Error`], a timeout, a crash, or
+    /// [`Error::Protocol`] for a result that does not fit `M::Result`.
+    pub(crate) async fn call<M: Method>(
+        &self,
+        params: &M::Params,
+        timeout: Duration,
+    ) -> Result<M::Result> {
+        let reply = self.peer.call(M::NAME, params, timeout).await?;
+        serde_json::from_value(reply)
+            .map_err(|e| Error::Protocol(format!("bad {} result: {e}", M::NAME)))
     }
 
     /// The worker's process id (also its process group id).
@@ -335,10 +348,7 @@ impl WorkerProcess {
         self.ending.stopping.store(true, Ordering::SeqCst);
         if self.exit_status().is_none() {
             let grace = self.shutdown_grace;
-            let _ = self
-                .peer
-                .call_timeout(methods::WORKER_SHUTDOWN, serde_json::json!({}), grace)
-                .await;
+            let _ = self.call::<WorkerShutdown>(&Empty {}, grace).await;
             if !self.wait_exit(grace).await {
                 tracing::warn!(pid = self.pid, "worker ignored shutdown; sending SIGTERM");
                 self.signal_group(libc::SIGTERM);
@@ -351,7 +361,7 @@ impl WorkerProcess {
         }
         // Stragglers in the group (a harness that outlived the worker) go too.
         self.signal_group(libc::SIGKILL);
-        self.peer.close(Error::WorkerStopped);
+        self.peer.close(close_reason(Error::WorkerStopped));
     }
 
     /// Kills the whole process group with SIGKILL, at once.

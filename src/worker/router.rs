@@ -11,16 +11,22 @@ use std::{
 };
 
 use futures::{FutureExt, future::BoxFuture};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
-    hooks::Hooks,
-    policies::{ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
-    protocol::{ChatEventParams, codes as proto, methods},
+    agent::{
+        hooks::Hooks,
+        policies::{ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
+        tools::{ToolContext, ToolRegistry, ToolState},
+    },
+    protocol::{
+        Method, codes as proto,
+        methods::{ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, ToolCall},
+        wire::{ChatEventParams, ConfirmParams, HookParams, ToolCallParams},
+    },
     rpc::{Handler, RpcError, codes},
-    tools::{ToolContext, ToolRegistry, ToolState},
     types::ChatEvent,
 };
 
@@ -156,30 +162,6 @@ impl AgentState {
     }
 }
 
-#[derive(Deserialize)]
-struct ToolCallParams {
-    tool: String,
-    #[serde(default)]
-    args: Value,
-}
-
-#[derive(Deserialize)]
-struct ConfirmParams {
-    index: usize,
-    tool: String,
-    #[serde(default)]
-    args: Value,
-    #[serde(default)]
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct HookParams {
-    point: String,
-    #[serde(default)]
-    data: Value,
-}
-
 /// The inbound side of one worker connection.
 type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
 
@@ -256,7 +238,7 @@ fn report_tool_result(
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
+fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     serde_json::from_value(params).map_err(|e| RpcError::new(codes::INVALID_PARAMS, e.to_string()))
 }
 
@@ -266,14 +248,11 @@ impl Handler for Router {
         method: String,
         params: Value,
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
-        let reverse = matches!(
-            method.as_str(),
-            methods::TOOL_CALL | methods::HOOK_RUN | methods::POLICY_CONFIRM
-        );
-        if method == methods::PING {
+        if method == Ping::NAME {
             return async { Ok(json!("pong")) }.boxed();
         }
-        if !reverse {
+        let reverse = [ToolCall::NAME, HookRun::NAME, PolicyConfirm::NAME];
+        if !reverse.contains(&method.as_str()) {
             return async move {
                 Err(RpcError::new(
                     codes::METHOD_NOT_FOUND,
@@ -288,23 +267,23 @@ impl Handler for Router {
         };
         let turns = Arc::clone(&self.turns);
         async move {
-            match method.as_str() {
-                methods::TOOL_CALL => {
-                    let params: ToolCallParams = parse(params)?;
-                    let (name, agent_id) = (params.tool.clone(), agent.agent_id.clone());
-                    let result = agent.call_tool(params).await;
-                    report_tool_result(&turns, &agent_id, name, &result);
-                    result
-                }
-                methods::HOOK_RUN => agent.run_hook(parse(params)?).await,
-                _ => agent.confirm(parse(params)?).await,
+            if method == ToolCall::NAME {
+                let params: ToolCallParams = parse(params)?;
+                let (name, agent_id) = (params.tool.clone(), agent.agent_id.clone());
+                let result = agent.call_tool(params).await;
+                report_tool_result(&turns, &agent_id, name, &result);
+                result
+            } else if method == HookRun::NAME {
+                agent.run_hook(parse(params)?).await
+            } else {
+                agent.confirm(parse(params)?).await
             }
         }
         .boxed()
     }
 
     fn notification(&self, method: String, params: Value) {
-        if method != methods::CHAT_EVENT {
+        if method != ChatEventMethod::NAME {
             tracing::debug!(%method, "ignoring an unknown notification");
             return;
         }

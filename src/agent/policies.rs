@@ -22,6 +22,8 @@ use futures::{FutureExt, future::BoxFuture};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::protocol::wire::{Decision, PolicySpec};
+
 /// What an `ask_user` handler is asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmRequest {
@@ -170,13 +172,18 @@ impl PolicyRule {
     }
 
     /// The rule as the worker receives it (`index` identifies it in `policy/confirm`).
-    pub(crate) fn wire(&self, index: usize) -> Value {
+    pub(crate) fn wire(&self, index: usize) -> PolicySpec {
         let (decision, reason) = match self {
-            Self::Allow { .. } => ("allow", ""),
-            Self::Deny { reason, .. } => ("deny", reason.as_str()),
-            Self::AskUser { reason, .. } => ("ask_user", reason.as_str()),
+            Self::Allow { .. } => (Decision::Allow, ""),
+            Self::Deny { reason, .. } => (Decision::Deny, reason.as_str()),
+            Self::AskUser { reason, .. } => (Decision::AskUser, reason.as_str()),
         };
-        serde_json::json!({"tool": self.tool(), "decision": decision, "reason": reason, "index": index})
+        PolicySpec {
+            tool: self.tool().to_owned(),
+            decision,
+            reason: reason.to_owned(),
+            index,
+        }
     }
 }
 
@@ -276,9 +283,6 @@ impl PolicySet {
         }
     }
 }
-
-/// SDK built-in tools that only read (everything else counts as a write tool).
-pub const READ_ONLY_BUILTINS: &[&str] = &["view_file", "read_url_content", "schedule", "finish"];
 
 #[cfg(test)]
 mod tests {

@@ -1,27 +1,45 @@
-//! [`Agent`]: a handle to one agent living in a worker.
+//! [`Agent`]: a handle to one agent living in a worker, and the whole conversation API.
+//!
+//! Where it lives and how it re-opens after a worker change is [`attach`]'s job; a turn started
+//! with [`Agent::send`] is collected by [`sent_turn`]; a streamed turn's routing is [`turn`]'s.
+
+mod attach;
+pub(crate) mod context;
+pub mod hooks;
+pub mod policies;
+mod sent_turn;
+pub mod tools;
+mod turn;
 
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
 };
 
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use tokio::sync::{OwnedRwLockReadGuard, oneshot, watch};
+use tokio::sync::OwnedRwLockReadGuard;
 use tracing::Instrument;
 
+pub(crate) use attach::{Attachment, create_on};
+use context::AgentContext;
+use sent_turn::SentTurn;
+
 use crate::{
-    bridge::BridgeInner,
     content::Content,
     error::{AgentErrorKind, Error, Result},
-    pool::Slot,
-    protocol::{self, AgentRef, ChatParams, ChatResult, methods},
+    protocol::{
+        Method,
+        methods::{
+            AgentCancel, AgentClearHistory, AgentClose, AgentDisconnect, AgentHistory, AgentSend,
+            AgentSignalIdle, AgentState, AgentWaitForIdle, AgentWaitForWakeup,
+        },
+        wire::{AgentRef, ChatResult, SendParams, WakeupParams},
+    },
     quota::QuotaState,
     streaming::ChatResponse,
-    supervisor::Worker,
     types::{ChatOutcome, ConversationState, Step, Usage},
 };
 
@@ -66,33 +84,14 @@ pub struct Agent {
     conversation_id: String,
     save_dir: PathBuf,
     app_data_dir: PathBuf,
-    harness_pid: std::sync::Mutex<Option<u32>>,
-    bridge: Arc<BridgeInner>,
-    /// The worker slot the agent is placed on.
-    slot: Arc<Slot>,
+    context: Arc<AgentContext>,
+    attachment: Attachment,
     quota: Arc<QuotaState>,
     closed: AtomicBool,
-    /// The `agent/create` config, replayed (resuming the conversation) on a replacement worker.
-    wire: Value,
-    /// The worker generation this agent lives on.
-    generation: AtomicU64,
-    reattach: tokio::sync::Mutex<()>,
-    /// The last turn: whether its response was dropped, and whether its task has ended.
-    last_turn: std::sync::Mutex<Option<(Arc<AtomicBool>, watch::Receiver<bool>)>>,
-    /// The turn started with [`Agent::send`] and not yet collected (see [`collect_sent_turn`]).
-    sent: Arc<std::sync::Mutex<SentTurn>>,
-}
-
-/// A turn started with [`Agent::send`]: a background task waits for its outcome on the worker
-/// it runs on, holding off recycling of that worker meanwhile, and keeps the outcome (or the
-/// worker's crash) here until [`Agent::wait_for_idle`] takes it. So neither a recycle nor a
-/// crash loses it.
-#[derive(Default)]
-struct SentTurn {
-    /// Dropping it stops the background task and releases the recycling gate.
-    release: Option<oneshot::Sender<()>>,
-    /// The turn's `agent/wait_for_idle` reply, once the task has it.
-    result: Option<Result<Value>>,
+    /// The last streamed turn: whether its response was dropped, and whether its task ended.
+    last_turn: Mutex<Option<turn::LastTurn>>,
+    /// The turn started with [`Agent::send`] and not yet collected.
+    sent: Mutex<Option<SentTurn>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -100,63 +99,41 @@ impl std::fmt::Debug for Agent {
         f.debug_struct("Agent")
             .field("id", &self.id)
             .field("conversation_id", &self.conversation_id)
-            .field("harness_pid", &self.harness_pid)
+            .field("harness_pid", &self.attachment.harness_pid())
             .finish_non_exhaustive()
     }
 }
 
-/// What the bridge knows about a newly created agent.
-pub(crate) struct AgentSeed {
+/// What the bridge hands a newly created agent.
+pub(crate) struct AgentParts {
     pub(crate) id: String,
     pub(crate) conversation_id: String,
     pub(crate) save_dir: PathBuf,
     pub(crate) app_data_dir: PathBuf,
-    pub(crate) harness_pid: Option<u32>,
-    /// The `agent/create` config.
-    pub(crate) wire: Value,
-    /// The worker generation it was created on.
-    pub(crate) generation: u64,
+    pub(crate) context: Arc<AgentContext>,
+    pub(crate) attachment: Attachment,
+    pub(crate) quota: Arc<QuotaState>,
 }
 
-/// Removes the turn's event route however the chat task ends (finished, failed, aborted), and
-/// then reports the task's end. Declared first in the task, it is dropped last: after the
-/// pending call, whose drop sends `$/cancelRequest`.
-struct TurnRoute {
-    bridge: Arc<BridgeInner>,
-    slot: Arc<Slot>,
-    key: (String, u64),
-    done: watch::Sender<bool>,
-}
-
-impl Drop for TurnRoute {
-    fn drop(&mut self) {
-        self.slot.router.close_turn(&self.key);
-        let _ = self.done.send(true);
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Agent {
-    pub(crate) fn new(
-        seed: AgentSeed,
-        bridge: Arc<BridgeInner>,
-        slot: Arc<Slot>,
-        quota: Arc<QuotaState>,
-    ) -> Self {
+    pub(crate) fn new(parts: AgentParts) -> Self {
         Self {
-            id: seed.id,
-            conversation_id: seed.conversation_id,
-            save_dir: seed.save_dir,
-            app_data_dir: seed.app_data_dir,
-            harness_pid: std::sync::Mutex::new(seed.harness_pid),
-            bridge,
-            slot,
-            quota,
+            id: parts.id,
+            conversation_id: parts.conversation_id,
+            save_dir: parts.save_dir,
+            app_data_dir: parts.app_data_dir,
+            context: parts.context,
+            attachment: parts.attachment,
+            quota: parts.quota,
             closed: AtomicBool::new(false),
-            wire: seed.wire,
-            generation: AtomicU64::new(seed.generation),
-            reattach: tokio::sync::Mutex::new(()),
-            last_turn: std::sync::Mutex::new(None),
-            sent: Arc::default(),
+            last_turn: Mutex::new(None),
+            sent: Mutex::new(None),
         }
     }
 
@@ -187,53 +164,25 @@ impl Agent {
     /// The worker pool the agent runs on.
     #[must_use]
     pub fn pool(&self) -> &str {
-        &self.slot.pool
+        &self.attachment.slot().pool
     }
 
     /// Pid of the worker process currently hosting the agent.
     #[must_use]
     pub fn worker_pid(&self) -> u32 {
-        self.slot.supervisor.current().process.pid()
+        self.attachment.slot().supervisor.current().process.pid()
     }
 
     /// Pid of the agent's `localharness` process.
     #[must_use]
     pub fn harness_pid(&self) -> Option<u32> {
-        *self
-            .harness_pid
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.attachment.harness_pid()
     }
 
-    /// The live worker this agent is on. After a worker crash this starts a replacement (see
-    /// [`crate::supervisor`]) and re-opens the agent there: same id, config, tools, hooks and
-    /// policies, and its persisted conversation (the history survives; only the turn that was
-    /// in flight was lost).
-    async fn attached(&self) -> Result<Arc<Worker>> {
+    /// The live worker this agent is on (re-opening it on a replacement if needed).
+    async fn worker(&self) -> Result<Arc<crate::worker::supervisor::Worker>> {
         self.ensure_open()?;
-        let worker = self.slot.supervisor.live().await?;
-        if worker.generation == self.generation.load(Ordering::SeqCst) {
-            return Ok(worker);
-        }
-        let _guard = self.reattach.lock().await;
-        let worker = self.slot.supervisor.live().await?;
-        if worker.generation == self.generation.load(Ordering::SeqCst) {
-            return Ok(worker);
-        }
-        tracing::info!(agent = %self.id, generation = worker.generation, "re-opening the agent on a new worker");
-        let created = create_on(
-            &worker,
-            &self.id,
-            &self.wire,
-            self.bridge.config.operation_timeout,
-        )
-        .await?;
-        *self
-            .harness_pid
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = created.harness_pid;
-        self.generation.store(worker.generation, Ordering::SeqCst);
-        Ok(worker)
+        self.attachment.worker().await
     }
 
     /// Sends `prompt` (text or [`Content`] parts) and returns the streaming response at once.
@@ -247,68 +196,28 @@ impl Agent {
     /// [`ChatResponse::finish`].
     pub async fn chat(&self, prompt: impl Into<Content>) -> Result<ChatResponse> {
         self.settle_abandoned_turn().await;
-        let gate = self.slot.enter().await;
-        let worker = self.attached().await?;
-        let prompt = prompt.into().to_wire();
-        let turn_id = self.bridge.next_turn.fetch_add(1, Ordering::Relaxed);
-        let key = (self.id.clone(), turn_id);
-        let events = self.slot.router.open_turn(key.clone());
-        let (done, done_rx) = watch::channel(false);
-        let abandoned = Arc::new(AtomicBool::new(false));
-        *self
-            .last_turn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((Arc::clone(&abandoned), done_rx));
-        let route = TurnRoute {
-            bridge: Arc::clone(&self.bridge),
-            slot: Arc::clone(&self.slot),
-            key,
-            done,
-        };
-        let quota = Arc::clone(&self.quota);
-        let span =
-            tracing::info_span!("turn", agent = %self.id, turn = turn_id, pool = %self.slot.pool);
-        let task = tokio::spawn(
-            async move {
-                let route = route;
-                let _gate = gate;
-                let bridge = &route.bridge;
-                quota.wait_for_quota().await;
-                bridge.pace_turn().await;
-                let params = ChatParams {
-                    agent_id: &route.key.0,
-                    turn_id,
-                    prompt: &prompt,
-                };
-                let reply = worker
-                    .process
-                    .peer()
-                    .call_timeout(methods::AGENT_CHAT, params, bridge.config.chat_timeout)
-                    .await
-                    .map_err(protocol::refine_error);
-                route.slot.turn_ended();
-                let reply = track_quota(&quota, reply)?;
-                outcome_from(reply)
-            }
-            .instrument(span),
-        );
-        Ok(ChatResponse::new(events, task, abandoned))
+        let gate = self.attachment.slot().enter().await;
+        let worker = self.worker().await?;
+        let (response, last) = turn::start(turn::TurnStart {
+            agent_id: self.id.clone(),
+            prompt: prompt.into().to_wire(),
+            gate,
+            worker,
+            slot: Arc::clone(self.attachment.slot()),
+            context: Arc::clone(&self.context),
+            quota: Arc::clone(&self.quota),
+        });
+        *lock(&self.last_turn) = Some(last);
+        Ok(response)
     }
 
     /// If the previous turn's response was dropped, waits until its task has ended, so that
     /// its `$/cancelRequest` reaches the worker before the next turn does. A turn whose
     /// response is still held is not waited for (the worker answers `AgentBusy`).
     async fn settle_abandoned_turn(&self) {
-        let previous = self
-            .last_turn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some((abandoned, mut done)) = previous
-            && abandoned.load(Ordering::SeqCst)
-        {
-            let _ = done.wait_for(|d| *d).await;
+        let previous = lock(&self.last_turn).clone();
+        if let Some(previous) = previous {
+            previous.settled().await;
         }
     }
 
@@ -350,28 +259,21 @@ impl Agent {
     /// [`Error::AgentBusy`] if a turn is running; a worker error.
     pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
         self.quota.wait_for_quota().await;
-        let prompt = prompt.into().to_wire();
-        let gate = self.slot.enter().await;
-        let worker = self.attached().await?;
-        self.request_in_gate::<Value>(
-            methods::AGENT_SEND,
-            json!({"agent_id": self.id, "prompt": prompt}),
-        )
-        .await?;
-        self.slot.turn_ended();
-        // Locked while the task starts, so it cannot report before `release` is in place.
-        let mut sent = self.lock_sent();
-        let release = collect_sent_turn(
+        let params = SendParams {
+            agent_id: self.id.clone(),
+            prompt: prompt.into().to_wire(),
+        };
+        let gate = self.attachment.slot().enter().await;
+        let worker = self.worker().await?;
+        self.request_in_gate::<AgentSend>(&params).await?;
+        self.attachment.slot().turn_ended();
+        *lock(&self.sent) = Some(SentTurn::collect(
             gate,
             worker,
             self.id.clone(),
-            Arc::clone(&self.sent),
-            self.bridge.config.chat_timeout,
-        );
-        *sent = SentTurn {
-            release: Some(release),
-            result: None,
-        };
+            self.context.chat_timeout,
+            self.context.operation_timeout,
+        ));
         Ok(())
     }
 
@@ -381,39 +283,27 @@ impl Agent {
     /// # Errors
     /// That turn's error.
     pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
-        let collected = self.lock_sent().result.take();
-        let reply = match collected {
-            Some(reply) => reply,
+        let sent = lock(&self.sent).as_ref().map(SentTurn::watch);
+        let reply = match sent {
+            Some(watch) => {
+                let outcome = sent_turn::outcome_of(watch.clone()).await;
+                let mut current = lock(&self.sent);
+                if current.as_ref().is_some_and(|s| s.is(&watch)) {
+                    *current = None;
+                }
+                outcome
+            }
+            // No sent turn: wait for a running (streamed) turn to end.
             None => {
                 let _gate = self.enter_unless_sending().await;
-                self.attached()
-                    .await?
+                let worker = self.worker().await?;
+                worker
                     .process
-                    .peer()
-                    .call_timeout(
-                        methods::AGENT_WAIT_FOR_IDLE,
-                        self.agent_ref(),
-                        self.bridge.config.chat_timeout,
-                    )
+                    .call::<AgentWaitForIdle>(&self.agent_ref(), self.context.chat_timeout)
                     .await
-                    .map_err(protocol::refine_error)
             }
         };
-        // One lock for both: with `release` gone the task stores nothing more. What it stored
-        // meanwhile wins unless it is the empty answer a waiter gets once the other took the
-        // outcome (the worker hands a finished sent turn's outcome out only once).
-        let reply = {
-            let mut sent = self.lock_sent();
-            sent.release.take();
-            match sent.result.take() {
-                None | Some(Ok(Value::Null)) => reply,
-                Some(stored) => stored,
-            }
-        };
-        match track_quota(&self.quota, reply)? {
-            Value::Null => Ok(None),
-            reply => outcome_from(reply).map(Some),
-        }
+        track_quota(&self.quota, reply).map(|r| r.map(outcome_from))
     }
 
     /// Halts the running turn, if any (its `ChatResponse` then ends with [`Error::Cancelled`]).
@@ -434,11 +324,11 @@ impl Agent {
     /// A worker error.
     pub async fn cancel(&self) -> Result<bool> {
         // Not gated: a turn waiting to be drained must still be cancellable.
-        let reply: Value = self
-            .request_in_gate(methods::AGENT_CANCEL, self.agent_ref())
+        let reply = self
+            .request_in_gate::<AgentCancel>(&self.agent_ref())
             .await?;
-        self.lock_sent().release.take();
-        Ok(reply["cancelled"].as_bool().unwrap_or(false))
+        lock(&self.sent).take();
+        Ok(reply.cancelled)
     }
 
     /// The conversation history, one [`Step`] per step (its last update).
@@ -446,7 +336,7 @@ impl Agent {
     /// # Errors
     /// [`Error::AgentDisconnected`] while disconnected; a worker error.
     pub async fn history(&self) -> Result<Vec<Step>> {
-        self.request(methods::AGENT_HISTORY, self.agent_ref()).await
+        self.request::<AgentHistory>(&self.agent_ref()).await
     }
 
     /// Counters, usage, last response and idleness in one round trip.
@@ -454,7 +344,7 @@ impl Agent {
     /// # Errors
     /// [`Error::AgentDisconnected`] while disconnected; a worker error.
     pub async fn conversation_state(&self) -> Result<ConversationState> {
-        self.request(methods::AGENT_STATE, self.agent_ref()).await
+        self.request::<AgentState>(&self.agent_ref()).await
     }
 
     /// Turns sent in this session.
@@ -552,8 +442,7 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn clear_history(&self) -> Result<()> {
-        self.request::<Value>(methods::AGENT_CLEAR_HISTORY, self.agent_ref())
-            .await?;
+        self.request::<AgentClearHistory>(&self.agent_ref()).await?;
         Ok(())
     }
 
@@ -563,8 +452,7 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn disconnect(&self) -> Result<()> {
-        self.request::<Value>(methods::AGENT_DISCONNECT, self.agent_ref())
-            .await?;
+        self.request::<AgentDisconnect>(&self.agent_ref()).await?;
         Ok(())
     }
 
@@ -574,21 +462,16 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn wait_for_wakeup(&self, timeout: std::time::Duration) -> Result<bool> {
-        let params = json!({"agent_id": self.id, "timeout_secs": timeout.as_secs_f64()});
+        let params = WakeupParams {
+            agent_id: self.id.clone(),
+            timeout_secs: timeout.as_secs_f64(),
+        };
         let _gate = self.enter_unless_sending().await;
-        let reply: Value = self
-            .attached()
+        self.worker()
             .await?
             .process
-            .peer()
-            .call_timeout(
-                methods::AGENT_WAIT_FOR_WAKEUP,
-                params,
-                timeout + self.bridge.config.operation_timeout,
-            )
+            .call::<AgentWaitForWakeup>(&params, timeout + self.context.operation_timeout)
             .await
-            .map_err(protocol::refine_error)?;
-        Ok(reply.as_bool().unwrap_or(false))
     }
 
     /// Declares the agent idle: a turn it started on its own is halted and pending wake-ups
@@ -597,9 +480,8 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn signal_idle(&self) -> Result<()> {
-        self.request::<Value>(methods::AGENT_SIGNAL_IDLE, self.agent_ref())
-            .await?;
-        self.lock_sent().release.take();
+        self.request::<AgentSignalIdle>(&self.agent_ref()).await?;
+        lock(&self.sent).take();
         Ok(())
     }
 
@@ -632,20 +514,17 @@ impl Agent {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.lock_sent().release.take();
+        lock(&self.sent).take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let slot = Arc::clone(&self.slot);
-            let id = self.id.clone();
+            let slot = Arc::clone(self.attachment.slot());
+            let params = self.agent_ref();
+            let timeout = self.context.operation_timeout;
             handle.spawn(async move {
                 let worker = slot.supervisor.current();
                 if !worker.process.peer().is_closed() {
-                    let _ = worker
-                        .process
-                        .peer()
-                        .call(methods::AGENT_CLOSE, AgentRef { agent_id: &id })
-                        .await;
+                    let _ = worker.process.call::<AgentClose>(&params, timeout).await;
                 }
-                slot.router.remove_agent(&id);
+                slot.router.remove_agent(&params.agent_id);
             });
         }
     }
@@ -656,28 +535,21 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        self.lock_sent().release.take();
-        let worker = self.slot.supervisor.current();
+        lock(&self.sent).take();
+        let slot = self.attachment.slot();
+        let worker = slot.supervisor.current();
         // An agent whose worker died has no session left to close.
-        let result = if worker.process.peer().is_closed()
-            || worker.generation != self.generation.load(Ordering::SeqCst)
-        {
-            Ok(Value::Null)
+        let result = if worker.process.peer().is_closed() || !self.attachment.is_on(&worker) {
+            Ok(())
         } else {
             worker
                 .process
-                .peer()
-                .call_timeout(
-                    methods::AGENT_CLOSE,
-                    AgentRef { agent_id: &self.id },
-                    self.bridge.config.operation_timeout,
-                )
+                .call::<AgentClose>(&self.agent_ref(), self.context.operation_timeout)
                 .await
-                .map_err(protocol::refine_error)
+                .map(drop)
         };
-        self.slot.router.remove_agent(&self.id);
-        result?;
-        Ok(())
+        slot.router.remove_agent(&self.id);
+        result
     }
 
     fn ensure_open(&self) -> Result<()> {
@@ -689,115 +561,44 @@ impl Agent {
         Ok(())
     }
 
-    fn agent_ref(&self) -> Value {
-        json!({ "agent_id": self.id })
-    }
-
-    fn lock_sent(&self) -> std::sync::MutexGuard<'_, SentTurn> {
-        lock_sent(&self.sent)
+    fn agent_ref(&self) -> AgentRef {
+        AgentRef {
+            agent_id: self.id.clone(),
+        }
     }
 
     /// Holds off recycling, unless a running [`Agent::send`] turn already does (waiting then
     /// could deadlock: the recycle waits for that turn, which may wait for this call).
     async fn enter_unless_sending(&self) -> Option<OwnedRwLockReadGuard<()>> {
-        if self
-            .lock_sent()
-            .release
-            .as_ref()
-            .is_some_and(|s| !s.is_closed())
-        {
+        if lock(&self.sent).as_ref().is_some_and(SentTurn::is_running) {
             return None;
         }
-        Some(self.slot.enter().await)
+        Some(self.attachment.slot().enter().await)
     }
 
     /// A call to the agent's worker, holding off recycling until it is answered.
-    async fn request<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
+    async fn request<M: Method>(&self, params: &M::Params) -> Result<M::Result> {
         let _gate = self.enter_unless_sending().await;
-        self.request_in_gate(method, params).await
+        self.request_in_gate::<M>(params).await
     }
 
     /// A call to the agent's worker; the caller decides about the recycling gate.
-    async fn request_in_gate<R: DeserializeOwned>(&self, method: &str, params: Value) -> Result<R> {
-        let span = tracing::debug_span!("agent_call", agent = %self.id, %method);
-        let reply = async {
-            self.attached()
+    async fn request_in_gate<M: Method>(&self, params: &M::Params) -> Result<M::Result> {
+        let span = tracing::debug_span!("agent_call", agent = %self.id, method = M::NAME);
+        async {
+            self.worker()
                 .await?
                 .process
-                .peer()
-                .call_timeout(method, params, self.bridge.config.operation_timeout)
+                .call::<M>(params, self.context.operation_timeout)
                 .await
-                .map_err(protocol::refine_error)
         }
         .instrument(span)
-        .await?;
-        serde_json::from_value(reply)
-            .map_err(|e| Error::Protocol(format!("bad {method} result: {e}")))
+        .await
     }
 }
 
-/// Sends `agent/create` for `agent_id` to `worker` (first start, or re-opening after failover).
-pub(crate) async fn create_on(
-    worker: &Worker,
-    agent_id: &str,
-    config: &Value,
-    timeout: std::time::Duration,
-) -> Result<protocol::AgentCreateResult> {
-    let params = protocol::AgentCreateParams { agent_id, config };
-    let reply = worker
-        .process
-        .peer()
-        .call_timeout(methods::AGENT_CREATE, params, timeout)
-        .await
-        .map_err(protocol::refine_error)?;
-    serde_json::from_value(reply)
-        .map_err(|e| Error::Protocol(format!("bad agent/create result: {e}")))
-}
-
-fn lock_sent(sent: &std::sync::Mutex<SentTurn>) -> std::sync::MutexGuard<'_, SentTurn> {
-    sent.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Waits on `worker` for the outcome of a turn started with [`Agent::send`] and stores it in
-/// `sent`, keeping `gate` (holding off recycling of the worker) until then. Stops early,
-/// storing nothing, when the returned sender is dropped (the caller collected or cancelled the
-/// turn, or closed the agent). A crash of the worker is stored as the turn's error.
-fn collect_sent_turn(
-    gate: OwnedRwLockReadGuard<()>,
-    worker: Arc<Worker>,
-    agent_id: String,
-    sent: Arc<std::sync::Mutex<SentTurn>>,
-    timeout: std::time::Duration,
-) -> oneshot::Sender<()> {
-    let (release, mut released) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _gate = gate;
-        let params = json!({ "agent_id": agent_id });
-        loop {
-            let reply = tokio::select! {
-                _ = &mut released => return,
-                reply = worker.process.peer().call_timeout(
-                    methods::AGENT_WAIT_FOR_IDLE,
-                    params.clone(),
-                    timeout,
-                ) => reply.map_err(protocol::refine_error),
-            };
-            if matches!(reply, Err(Error::Timeout { .. })) {
-                continue; // a long turn: keep waiting, as the caller's own wait would
-            }
-            let mut sent = lock_sent(&sent);
-            if sent.release.is_some() {
-                sent.result = Some(reply);
-            }
-            return;
-        }
-    });
-    release
-}
-
 /// Records quota hits and model successes for the agent's API key.
-fn track_quota(quota: &QuotaState, reply: Result<Value>) -> Result<Value> {
+pub(crate) fn track_quota<T>(quota: &QuotaState, reply: Result<T>) -> Result<T> {
     match &reply {
         Ok(_) => quota.record_success(),
         Err(Error::Agent {
@@ -812,15 +613,13 @@ fn track_quota(quota: &QuotaState, reply: Result<Value>) -> Result<Value> {
     reply
 }
 
-fn outcome_from(reply: Value) -> Result<ChatOutcome> {
-    let result: ChatResult = serde_json::from_value(reply)
-        .map_err(|e| Error::Protocol(format!("bad chat result: {e}")))?;
-    Ok(ChatOutcome {
+pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
+    ChatOutcome {
         text: result.text,
         usage: result.usage,
         stop_reason: result.stop_reason,
         structured_output: result.structured_output,
-    })
+    }
 }
 
 /// The files the SDK keeps for one conversation.

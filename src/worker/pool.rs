@@ -21,9 +21,11 @@ use secrecy::SecretString;
 use crate::{
     config::EnvVars,
     error::{Error, Result},
-    router::Router,
-    supervisor::{RestartPolicy, Supervisor},
-    worker::{PythonConfig, memory},
+    worker::{
+        PythonConfig, memory,
+        router::Router,
+        supervisor::{RestartPolicy, Supervisor},
+    },
 };
 
 /// The name of the pool built from the top-level [`crate::BridgeConfig`] fields.

@@ -317,17 +317,6 @@ impl Tool for FnTool {
     }
 }
 
-/// A tool's declaration as sent to the worker (and on to the model).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ToolDeclaration {
-    /// Tool name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// JSON schema of the parameters.
-    pub parameters: Value,
-}
-
 /// The tools of one agent, by name.
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
@@ -408,12 +397,11 @@ impl ToolRegistry {
         self.tools.is_empty()
     }
 
-    /// Declarations of all tools.
-    #[must_use]
-    pub fn declarations(&self) -> Vec<ToolDeclaration> {
+    /// Declarations of all tools, as the worker hands them to the SDK.
+    pub(crate) fn declarations(&self) -> Vec<crate::protocol::wire::ToolSpec> {
         self.tools
             .values()
-            .map(|t| ToolDeclaration {
+            .map(|t| crate::protocol::wire::ToolSpec {
                 name: t.name().to_owned(),
                 description: t.description().to_owned(),
                 parameters: t.parameters(),
@@ -462,20 +450,10 @@ impl ToolRegistry {
         outcome.unwrap_or_else(|panic| {
             Err(ToolError::Panicked {
                 tool: name.to_owned(),
-                message: panic_message(panic.as_ref()),
+                message: crate::rpc::panic_message(panic.as_ref()),
             })
         })
     }
-}
-
-/// The text of a panic payload.
-#[must_use]
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// The JSON schema of `T` as a tool parameter object: subschemas inlined (models handle `$ref`

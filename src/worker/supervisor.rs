@@ -14,11 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-
 use crate::{
     error::{Error, Result},
-    protocol::methods,
+    protocol::methods::WorkerPing,
     rpc::Handler,
     worker::{WorkerOptions, WorkerProcess},
 };
@@ -319,12 +317,7 @@ impl Supervisor {
                 if worker.process.peer().is_closed() {
                     return;
                 }
-                match worker
-                    .process
-                    .peer()
-                    .call_timeout(methods::WORKER_PING, Value::Null, timeout)
-                    .await
-                {
+                match worker.process.call::<WorkerPing>(&None, timeout).await {
                     Ok(_) => {}
                     Err(Error::Timeout { .. }) => {
                         let reason = format!(

@@ -1,0 +1,169 @@
+"""The worker's own protocol methods: handshake, heartbeat, echo, reverse-call timing,
+shutdown and failure injection. Agents are served by `host.AgentHost`."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.metadata
+import logging
+import os
+import sys
+import time
+
+from . import PROTOCOL_VERSION, __version__, offloop
+from .host import AgentHost
+from .protocol import VERSION_MISMATCH
+from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError
+
+log = logging.getLogger("agy_worker")
+
+
+class Worker:
+    """The worker's own methods (agents are AgentHost's), served on the protocol fd."""
+
+    # Method name -> attribute; checked against the protocol schema by the tests.
+    METHODS = {
+        "initialize": "initialize",
+        "$/ping": "ping",
+        "worker/ping": "ping",
+        "worker/echo": "echo",
+        "worker/ping_rust": "ping_rust",
+        "worker/shutdown": "shutdown",
+    }
+    # Failure injection for the bridge's own tests, only with AGY_WORKER_DEBUG=1.
+    DEBUG_METHODS = {"worker/debug": "debug"}
+
+    def __init__(self, protocol_fd: int, loop_name: str, main_entered: float):
+        max_message = int(os.environ.get("AGY_WORKER_MAX_MESSAGE", DEFAULT_MAX_MESSAGE))
+        self.loop_name = loop_name
+        self.peer = Peer(protocol_fd, max_message)
+        self.main_entered = main_entered
+        self.stop = asyncio.Event()
+        self.sdk_imported_at: float | None = None
+        self.offloop_start = False
+        self.sdk_ready = asyncio.ensure_future(self._import_sdk())
+        self.host = AgentHost(self.peer, self.sdk_ready)
+        methods = dict(self.METHODS)
+        if os.environ.get("AGY_WORKER_DEBUG") == "1":
+            methods.update(self.DEBUG_METHODS)
+        for name, attr in methods.items():
+            self.peer.method(name, getattr(self, attr))
+
+    async def _import_sdk(self) -> str:
+        await asyncio.to_thread(importlib.import_module, "google.antigravity")
+        self.sdk_imported_at = time.time()
+        version = importlib.metadata.version("google-antigravity")
+        self.offloop_start = offloop.install(version)
+        return version
+
+    async def initialize(self, params: dict) -> dict:
+        theirs = (params or {}).get("protocol_version")
+        if theirs != PROTOCOL_VERSION:
+            raise RpcError(
+                VERSION_MISMATCH,
+                f"protocol version mismatch: Rust speaks {theirs}, this worker speaks {PROTOCOL_VERSION}",
+                {"worker_protocol_version": PROTOCOL_VERSION},
+            )
+        sdk_version = await self.sdk_ready
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "worker_version": __version__,
+            "sdk_version": sdk_version,
+            "python_version": sys.version.split()[0],
+            "pid": os.getpid(),
+            "json_backend": JSON_BACKEND,
+            "event_loop": self.loop_name,
+            "max_message_size": self.peer.max_message,
+            "main_entered_unix": self.main_entered,
+            "sdk_imported_unix": self.sdk_imported_at,
+            "offloop_agent_start": self.offloop_start,
+        }
+
+    async def ping(self, params: object) -> str:
+        return "pong"
+
+    async def echo(self, params: dict) -> dict:
+        pad = int((params or {}).get("pad_bytes", 0))
+        out = {"payload": (params or {}).get("payload")}
+        if pad:
+            out["pad"] = "x" * pad
+        return out
+
+    async def ping_rust(self, params: dict) -> dict:
+        """Times reverse round trips (worker -> Rust -> worker) as the worker sees them: `$/ping`
+        by default, or any reverse `method`/`params` (e.g. a no-op `tool/call`)."""
+        params = params or {}
+        count = int(params.get("count", 1000))
+        concurrency = max(1, int(params.get("concurrency", 1)))
+        method = params.get("method", "$/ping")
+        call_params = params.get("params")
+        samples: list[float] = []
+
+        async def one() -> None:
+            t0 = time.perf_counter()
+            await self.peer.call(method, call_params)
+            samples.append((time.perf_counter() - t0) * 1e6)
+
+        started = time.perf_counter()
+        for _ in range(0, count, concurrency):
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        samples.sort()
+        return {
+            "count": len(samples),
+            "p50_us": samples[len(samples) // 2],
+            "p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            "max_us": samples[-1],
+            "calls_per_sec": len(samples) / wall if wall > 0 else 0.0,
+        }
+
+    async def shutdown(self, params: object) -> dict:
+        asyncio.get_running_loop().call_soon(self.stop.set)
+        return {}
+
+    async def debug(self, params: dict) -> object:
+        """Failure injection for the bridge's own tests (only with AGY_WORKER_DEBUG=1)."""
+        action = params.get("action")
+        if action == "print":
+            print(params.get("text", "stray print"))
+            os.write(1, b"raw write to fd 1\n")
+        elif action == "garbage":
+            self.peer._queue.put_nowait(params.get("text", "garbage").encode() + b"\n")
+        elif action == "block":
+            time.sleep(float(params.get("seconds", 1)))
+        elif action == "reverse":
+            # Sends an arbitrary reverse request, as a forged or buggy worker could.
+            return await self.peer.call(params["method"], params.get("params"))
+        elif action == "trigger":
+            # Makes the harness start a turn on its own, as a trigger or schedule would.
+            hosted = self.host.agents[params["agent_id"]]
+            await hosted.agent.conversation.connection.send_trigger_notification(params["text"])
+        elif action == "exit":
+            os._exit(int(params.get("code", 3)))
+        else:
+            raise RpcError(INVALID_PARAMS, f"unknown debug action {action!r}")
+        return {}
+
+    async def _watch_parent(self) -> None:
+        """Exits when the process that started us is gone, even if our stdin stays open."""
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(0.5)
+            if os.getppid() != parent:
+                log.warning("parent process %d is gone; exiting", parent)
+                self.stop.set()
+                return
+
+    async def run(self) -> None:
+        await self.peer.start(0)
+        watcher = asyncio.create_task(self._watch_parent())
+        eof = asyncio.create_task(self.peer.eof.wait())
+        stop = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({eof, stop}, return_when=asyncio.FIRST_COMPLETED)
+        watcher.cancel()
+        # On a deliberate shutdown Rust waits for us; on EOF the parent may be dead: be quick.
+        grace = 5.0 if self.stop.is_set() and not self.peer.eof.is_set() else 1.0
+        self.peer.cancel_inflight()
+        await self.host.close_all(grace)
+        await self.peer.flush_and_close()

@@ -1,0 +1,111 @@
+//! A streamed turn: its task, the route of its events, and how an abandoned turn settles
+//! before the next one starts.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use tokio::sync::{OwnedRwLockReadGuard, watch};
+use tracing::Instrument;
+
+use super::{context::AgentContext, outcome_from, track_quota};
+use crate::{
+    protocol::{
+        methods::AgentChat,
+        wire::{ChatParams, Prompt},
+    },
+    quota::QuotaState,
+    streaming::ChatResponse,
+    worker::{pool::Slot, supervisor::Worker},
+};
+
+/// Everything a streamed turn needs.
+pub(super) struct TurnStart {
+    pub(super) agent_id: String,
+    pub(super) prompt: Prompt,
+    /// Holds off recycling of the worker until the turn ends.
+    pub(super) gate: OwnedRwLockReadGuard<()>,
+    pub(super) worker: Arc<Worker>,
+    pub(super) slot: Arc<Slot>,
+    pub(super) context: Arc<AgentContext>,
+    pub(super) quota: Arc<QuotaState>,
+}
+
+/// The last streamed turn of an agent: whether its response was dropped, and whether its task
+/// has ended.
+#[derive(Clone)]
+pub(super) struct LastTurn {
+    abandoned: Arc<AtomicBool>,
+    done: watch::Receiver<bool>,
+}
+
+impl LastTurn {
+    /// Returns once the turn's task has ended, if its response was dropped; at once otherwise.
+    pub(super) async fn settled(mut self) {
+        if self.abandoned.load(Ordering::SeqCst) {
+            let _ = self.done.wait_for(|d| *d).await;
+        }
+    }
+}
+
+/// Removes the turn's event route however the chat task ends (finished, failed, aborted), and
+/// then reports the task's end. Declared first in the task, it is dropped last: after the
+/// pending call, whose drop sends `$/cancelRequest`.
+struct TurnRoute {
+    slot: Arc<Slot>,
+    key: (String, u64),
+    done: watch::Sender<bool>,
+}
+
+impl Drop for TurnRoute {
+    fn drop(&mut self) {
+        self.slot.router.close_turn(&self.key);
+        let _ = self.done.send(true);
+    }
+}
+
+/// Starts the turn's task and returns its response stream.
+pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
+    let TurnStart {
+        agent_id,
+        prompt,
+        gate,
+        worker,
+        slot,
+        context,
+        quota,
+    } = turn;
+    let turn_id = context.next_turn();
+    let key = (agent_id.clone(), turn_id);
+    let events = slot.router.open_turn(key.clone());
+    let (done, done_rx) = watch::channel(false);
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let span = tracing::info_span!("turn", agent = %agent_id, turn = turn_id, pool = %slot.pool);
+    let route = TurnRoute { slot, key, done };
+    let task = tokio::spawn(
+        async move {
+            let route = route;
+            let _gate = gate;
+            quota.wait_for_quota().await;
+            context.pace_turn().await;
+            let params = ChatParams {
+                agent_id,
+                turn_id,
+                prompt,
+            };
+            let reply = worker
+                .process
+                .call::<AgentChat>(&params, context.chat_timeout)
+                .await;
+            route.slot.turn_ended();
+            track_quota(&quota, reply).map(outcome_from)
+        }
+        .instrument(span),
+    );
+    let last = LastTurn {
+        abandoned: Arc::clone(&abandoned),
+        done: done_rx,
+    };
+    (ChatResponse::new(events, task, abandoned), last)
+}

@@ -1,0 +1,168 @@
+//! Error codes of our protocol, and the one place where a failed call becomes a
+//! [`crate::Error`].
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{
+    error::{AgentErrorKind, Error},
+    rpc::{CallError, RpcError},
+};
+
+/// Error codes of our protocol, beyond JSON-RPC's own (`-32700`…`-32600`, `-32800`).
+pub mod codes {
+    /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
+    pub const MESSAGE_TOO_LARGE: i64 = -32001;
+    /// The connection closed before an answer arrived (worker side).
+    pub const CONNECTION_CLOSED: i64 = -32002;
+    /// `initialize`: the two sides speak different protocol versions.
+    pub const VERSION_MISMATCH: i64 = -32003;
+    /// The agent id is not hosted by this worker / not known to this bridge.
+    pub const UNKNOWN_AGENT: i64 = -32010;
+    /// The tool is not registered for that agent.
+    pub const UNKNOWN_TOOL: i64 = -32011;
+    /// The turn failed; `data.kind` classifies it.
+    pub const AGENT_ERROR: i64 = -32020;
+    /// The configuration was rejected.
+    pub const INVALID_CONFIG: i64 = -32030;
+    /// The agent is already running a turn.
+    pub const AGENT_BUSY: i64 = -32040;
+    /// The agent is disconnected (its next turn resumes it).
+    pub const AGENT_DISCONNECTED: i64 = -32041;
+    /// A Rust tool failed (its message is shown to the model).
+    pub const TOOL_FAILED: i64 = -32050;
+    /// A Rust hook failed.
+    pub const HOOK_FAILED: i64 = -32051;
+
+    /// Every code of ours by name, for the protocol schema.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, i64)] = &[
+        ("MESSAGE_TOO_LARGE", MESSAGE_TOO_LARGE),
+        ("CONNECTION_CLOSED", CONNECTION_CLOSED),
+        ("VERSION_MISMATCH", VERSION_MISMATCH),
+        ("UNKNOWN_AGENT", UNKNOWN_AGENT),
+        ("UNKNOWN_TOOL", UNKNOWN_TOOL),
+        ("AGENT_ERROR", AGENT_ERROR),
+        ("INVALID_CONFIG", INVALID_CONFIG),
+        ("AGENT_BUSY", AGENT_BUSY),
+        ("AGENT_DISCONNECTED", AGENT_DISCONNECTED),
+        ("TOOL_FAILED", TOOL_FAILED),
+        ("HOOK_FAILED", HOOK_FAILED),
+    ];
+}
+
+impl From<CallError> for Error {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Closed(reason) => closed(&reason),
+            CallError::TooLarge { size, limit } => Self::MessageTooLarge { size, limit },
+            CallError::Timeout { method, timeout } => Self::Timeout {
+                operation: method,
+                duration: timeout,
+            },
+            CallError::Cancelled => Self::Cancelled,
+            CallError::Remote(remote) => from_remote(remote),
+            CallError::Lost { id } => Self::ResponseLost { request_id: id },
+            CallError::Encode { method, message } => {
+                Self::Protocol(format!("cannot encode the params of {method}: {message}"))
+            }
+        }
+    }
+}
+
+/// The crate error a closed connection stands for: the worker layer closes connections with a
+/// [`crate::Error`] (a crash with its exit status and stderr, or a deliberate stop).
+fn closed(reason: &crate::rpc::CloseReason) -> Error {
+    reason
+        .downcast_ref::<Error>()
+        .cloned()
+        .unwrap_or_else(|| Error::WorkerCrashed {
+            exit_status: None,
+            stderr_tail: reason.to_string(),
+        })
+}
+
+/// A close reason for the rpc layer.
+pub(crate) fn close_reason(error: Error) -> crate::rpc::CloseReason {
+    Arc::new(error)
+}
+
+/// Turns a remote error answer into the crate's typed errors by its code.
+fn from_remote(remote: RpcError) -> Error {
+    let RpcError {
+        code,
+        message,
+        data,
+    } = remote;
+    let field = |k: &str| data.as_ref().and_then(|d| d.get(k)).cloned();
+    let agent_id = || {
+        field("agent_id")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    match code {
+        codes::UNKNOWN_AGENT => Error::UnknownAgent {
+            agent_id: agent_id(),
+        },
+        codes::AGENT_BUSY => Error::AgentBusy {
+            agent_id: agent_id(),
+        },
+        codes::AGENT_DISCONNECTED => Error::AgentDisconnected {
+            agent_id: agent_id(),
+        },
+        codes::INVALID_CONFIG => Error::InvalidConfig { message },
+        codes::VERSION_MISMATCH => Error::VersionMismatch { message },
+        codes::AGENT_ERROR => Error::Agent {
+            kind: field("kind")
+                .and_then(|k| serde_json::from_value(k).ok())
+                .unwrap_or(AgentErrorKind::Internal),
+            http_status: field("http_status")
+                .and_then(|s| s.as_u64())
+                .and_then(|s| u16::try_from(s).ok()),
+            retry_after: field("retry_after_secs")
+                .and_then(|s| s.as_f64())
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+            message,
+        },
+        _ => Error::Rpc {
+            code,
+            message,
+            data: data.filter(|d| !matches!(d, Value::Null)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_codes_become_typed_errors() {
+        let remote = |code, data| CallError::Remote(RpcError::new(code, "m").with_data(data));
+        assert!(matches!(
+            Error::from(remote(codes::UNKNOWN_AGENT, serde_json::json!({"agent_id": "a"}))),
+            Error::UnknownAgent { agent_id } if agent_id == "a"
+        ));
+        assert!(matches!(
+            Error::from(remote(codes::VERSION_MISMATCH, Value::Null)),
+            Error::VersionMismatch { .. }
+        ));
+        let quota = Error::from(remote(
+            codes::AGENT_ERROR,
+            serde_json::json!({"kind": "quota", "http_status": 429, "retry_after_secs": 2.5}),
+        ));
+        assert!(
+            matches!(quota, Error::Agent { kind: AgentErrorKind::Quota, http_status: Some(429), retry_after: Some(d), .. } if d.as_millis() == 2500)
+        );
+        assert!(matches!(
+            Error::from(CallError::Lost { id: 7 }),
+            Error::ResponseLost { request_id: 7 }
+        ));
+        let crash = close_reason(Error::WorkerStopped);
+        assert!(matches!(
+            Error::from(CallError::Closed(crash)),
+            Error::WorkerStopped
+        ));
+    }
+}

@@ -1,0 +1,433 @@
+//! The params and results that travel, as plain serde types (their JSON Schema is generated from
+//! them). Public API types that travel too (`ChatEvent`, `Step`, `Usage`, …) live in
+//! `crate::types` and are used here as they are.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::types::{ChatEvent, Usage};
+
+/// No params, or an empty result: `{}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+/// A string that may be secret (an API key, an environment value): sent as it is, never shown
+/// by `Debug`.
+#[derive(Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct WireSecret(pub String);
+
+impl std::fmt::Debug for WireSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// `initialize` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InitializeParams {
+    /// [`super::PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// This crate's version.
+    pub crate_version: String,
+}
+
+/// `initialize` result: who the worker is.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerInfo {
+    /// The worker's protocol version.
+    pub protocol_version: u32,
+    /// The `agy_worker` package version.
+    pub worker_version: String,
+    /// The installed `google-antigravity` version.
+    pub sdk_version: String,
+    /// The interpreter's version.
+    pub python_version: String,
+    /// The worker's process id.
+    pub pid: u32,
+    /// `orjson` or `json`.
+    pub json_backend: String,
+    /// `uvloop` or `asyncio`.
+    pub event_loop: String,
+    /// The worker's message size limit.
+    pub max_message_size: usize,
+    /// Unix time (s) at which the worker's `__main__` started running.
+    pub main_entered_unix: f64,
+    /// Unix time (s) at which the SDK import finished.
+    pub sdk_imported_unix: Option<f64>,
+    /// Whether agent start-up runs off the event loop (see `agy_worker/offloop.py`).
+    #[serde(default)]
+    pub offloop_agent_start: bool,
+}
+
+/// `worker/echo` params (tests and benchmarks).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct EchoParams {
+    /// Echoed back.
+    pub payload: Value,
+    /// Adds a string of this many bytes to the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_bytes: Option<usize>,
+}
+
+/// `worker/echo` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct EchoResult {
+    /// The payload sent.
+    pub payload: Value,
+    /// The padding asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<String>,
+}
+
+/// `worker/ping_rust` params: time `count` reverse calls, `concurrency` at a time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct PingRustParams {
+    /// How many calls.
+    pub count: u32,
+    /// How many at a time.
+    pub concurrency: u32,
+    /// The reverse method (default `$/ping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Its params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+/// `worker/ping_rust` result, timed in the worker.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct PingRustResult {
+    /// Calls made.
+    pub count: u32,
+    /// Median round trip (µs).
+    pub p50_us: f64,
+    /// 99th percentile (µs).
+    pub p99_us: f64,
+    /// Slowest (µs).
+    pub max_us: f64,
+    /// Throughput.
+    pub calls_per_sec: f64,
+}
+
+/// Whether the worker creates the conversation or only resumes it (the SDK's
+/// `SessionContinuationMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContinuationMode {
+    /// Create it, or resume it if it exists.
+    CreateOrResume,
+    /// Resume only: an unknown conversation fails.
+    Resume,
+}
+
+/// The model of an agent as the worker reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// The Gemini API.
+    Gemini {
+        /// The API key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_key: Option<WireSecret>,
+        /// The model name (SDK default when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// Vertex AI.
+    Vertex {
+        /// Google Cloud project.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<String>,
+        /// Region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+        /// Express-mode API key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_key: Option<WireSecret>,
+        /// Model name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// A LiteRT model file.
+    LiteRt {
+        /// Its path.
+        model_path: PathBuf,
+    },
+    /// An OpenAI-compatible server.
+    OpenaiCompatible {
+        /// Its base URL.
+        base_url: String,
+        /// The model name.
+        model: String,
+    },
+}
+
+/// A Rust tool as the worker declares it to the SDK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolSpec {
+    /// Tool name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// JSON Schema of the parameters (an object schema).
+    pub parameters: Value,
+}
+
+/// A policy decision as the SDK knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Run the tool.
+    Allow,
+    /// Refuse it.
+    Deny,
+    /// Ask Rust (`policy/confirm`).
+    AskUser,
+}
+
+/// One policy rule as the worker hands it to the SDK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PolicySpec {
+    /// Tool name or pattern (`*`, `server/*`).
+    pub tool: String,
+    /// What to do.
+    pub decision: Decision,
+    /// Shown to the model (deny) or the handler (ask).
+    pub reason: String,
+    /// The rule's position, named again in `policy/confirm`.
+    pub index: usize,
+}
+
+/// An agent's configuration as the worker reads it (`agent/create`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentSpec {
+    /// The model.
+    pub model: ModelSpec,
+    /// The conversation (at least 32 of `[a-zA-Z0-9-]`).
+    pub conversation_id: String,
+    /// Where the harness keeps `<conversation_id>.db`.
+    pub save_dir: PathBuf,
+    /// The harness's application data (`brain/<conversation_id>/`).
+    pub app_data_dir: PathBuf,
+    /// Create or resume.
+    pub session_continuation_mode: ContinuationMode,
+    /// SDK built-in tools to expose (none by default).
+    pub enabled_tools: Vec<String>,
+    /// `autonomous`, `interactive` or `minimal`.
+    pub agent_behavior: crate::config::AgentBehavior,
+    /// The harness's environment on top of the worker's (its `HOME` at least).
+    pub env: BTreeMap<String, WireSecret>,
+    /// Rust tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Hook points Rust has a callback for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
+    /// Policy rules in order; absent: allow everything (refused with write tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<PolicySpec>>,
+    /// System instructions in one of the SDK's forms (validated by the SDK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_instructions: Option<Value>,
+    /// Further `CapabilitiesConfig` fields (validated by the SDK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities_extra: Option<Value>,
+    /// Workspace directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<PathBuf>,
+    /// JSON Schema of structured output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<Value>,
+    /// Further SDK config fields by their SDK names (validated by the SDK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_options: Option<Value>,
+}
+
+/// `agent/create` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentCreateParams {
+    /// Rust-assigned agent id.
+    pub agent_id: String,
+    /// The agent's configuration.
+    pub config: AgentSpec,
+}
+
+/// `agent/create` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentCreateResult {
+    /// The agent id.
+    pub agent_id: String,
+    /// Pid of the agent's `localharness` process.
+    pub harness_pid: Option<u32>,
+    /// How long the SDK took to start the agent, in milliseconds.
+    pub start_ms: f64,
+}
+
+/// Params of requests that only name an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentRef {
+    /// The agent.
+    pub agent_id: String,
+}
+
+/// One part of a prompt.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PromptPart {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Media bytes.
+    Media {
+        /// Base64 of the bytes.
+        data: String,
+        /// Their MIME type.
+        mime_type: String,
+    },
+    /// A local file the SDK reads.
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// A prompt: text, or a list of parts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// Plain text.
+    Text(String),
+    /// Text and media.
+    Parts(Vec<PromptPart>),
+}
+
+/// `agent/chat` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ChatParams {
+    /// The agent.
+    pub agent_id: String,
+    /// Rust-assigned turn number; echoed in every `chat/event`.
+    pub turn_id: u64,
+    /// The prompt.
+    pub prompt: Prompt,
+}
+
+/// `agent/send` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SendParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+}
+
+/// `agent/chat` result (and `agent/wait_for_idle`'s for a sent turn).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ChatResult {
+    /// The reply text.
+    pub text: String,
+    /// Token usage of the turn.
+    pub usage: Option<Usage>,
+    /// The SDK's stop reason.
+    pub stop_reason: String,
+    /// Structured output, if any.
+    #[serde(default)]
+    pub structured_output: Option<Value>,
+}
+
+/// `agent/cancel` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CancelResult {
+    /// Whether a turn was running and was halted.
+    pub cancelled: bool,
+}
+
+/// `agent/wait_for_wakeup` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WakeupParams {
+    /// The agent.
+    pub agent_id: String,
+    /// How long to wait.
+    pub timeout_secs: f64,
+}
+
+/// `chat/event` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ChatEventParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The turn.
+    pub turn_id: u64,
+    /// The event.
+    pub event: ChatEvent,
+}
+
+/// `tool/call` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ToolCallParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The tool.
+    pub tool: String,
+    /// Arguments as the model sent them (integral floats made integers).
+    #[serde(default)]
+    pub args: Value,
+}
+
+/// `hook/run` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HookParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The hook point.
+    pub point: String,
+    /// The point's data (see docs/protocol.md).
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// `policy/confirm` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ConfirmParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The `ask_user` rule's index.
+    pub index: usize,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Value,
+    /// The rule's reason.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `worker/debug` params: failure injection for the bridge's own tests.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct DebugParams {
+    /// `print`, `garbage`, `block`, `reverse`, `trigger` or `exit`.
+    pub action: String,
+    /// The action's arguments.
+    #[serde(flatten)]
+    pub args: BTreeMap<String, Value>,
+}
+
+/// `$/answered` params: which of these request ids has the peer answered?
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
+pub struct AnsweredParams {
+    /// Request ids.
+    pub ids: Vec<u64>,
+}
