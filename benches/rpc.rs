@@ -13,13 +13,12 @@ use std::{
 };
 
 use agy_bridge::{
-    Agent, AgentConfig, Bridge, BridgeConfig, ModelConfig,
+    Agent, AgentConfig, Bridge, BridgeConfig, ModelConfig, RestartPolicy, setup as venv,
     testing::{
         Reply, ScriptedModel,
         rpc::{Handler, Peer, PeerConfig, RpcError},
     },
     tools::FnTool,
-    worker::venv,
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Value, json};
@@ -447,11 +446,13 @@ async fn crash_recovery(model: &ScriptedModel, warm_spare: bool) -> Recovery {
     let mut ready_ms = Vec::new();
     let mut usable_ms = Vec::new();
     let data = tempfile::tempdir().unwrap();
-    let mut config = BridgeConfig::default().data_dir(data.path());
-    config.restart.warm_spare = warm_spare;
-    config.restart.max_restarts = 100;
     // The kills below come faster than the crash-storm guard allows; measure recovery itself.
-    config.restart.backoff = Duration::ZERO;
+    let config = BridgeConfig::default().data_dir(data.path()).restart(
+        RestartPolicy::default()
+            .warm_spare(warm_spare)
+            .max_restarts(100)
+            .backoff(Duration::ZERO),
+    );
     let bridge = Bridge::start(config).await.unwrap();
     let agent = bridge
         .create_agent(AgentConfig::new(ModelConfig::openai_compatible(

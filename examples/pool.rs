@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, ModelConfig, PoolConfig, llm_tool,
-    supervisor::RestartPolicy,
+    AgentConfig, Bridge, BridgeConfig, ModelConfig, PoolConfig, RestartPolicy, llm_tool,
     testing::{RecordedRequest, Reply, ScriptedModel},
 };
 use serde_json::json;
@@ -67,10 +66,7 @@ async fn main() -> agy_bridge::Result<()> {
             PoolConfig::new("batch")
                 .workers(2)
                 .max_agents_per_worker(4)
-                .restart(RestartPolicy {
-                    warm_spare: true,
-                    ..RestartPolicy::default()
-                })
+                .restart(RestartPolicy::default().warm_spare(true))
                 .recycle_after_turns(100),
         ),
     )

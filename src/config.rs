@@ -24,7 +24,7 @@ use crate::{
 /// only, and the values are kept as [`SecretString`]s.
 ///
 /// ```
-/// use agy_bridge::config::EnvVars;
+/// use agy_bridge::EnvVars;
 ///
 /// let mut env = EnvVars::default();
 /// env.set("MCP_TOKEN", "t0k3n");
@@ -74,20 +74,24 @@ impl std::fmt::Debug for EnvVars {
     }
 }
 
-/// Env var holding the chat timeout in seconds (default 120), as in the seed.
-pub const ENV_CHAT_TIMEOUT: &str = "AGI_CHAT_TIMEOUT_SECS";
+/// Env var holding the default chat timeout in seconds (default 120).
+pub const ENV_CHAT_TIMEOUT: &str = "AGY_BRIDGE_CHAT_TIMEOUT_SECS";
+/// The seed's name for [`ENV_CHAT_TIMEOUT`], still read when that one is not set.
+pub const ENV_CHAT_TIMEOUT_ALIAS: &str = "AGI_CHAT_TIMEOUT_SECS";
 /// Default chat timeout.
-pub const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The chat timeout from [`ENV_CHAT_TIMEOUT`]; an invalid value warns and falls back to 120 s.
-#[must_use]
-pub fn default_chat_timeout() -> Duration {
-    chat_timeout_from(std::env::var(ENV_CHAT_TIMEOUT).ok().as_deref())
+/// The chat timeout from [`ENV_CHAT_TIMEOUT`] (or its alias); an invalid value warns and falls
+/// back to 120 s.
+fn default_chat_timeout() -> Duration {
+    let value = std::env::var(ENV_CHAT_TIMEOUT)
+        .or_else(|_| std::env::var(ENV_CHAT_TIMEOUT_ALIAS))
+        .ok();
+    chat_timeout_from(value.as_deref())
 }
 
 /// Parses a chat timeout in seconds; `None` or an invalid value (with a warning) gives 120 s.
-#[must_use]
-pub fn chat_timeout_from(value: Option<&str>) -> Duration {
+fn chat_timeout_from(value: Option<&str>) -> Duration {
     let Some(value) = value else {
         return DEFAULT_CHAT_TIMEOUT;
     };
@@ -138,8 +142,21 @@ impl ConversationDirs {
     }
 }
 
-/// Settings for a [`crate::Bridge`].
+/// Settings for a [`crate::Bridge`]. Build it from [`BridgeConfig::default`] with the builder
+/// methods (the fields can be read, and new ones may be added in any release).
+///
+/// ```
+/// use std::time::Duration;
+/// use agy_bridge::{BridgeConfig, RestartPolicy};
+///
+/// let config = BridgeConfig::default()
+///     .workers(2)
+///     .chat_timeout(Duration::from_secs(60))
+///     .restart(RestartPolicy::default().warm_spare(true));
+/// assert_eq!(config.workers, 2);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BridgeConfig {
     /// Where the Python interpreter comes from.
     pub python: PythonConfig,
@@ -151,14 +168,15 @@ pub struct BridgeConfig {
     pub startup_timeout: Duration,
     /// Deadline for a graceful worker stop before it is killed.
     pub shutdown_timeout: Duration,
-    /// Deadline for one chat turn (default from `AGI_CHAT_TIMEOUT_SECS`, else 120 s).
+    /// Deadline for one chat turn (default from `AGY_BRIDGE_CHAT_TIMEOUT_SECS` or its alias
+    /// `AGI_CHAT_TIMEOUT_SECS`, else 120 s).
     pub chat_timeout: Duration,
     /// Deadline for other operations (default: chat timeout + 2 min, as in the seed).
     pub operation_timeout: Duration,
     /// Accept a `google-antigravity` other than the tested pin.
     pub allow_sdk_mismatch: bool,
     /// Environment variables for every worker, on top of the allow-listed ones it inherits
-    /// (see [`crate::worker::child_env`]); set with [`BridgeConfig::worker_env`].
+    /// (see `docs/security.md`); set with [`BridgeConfig::worker_env`].
     pub worker_env: EnvVars,
     /// Receives venv set-up progress (first run only).
     pub setup_progress: Option<SetupProgress>,
@@ -174,14 +192,13 @@ pub struct BridgeConfig {
     /// [`Error::Capacity`] when every worker is full.
     pub max_agents_per_worker: Option<usize>,
     /// Restart budget, heartbeat and warm spare of the default pool's workers.
-    pub restart: crate::supervisor::RestartPolicy,
+    pub restart: crate::worker::supervisor::RestartPolicy,
     /// When the default pool's workers are recycled (default: never).
-    pub recycle: crate::pool::RecyclePolicy,
+    pub recycle: crate::worker::pool::RecyclePolicy,
     /// Further named worker pools (see [`BridgeConfig::pool`]).
-    pub pools: Vec<crate::pool::PoolConfig>,
-    /// Enables the worker's failure-injection method. For the bridge's own tests.
-    #[doc(hidden)]
-    pub debug_methods: bool,
+    pub pools: Vec<crate::worker::pool::PoolConfig>,
+    /// Enables the worker's failure-injection method (the bridge's own tests).
+    pub(crate) debug_methods: bool,
 }
 
 impl std::fmt::Debug for BridgeConfig {
@@ -213,8 +230,8 @@ impl Default for BridgeConfig {
             workers: 1,
             max_agents_per_worker: None,
             inter_agent_delay: Duration::ZERO,
-            restart: crate::supervisor::RestartPolicy::default(),
-            recycle: crate::pool::RecyclePolicy::default(),
+            restart: crate::worker::supervisor::RestartPolicy::default(),
+            recycle: crate::worker::pool::RecyclePolicy::default(),
             pools: Vec::new(),
             debug_methods: false,
         }
@@ -231,32 +248,28 @@ impl BridgeConfig {
 
     /// Adds a named worker pool with its own settings; agents choose it with
     /// [`AgentConfig::pool`]. The top-level fields configure the pool named
-    /// [`crate::pool::DEFAULT_POOL`].
+    /// [`crate::worker::pool::DEFAULT_POOL`].
     #[must_use]
-    pub fn pool(mut self, pool: crate::pool::PoolConfig) -> Self {
+    pub fn pool(mut self, pool: crate::worker::pool::PoolConfig) -> Self {
         self.pools.push(pool);
         self
     }
 
     /// The default pool plus the named ones, each with the bridge's settings filled in.
-    pub(crate) fn resolved_pools(&self) -> Result<Vec<crate::pool::PoolConfig>> {
-        let default = crate::pool::PoolConfig {
-            name: crate::pool::DEFAULT_POOL.to_owned(),
-            workers: self.workers,
-            max_agents_per_worker: self.max_agents_per_worker,
-            python: Some(self.python.clone()),
-            env: EnvVars::default(),
-            gemini_api_key: None,
-            restart: Some(self.restart.clone()),
-            recycle: self.recycle.clone(),
-        };
+    pub(crate) fn resolved_pools(&self) -> Result<Vec<crate::worker::pool::PoolConfig>> {
+        let mut default = crate::worker::pool::PoolConfig::new(crate::worker::pool::DEFAULT_POOL)
+            .workers(self.workers)
+            .python(self.python.clone())
+            .restart(self.restart.clone());
+        default.max_agents_per_worker = self.max_agents_per_worker;
+        default.recycle = self.recycle.clone();
         let mut pools = vec![default];
         for pool in &self.pools {
             if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
                 return Err(Error::InvalidConfig {
                     message: format!(
                         "pool names must be unique and non-empty ({:?} is the default pool's)",
-                        crate::pool::DEFAULT_POOL
+                        crate::worker::pool::DEFAULT_POOL
                     ),
                 });
             }
@@ -317,6 +330,85 @@ impl BridgeConfig {
     #[must_use]
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.python.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the Python interpreter comes from, in full.
+    #[must_use]
+    pub fn python_config(mut self, python: PythonConfig) -> Self {
+        self.python = python;
+        self
+    }
+
+    /// Sets the deadline for a worker to start and import the SDK (default 120 s).
+    #[must_use]
+    pub const fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Sets the deadline for a graceful worker stop before it is killed (default 10 s).
+    #[must_use]
+    pub const fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets the deadline of calls other than turns (default: chat timeout + 2 min).
+    #[must_use]
+    pub const fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Accepts a `google-antigravity` other than the tested pin ([`crate::SDK_VERSION`]).
+    #[must_use]
+    pub const fn allow_sdk_mismatch(mut self, allow: bool) -> Self {
+        self.allow_sdk_mismatch = allow;
+        self
+    }
+
+    /// Sets the capacity of the queue of messages waiting to be written to a worker.
+    #[must_use]
+    pub const fn channel_capacity(mut self, messages: usize) -> Self {
+        self.channel_capacity = messages;
+        self
+    }
+
+    /// Spaces turn starts by at least `delay` (default zero).
+    #[must_use]
+    pub const fn inter_agent_delay(mut self, delay: Duration) -> Self {
+        self.inter_agent_delay = delay;
+        self
+    }
+
+    /// Caps the agents per worker of the default pool.
+    #[must_use]
+    pub const fn max_agents_per_worker(mut self, n: usize) -> Self {
+        self.max_agents_per_worker = Some(n);
+        self
+    }
+
+    /// Restart budget, heartbeat and warm spare of the default pool's workers.
+    #[must_use]
+    pub fn restart(mut self, policy: crate::RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// When the default pool's workers are recycled.
+    #[must_use]
+    pub const fn recycle(mut self, policy: crate::RecyclePolicy) -> Self {
+        self.recycle = policy;
+        self
+    }
+
+    /// Enables the worker's failure-injection method (`worker/debug`), for tests of the bridge
+    /// itself.
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub const fn debug_methods(mut self, enabled: bool) -> Self {
+        self.debug_methods = enabled;
         self
     }
 }
@@ -570,40 +662,40 @@ pub enum AgentBehavior {
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// The model.
-    pub model: ModelConfig,
+    pub(crate) model: ModelConfig,
     /// System instructions (appended to the SDK's prompt, replacing it, or templated).
-    pub system_instructions: Option<SystemInstructions>,
+    pub(crate) system_instructions: Option<SystemInstructions>,
     /// SDK built-in tools to expose (SDK names, e.g. `view_file`). Empty by default: no file
     /// writes or commands unless asked for.
-    pub builtin_tools: Vec<String>,
+    pub(crate) builtin_tools: Vec<String>,
     /// Workspace directories (default: the SDK's, i.e. the worker's cwd).
-    pub workspaces: Vec<PathBuf>,
+    pub(crate) workspaces: Vec<PathBuf>,
     /// Autonomous (default), interactive or minimal.
-    pub behavior: AgentBehavior,
+    pub(crate) behavior: AgentBehavior,
     /// Rust tools.
-    pub tools: ToolRegistry,
+    pub(crate) tools: ToolRegistry,
     /// Lifecycle hooks.
-    pub hooks: Hooks,
+    pub(crate) hooks: Hooks,
     /// Resume (or create) this conversation instead of starting a new one. At least 32 of
     /// `[a-zA-Z0-9-]` (the SDK's rule).
-    pub conversation_id: Option<String>,
+    pub(crate) conversation_id: Option<String>,
     /// Further capabilities (disabled tools, subagents, `run_command`, output truncation).
-    pub capabilities: Capabilities,
+    pub(crate) capabilities: Capabilities,
     has_mcp: bool,
     /// A JSON schema for structured output (see [`AgentConfig::response_schema`]).
-    pub response_schema: Option<serde_json::Value>,
+    pub(crate) response_schema: Option<serde_json::Value>,
     /// Further SDK config fields as JSON, validated by the SDK (e.g. `compaction_config`,
     /// `budget_config`, `retry_config`); see [`AgentConfig::sdk_option`].
-    pub sdk_options: Option<serde_json::Value>,
+    pub(crate) sdk_options: Option<serde_json::Value>,
     /// Tool-call policies. With none, every tool is allowed, unless write built-ins are
     /// enabled: then the agent is refused (the SDK's safety rule) unless a
     /// `pre_tool_call_decide` hook decides.
-    pub policies: PolicySet,
-    /// The worker pool to run on (default: [`crate::pool::DEFAULT_POOL`]).
-    pub pool: Option<String>,
+    pub(crate) policies: PolicySet,
+    /// The worker pool to run on (default: [`crate::worker::pool::DEFAULT_POOL`]).
+    pub(crate) pool: Option<String>,
     /// Environment variables for this agent's harness (and the commands it runs), on top of
     /// its worker's.
-    pub env: EnvVars,
+    pub(crate) env: EnvVars,
     problems: Vec<String>,
 }
 
@@ -752,7 +844,7 @@ impl AgentConfig {
         self
     }
 
-    /// Adds a Rust tool (e.g. a `#[llm_tool]` struct or an [`crate::tools::FnTool`]). A
+    /// Adds a Rust tool (e.g. a `#[llm_tool]` struct or an [`crate::agent::tools::FnTool`]). A
     /// duplicate name is reported by [`crate::Bridge::create_agent`].
     #[must_use]
     pub fn tool(mut self, tool: impl Tool) -> Self {
@@ -795,7 +887,7 @@ impl AgentConfig {
     /// [`crate::Agent::structured_output`] or [`crate::ChatOutcome::structured_output`].
     #[must_use]
     pub fn response_schema<T: schemars::JsonSchema>(mut self) -> Self {
-        self.response_schema = Some(crate::tools::schema_for::<T>());
+        self.response_schema = Some(crate::agent::tools::schema_for::<T>());
         self
     }
 

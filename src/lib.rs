@@ -32,52 +32,72 @@
 // Lets `#[llm_tool]`'s generated `::agy_bridge::…` paths resolve inside this crate too.
 extern crate self as agy_bridge;
 
-pub mod agent;
-pub mod bridge;
-pub mod config;
-pub mod content;
-pub mod error;
-pub mod protocol;
-pub mod quota;
-pub mod rpc;
+mod agent;
+mod bridge;
+mod config;
+mod content;
+mod error;
+mod protocol;
+mod quota;
+mod rpc;
 pub mod sdk_config;
 mod secure_dir;
-pub mod streaming;
+mod streaming;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod types;
-pub mod worker;
+mod types;
+mod worker;
 
-pub use agent::{hooks, policies, tools};
-pub use worker::{pool, supervisor};
-
+pub use agent::{Agent, hooks, policies, tools};
 pub use agy_bridge_macros::llm_tool;
+pub use bridge::Bridge;
+pub use config::{
+    AgentBehavior, AgentConfig, BridgeConfig, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS,
+    ENV_GEMINI_API_KEY, EnvVars, ModelConfig, default_data_dir,
+};
+pub use content::{Content, Part};
+pub use error::{AgentErrorKind, Error, Result};
+pub use hooks::Hooks;
+pub use policies::{PolicyRule, PolicySet};
+pub use protocol::SDK_VERSION;
+pub use protocol::wire::WorkerInfo;
+pub use quota::{QuotaRegistry, QuotaState};
+pub use sdk_config::BuiltinTool;
+pub use secrecy::SecretString;
+pub use streaming::ChatResponse;
+pub use tools::{FnTool, Tool, ToolContext, ToolError};
+pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, StepToolCall, Usage};
+pub use worker::{
+    StartupTimings,
+    pool::{DEFAULT_POOL, PoolConfig, RecyclePolicy, WorkerStats},
+    supervisor::RestartPolicy,
+};
+
+/// The managed Python environment: where it lives, how it is built, checked and cleaned up
+/// (what `agy-bridge setup`, `doctor` and `gc` use). [`Bridge::start`] does all of this on its
+/// own; call these to prepare a host ahead of time.
+pub mod setup {
+    pub use crate::worker::venv::{
+        ENV_BASE_PYTHON, ENV_CACHE_DIR, ENV_PYTHON, ENV_WHEELHOUSE, PythonConfig, PythonEnv,
+        SetupEvent, SetupProgress, VenvStatus, cache_dir, download_wheels, ensure, ensure_blocking,
+        inspect, stale_entries,
+    };
+}
+
+pub use setup::{PythonConfig, SetupEvent};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they stay copy-pasteable.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// Re-exports used by code that `#[llm_tool]` generates. Not a public API.
+/// Re-exports and helpers used by code that `#[llm_tool]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::agent::tools::macro_support::{parse_args, result_output, value_output};
     pub use futures::future::BoxFuture;
     pub use schemars;
     pub use serde;
     pub use serde_json;
     pub use tokio;
 }
-
-pub use agent::Agent;
-pub use bridge::Bridge;
-pub use config::{AgentBehavior, AgentConfig, BridgeConfig, ModelConfig};
-pub use content::{Content, Part};
-pub use error::{AgentErrorKind, Error, Result};
-pub use hooks::Hooks;
-pub use policies::{PolicyRule, PolicySet};
-pub use pool::{PoolConfig, WorkerStats};
-pub use sdk_config::BuiltinTool;
-pub use streaming::ChatResponse;
-pub use tools::{Tool, ToolContext, ToolRegistry};
-pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, Usage};
-pub use worker::{PythonConfig, SetupEvent};

@@ -6,9 +6,10 @@
 //! retries: the caller (or [`crate::Agent::chat_with_retry`]) owns retries, and the SDK's OpenAI
 //! path makes none, so nothing is retried twice.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,10 +29,8 @@ struct Inner {
 }
 
 impl QuotaState {
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn inner(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Waits until the key may be used again (returns at once when it is not blocked).
@@ -102,10 +101,7 @@ impl QuotaRegistry {
     /// The state for `key` (created on first use).
     #[must_use]
     pub fn state_for_key(&self, key: &str) -> Arc<QuotaState> {
-        let mut states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut states = self.states.lock();
         Arc::clone(states.entry(key.to_owned()).or_default())
     }
 }

@@ -121,7 +121,7 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_passes_on_a_good_setup() {
     // The environment this test suite runs in (set up first, as `doctor` does not build it).
-    agy_bridge::worker::venv::ensure(agy_bridge::PythonConfig::default(), None)
+    agy_bridge::setup::ensure(agy_bridge::PythonConfig::default(), None)
         .await
         .unwrap();
     let data = tempfile::tempdir().unwrap();

@@ -246,7 +246,7 @@ async fn on_interaction_answers_ask_question() {
         .create_agent(
             agent_config(&model)
                 .builtin_tool("ask_question")
-                .behavior(agy_bridge::config::AgentBehavior::Interactive)
+                .behavior(agy_bridge::AgentBehavior::Interactive)
                 .policy(PolicyRule::allow_all())
                 .hooks(hooks),
         )

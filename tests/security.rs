@@ -6,13 +6,13 @@ mod common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use agy_bridge::{Bridge, BridgeConfig, Error, PolicyRule, PythonConfig, testing::Reply, worker};
+use agy_bridge::{Bridge, BridgeConfig, Error, PolicyRule, PythonConfig, testing::Reply};
 use common::{agent_config, collect, start};
 use serde_json::json;
 
 /// The machine's managed venv (built by `agy-bridge setup` before the tests run).
 fn real_venv() -> std::path::PathBuf {
-    let status = worker::venv::inspect(&PythonConfig::default())
+    let status = agy_bridge::setup::inspect(&PythonConfig::default())
         .expect("python3 runs")
         .expect("a managed venv is configured (AGY_BRIDGE_PYTHON must be unset)");
     assert!(status.complete, "run `agy-bridge setup` first");

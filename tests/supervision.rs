@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use agy_bridge::{Bridge, Error, supervisor::RestartPolicy, testing::Reply};
+use agy_bridge::{Bridge, Error, RestartPolicy, testing::Reply};
 use common::{HANG, agent_config, collect, config, wait_gone};
 
 fn signal(pid: u32, sig: i32) {
@@ -126,12 +126,11 @@ async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = config(&data);
-    cfg.restart = RestartPolicy {
-        heartbeat_interval: Some(Duration::from_millis(200)),
-        heartbeat_timeout: Duration::from_secs(2),
-        ..RestartPolicy::default()
-    };
+    let cfg = config(&data).restart(
+        RestartPolicy::default()
+            .heartbeat_interval(Some(Duration::from_millis(200)))
+            .heartbeat_timeout(Duration::from_secs(2)),
+    );
     let bridge = Bridge::start(cfg).await.unwrap();
     let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
@@ -163,16 +162,16 @@ async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
 async fn a_worker_that_crashes_on_start_is_retried_a_bounded_number_of_times() {
     let data = tempfile::tempdir().unwrap();
     let marker = data.path().join("crash-on-start");
-    let mut cfg = config(&data);
-    cfg.restart = RestartPolicy {
-        max_restarts: 2,
-        backoff: Duration::from_millis(10),
-        ..RestartPolicy::default()
-    };
-    cfg = cfg.worker_env(
-        "AGY_WORKER_CRASH_ON_START_IF_EXISTS",
-        marker.display().to_string(),
-    );
+    let cfg = config(&data)
+        .restart(
+            RestartPolicy::default()
+                .max_restarts(2)
+                .backoff(Duration::from_millis(10)),
+        )
+        .worker_env(
+            "AGY_WORKER_CRASH_ON_START_IF_EXISTS",
+            marker.display().to_string(),
+        );
     let bridge = Bridge::start(cfg).await.unwrap();
     std::fs::write(&marker, "").unwrap();
     signal(bridge.stats().worker_pid, libc::SIGKILL);
@@ -217,11 +216,7 @@ async fn a_worker_shut_down_on_purpose_is_not_restarted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_warm_spare_takes_over_after_a_crash() {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = config(&data);
-    cfg.restart = RestartPolicy {
-        warm_spare: true,
-        ..RestartPolicy::default()
-    };
+    let cfg = config(&data).restart(RestartPolicy::default().warm_spare(true));
     let bridge = Bridge::start(cfg).await.unwrap();
     let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
@@ -256,7 +251,7 @@ async fn a_start_failure_that_retrying_cannot_fix_is_reported_at_once_without_lo
     let data = tempfile::tempdir().unwrap();
     // The worker runs through a launcher script; deleting it makes every restart fail the same
     // way (the interpreter is gone), as a removed venv would.
-    let venv = agy_bridge::worker::venv::ensure(agy_bridge::PythonConfig::default(), None)
+    let venv = agy_bridge::setup::ensure(agy_bridge::PythonConfig::default(), None)
         .await
         .unwrap();
     let launcher = data.path().join("python-launcher");

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use agy_bridge::{Bridge, BridgeConfig, Error, PythonConfig, worker::venv};
+use agy_bridge::{Bridge, BridgeConfig, Error, PythonConfig, setup as venv};
 
 fn setup(cache: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_agy-bridge"))
@@ -65,10 +65,7 @@ async fn concurrent_creation_succeeds_once_and_a_corrupted_venv_is_rebuilt() {
         .data_dir(data.path())
         .cache_dir(cache.path());
     let bridge = Bridge::start(config).await.unwrap();
-    assert_eq!(
-        bridge.worker_info().sdk_version,
-        agy_bridge::protocol::SDK_VERSION
-    );
+    assert_eq!(bridge.worker_info().sdk_version, agy_bridge::SDK_VERSION);
     bridge.shutdown().await;
 }
 
@@ -90,12 +87,9 @@ fn walk_find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn a_missing_python_is_a_clear_setup_error() {
     let cache = tempfile::tempdir().unwrap();
-    let config = PythonConfig {
-        python: None,
-        cache_dir: Some(cache.path().to_path_buf()),
-        base_python: Some("/nonexistent/python3".into()),
-        ..PythonConfig::default()
-    };
+    let config = PythonConfig::default()
+        .cache_dir(cache.path())
+        .base_python("/nonexistent/python3");
     // An explicit AGY_BRIDGE_PYTHON in the environment would bypass venv management.
     if std::env::var_os(venv::ENV_PYTHON).is_some() {
         return;

@@ -85,9 +85,9 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
 
     let output = match &func.sig.output {
         ReturnType::Type(_, ty) if is_result(ty) => {
-            quote!(::agy_bridge::tools::result_output(__out))
+            quote!(::agy_bridge::__private::result_output(__out))
         }
-        _ => quote!(::agy_bridge::tools::value_output(__out)),
+        _ => quote!(::agy_bridge::__private::value_output(__out)),
     };
     let run = if is_async {
         quote!(#fn_name(#(#call_args),*).await)
@@ -137,7 +137,7 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                 > {
                     ::std::boxed::Box::pin(async move {
                         #[allow(unused_variables)]
-                        let __args: __Args = ::agy_bridge::tools::parse_args(#tool_name, __raw)?;
+                        let __args: __Args = ::agy_bridge::__private::parse_args(#tool_name, __raw)?;
                         let __out = #run;
                         #output
                     })

@@ -16,12 +16,12 @@ PROTOCOL_FD = os.dup(1)
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import signal  # noqa: E402
-import time  # noqa: E402
+import asyncio
+import logging
+import signal
+import time
 
-from .worker import Worker  # noqa: E402
+from .worker import Worker
 
 MAIN_ENTERED = time.time()
 

@@ -31,21 +31,37 @@ _HTTP_STATUS = re.compile(r"status (\d{3})")
 _RETRY_AFTER = re.compile(r"(?i)retry[-_ ]?(?:after|delay)[\"']?\s*[:=]?\s*[\"']?(\d+(?:\.\d+)?)")
 
 
-def _sdk():
+def _sdk() -> Any:
     from google import antigravity  # imported lazily: the worker boots before the SDK is loaded
 
     return antigravity
 
 
+def _http_status(exc: BaseException, message: str) -> int | None:
+    """The HTTP status of a failed model call: an attribute where the exception carries one,
+    else the `status NNN` the harness writes into the message (the SDK's exception classes
+    carry no status of their own in 0.1.22)."""
+    for attr in ("status", "status_code", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    m = _HTTP_STATUS.search(message)
+    return int(m.group(1)) if m else None
+
+
 def classify_exception(exc: BaseException) -> RpcError:
-    """Turns an SDK exception into a typed error by its class and HTTP status, never by name."""
+    """Turns an SDK exception into a typed error. The exception class decides first (execution,
+    connection, invalid request); then the HTTP status (429 is quota, any other is model_http).
+    Within an execution error without a status, the kind comes from the harness's own message
+    texts, since the SDK offers nothing structured for them: `RESOURCE_EXHAUSTED` (quota),
+    `max token limit`, a safety or content filter, and an unreachable model server. Rust
+    reads only `data.kind`, never class names."""
     from google.antigravity import types as t
 
     message = str(exc) or type(exc).__name__
     data: dict[str, Any] = {"exception": type(exc).__name__}
     if isinstance(exc, t.AntigravityExecutionError):
-        m = _HTTP_STATUS.search(message)
-        status = int(m.group(1)) if m else None
+        status = _http_status(exc, message)
         data["http_status"] = status
         # Every execution error kills the SDK session except a pre_turn refusal.
         data["session_dead"] = "blocked by pre_turn" not in message
@@ -54,12 +70,12 @@ def classify_exception(exc: BaseException) -> RpcError:
             data["retry_after_secs"] = float(retry.group(1))
         if status == 429 or "RESOURCE_EXHAUSTED" in message:
             data["kind"] = "quota"
+        elif status is not None:
+            data["kind"] = "model_http"
         elif "max token limit" in message:
             data["kind"] = "max_tokens"
         elif "SAFETY" in message or "safety filter" in message or "content_filter" in message:
             data["kind"] = "safety"
-        elif status is not None:
-            data["kind"] = "model_http"
         elif "connection refused" in message or "failed to send HTTP request" in message:
             data["kind"] = "model_unreachable"
         else:
@@ -104,7 +120,7 @@ def to_prompt(prompt: Any) -> Any:
             elif "path" in part:
                 parts.append(t.from_file(part["path"], part.get("description")))
             else:
-                data = base64.b64decode(part["data"])
+                data = base64.b64decode(part["data"], validate=True)
                 parts.append(t.from_bytes(data, part["mime_type"], part.get("description")))
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise RpcError(INVALID_PARAMS, f"bad prompt part: {e}") from e
@@ -139,8 +155,8 @@ def dedupe_steps(history: list[Any]) -> list[dict[str, Any]]:
     return [integral(s) for s in out.values()]
 
 
-STEP_FIELDS = ("id", "step_index", "trajectory_id", "type", "source", "status", "content", "thinking")
-STEP_FIELDS += ("tool_calls", "error", "http_code", "is_complete_response", "structured_output")
+STEP_FIELDS: tuple[str, ...] = ("id", "step_index", "trajectory_id", "type", "source", "status", "content")
+STEP_FIELDS += ("thinking", "tool_calls", "error", "http_code", "is_complete_response", "structured_output")
 
 
 def make_step_hook(peer: Peer, hosted: Any) -> Any:
@@ -148,7 +164,8 @@ def make_step_hook(peer: Peer, hosted: Any) -> Any:
     (local to the worker: no round trip)."""
     from google.antigravity.hooks import hooks as h
 
-    class _StepEvents(h._PostStepHook):  # noqa: SLF001 - the SDK's own step telemetry point
+    # The SDK's own step telemetry point (private, and untyped like all of the SDK).
+    class _StepEvents(h._PostStepHook):  # type: ignore[misc]
         async def run(self, context: Any, data: Any = None) -> None:
             turn = hosted.current_turn
             if turn is None or data is None:
@@ -173,15 +190,15 @@ class HostedAgent:
         self.config: Any = None
         self.callbacks = Callbacks()
         # A turn started with agent/send runs here; agent/wait_for_idle awaits it.
-        self.background: asyncio.Task | None = None
+        self.background: asyncio.Task[dict[str, Any]] | None = None
         # Turns the harness starts on its own (triggers, schedules) set this.
         self.wakeup = asyncio.Event()
-        self.monitor: asyncio.Task | None = None
+        self.monitor: asyncio.Task[None] | None = None
         self.turn_lock = asyncio.Lock()
         # True while a cancelled turn is being halted; the next turn waits for that, instead
         # of being refused as busy.
         self.cancelling = False
-        self.turn_task: asyncio.Task | None = None
+        self.turn_task: asyncio.Task[Any] | None = None
         # The streamed turn whose chat/events step updates belong to.
         self.current_turn: Any = None
 
@@ -216,7 +233,7 @@ class AgentHost:
         "agent/signal_idle": "signal_idle",
     }
 
-    def __init__(self, peer: Peer, sdk_ready: asyncio.Future):
+    def __init__(self, peer: Peer, sdk_ready: asyncio.Future[str]):
         self.peer = peer
         self.sdk_ready = sdk_ready
         self.agents: dict[str, HostedAgent] = {}
@@ -225,7 +242,7 @@ class AgentHost:
 
     def _get(self, params: Any) -> HostedAgent:
         agent_id = (params or {}).get("agent_id")
-        hosted = self.agents.get(agent_id)
+        hosted = self.agents.get(agent_id) if isinstance(agent_id, str) else None
         if hosted is None:
             raise RpcError(UNKNOWN_AGENT, f"no agent {agent_id!r} on this worker", {"agent_id": agent_id})
         return hosted
@@ -451,7 +468,7 @@ class AgentHost:
                 try:
                     await self._reopen(hosted)
                     error.data["recovered"] = True
-                except Exception as reopen_error:  # noqa: BLE001 - report both, keep the first
+                except Exception as reopen_error:
                     log.exception("re-opening %s after a model error failed", agent_id)
                     error.data["recovered"] = False
                     error.data["reopen_error"] = str(reopen_error)
@@ -468,7 +485,7 @@ class AgentHost:
         if old is not None:
             try:
                 await asyncio.wait_for(old.__aexit__(None, None, None), 10)
-            except Exception:  # noqa: BLE001 - the old session is dead anyway
+            except Exception:
                 log.info("closing the dead session of %s raised", hosted.agent_id, exc_info=True)
         hosted.config.session_continuation_mode = SessionContinuationMode.RESUME
         agent = _sdk().Agent(hosted.config)
@@ -498,7 +515,7 @@ class AgentHost:
                 try:
                     async for _ in conversation.receive_steps():
                         pass
-                except Exception:  # noqa: BLE001 - a failed self-started turn must not kill us
+                except Exception:
                     log.warning("self-started turn of %s failed", hosted.agent_id, exc_info=True)
                 hosted.wakeup.set()
 

@@ -33,7 +33,7 @@ def install(sdk_version: str) -> bool:
 
     from google.antigravity.connections.local import local_connection as lc
 
-    strategy = getattr(lc, "LocalConnectionStrategy", None)
+    strategy: Any = getattr(lc, "LocalConnectionStrategy", None)
     original = getattr(strategy, "_spawn_harness_and_connect_ws", None)
     needed = ("localharness_pb2", "_get_sdk_version")
     if (
@@ -129,7 +129,7 @@ def _reap(process: subprocess.Popen[bytes], stderr_thread: Any, timeout: float) 
 
 
 def _install_disconnect(lc: Any) -> None:
-    connection = getattr(lc, "LocalConnection", None)
+    connection: Any = getattr(lc, "LocalConnection", None)
     original = getattr(connection, "disconnect", None)
     timeout = getattr(lc, "_PROCESS_WAIT_TIMEOUT_SECONDS", None)
     if original is None or timeout is None:

@@ -39,7 +39,7 @@ class Callbacks:
     """The reverse calls in flight for one agent."""
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self, coro: Awaitable[Any]) -> Any:
         task = asyncio.current_task()
@@ -99,7 +99,9 @@ def make_policies(
     return out
 
 
-def _confirm(peer: Peer, agent_id: str, callbacks: Callbacks, rule: dict[str, Any]) -> Callable:
+def _confirm(
+    peer: Peer, agent_id: str, callbacks: Callbacks, rule: dict[str, Any]
+) -> Callable[..., Awaitable[bool]]:
     async def handler(tool_call: Any, reason: str = "") -> bool:
         params = {
             "agent_id": agent_id,
@@ -150,7 +152,7 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
             modified_args=result.get("modified_args"),
         )
 
-    specs: dict[str, tuple[type, Callable[[Any], dict], Callable[[Any], Any] | None]] = {
+    specs: dict[str, tuple[type, Callable[[Any], dict[str, Any]], Callable[[Any], Any] | None]] = {
         "on_session_start": (h.OnSessionStartHook, lambda d: {}, None),
         "on_session_end": (h.OnSessionEndHook, lambda d: {}, None),
         "pre_turn": (h.PreTurnHook, lambda d: {"prompt": _content_text(d)}, decide),
@@ -194,7 +196,15 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
             raise RpcError(INVALID_PARAMS, f"unknown hook point {point!r}")
         base, to_wire, from_wire = specs[point]
 
-        async def run(self: Any, context: Any, data: Any = None, *, _point=point, _w=to_wire, _r=from_wire):
+        async def run(
+            self: Any,
+            context: Any,
+            data: Any = None,
+            *,
+            _point: str = point,
+            _w: Callable[[Any], dict[str, Any]] = to_wire,
+            _r: Callable[[Any], Any] | None = from_wire,
+        ) -> Any:
             try:
                 result = await call(_point, _w(data))
             except RpcError as e:

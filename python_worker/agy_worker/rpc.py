@@ -13,7 +13,7 @@ import collections
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 
@@ -82,6 +82,10 @@ def too_large(size: int, limit: int) -> RpcError:
     )
 
 
+# ("line", bytes) for a complete line, ("oversized", size, head) for one over the limit.
+Frame = tuple[str, bytes] | tuple[str, int, bytes]
+
+
 class LineFramer:
     """Splits a byte stream into lines, holding at most ``limit`` bytes of a partial line.
 
@@ -97,7 +101,7 @@ class LineFramer:
         self._discarded = 0
         self._head = b""
 
-    def feed(self, data: bytes):
+    def feed(self, data: bytes) -> Iterator[Frame]:
         start = 0
         n = len(data)
         while start < n:
@@ -109,7 +113,7 @@ class LineFramer:
             yield self._finish()
             start = nl + 1
 
-    def finish_eof(self):
+    def finish_eof(self) -> Iterator[Frame]:
         if self._discarding or self._buf:
             yield self._finish()
 
@@ -128,7 +132,7 @@ class LineFramer:
         else:
             self._buf += data[start:end]
 
-    def _finish(self):
+    def _finish(self) -> Frame:
         if self._discarding:
             item = ("oversized", self._discarded, self._head)
             self._discarding = False
@@ -175,8 +179,8 @@ class Peer:
         self._write_fd = write_fd
         self._methods: dict[str, RequestHandler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
-        self._pending: dict[int, asyncio.Future] = {}
-        self._inflight: dict[Any, asyncio.Task] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._inflight: dict[Any, asyncio.Task[None]] = {}
         # Ids of the last answers queued, for `$/answered`.
         self._answered: collections.deque[Any] = collections.deque(maxlen=4096)
         self._next_id = 1
@@ -184,7 +188,7 @@ class Peer:
         self._closed: RpcError | None = None
         self.eof = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
-        self._writer_task: asyncio.Task | None = None
+        self._writer_task: asyncio.Task[None] | None = None
 
     # registration -------------------------------------------------------------------------
     def method(self, name: str, handler: RequestHandler) -> None:
@@ -290,14 +294,15 @@ class Peer:
             self._pending.pop(req_id, None)
 
     # receiving ----------------------------------------------------------------------------
-    def _on_frame(self, item: tuple) -> None:
+    def _on_frame(self, item: Frame) -> None:
         """Never raises: no input, however malformed, may end the reader (and the worker)."""
         try:
-            if item[0] == "oversized":
-                self._on_oversized(item[1], item[2])
+            if len(item) == 3:
+                _, size, head = item
+                self._on_oversized(size, head)
             else:
                 self._on_line(item[1])
-        except Exception:  # noqa: BLE001 - the reader must outlive any message
+        except Exception:
             log.exception("dropped a message that could not be handled")
 
     def _on_line(self, line: bytes) -> None:
@@ -414,7 +419,7 @@ class Peer:
         answered = set(self._answered)
         return [i for i in ids if _valid_id(i) and i in answered]
 
-    def _on_task_done(self, task: asyncio.Task, msg_id: Any, method: str) -> None:
+    def _on_task_done(self, task: asyncio.Task[None], msg_id: Any, method: str) -> None:
         self._inflight.pop(msg_id, None)
         if task.cancelled():
             # Cancelled before its first step ran, so _run could not answer: answer here.
@@ -444,7 +449,7 @@ class Peer:
             self._send_response(
                 msg_id, error={"code": REQUEST_CANCELLED, "message": f"{method} was cancelled"}
             )
-        except Exception as e:  # noqa: BLE001 - every failure must become an answer
+        except Exception as e:
             log.exception("handler for %s failed", method)
             error = {
                 "code": INTERNAL_ERROR,

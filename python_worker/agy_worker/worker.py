@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 from . import PROTOCOL_VERSION, __version__, offloop
 from .host import AgentHost
@@ -57,7 +58,7 @@ class Worker:
         self.offloop_start = offloop.install(version)
         return version
 
-    async def initialize(self, params: dict) -> dict:
+    async def initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         theirs = (params or {}).get("protocol_version")
         if theirs != PROTOCOL_VERSION:
             raise RpcError(
@@ -83,14 +84,14 @@ class Worker:
     async def ping(self, params: object) -> str:
         return "pong"
 
-    async def echo(self, params: dict) -> dict:
+    async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
         pad = int((params or {}).get("pad_bytes", 0))
         out = {"payload": (params or {}).get("payload")}
         if pad:
             out["pad"] = "x" * pad
         return out
 
-    async def ping_rust(self, params: dict) -> dict:
+    async def ping_rust(self, params: dict[str, Any]) -> dict[str, Any]:
         """Times reverse round trips (worker -> Rust -> worker) as the worker sees them: `$/ping`
         by default, or any reverse `method`/`params` (e.g. a no-op `tool/call`)."""
         params = params or {}
@@ -118,11 +119,11 @@ class Worker:
             "calls_per_sec": len(samples) / wall if wall > 0 else 0.0,
         }
 
-    async def shutdown(self, params: object) -> dict:
+    async def shutdown(self, params: object) -> dict[str, Any]:
         asyncio.get_running_loop().call_soon(self.stop.set)
         return {}
 
-    async def debug(self, params: dict) -> object:
+    async def debug(self, params: dict[str, Any]) -> object:
         """Failure injection for the bridge's own tests (only with AGY_WORKER_DEBUG=1)."""
         action = params.get("action")
         if action == "print":

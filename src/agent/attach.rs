@@ -4,11 +4,13 @@
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use crate::{
     error::Result,
@@ -60,10 +62,7 @@ impl Attachment {
 
     /// Pid of the agent's `localharness`, as last reported.
     pub(crate) fn harness_pid(&self) -> Option<u32> {
-        *self
-            .harness_pid
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.harness_pid.lock()
     }
 
     /// Whether the agent lives on `worker` (the current generation of its slot).
@@ -87,10 +86,7 @@ impl Attachment {
         }
         tracing::info!(agent = %self.agent_id, generation = worker.generation, "re-opening the agent on a new worker");
         let created = create_on(&worker, &self.agent_id, &self.spec, self.timeout).await?;
-        *self
-            .harness_pid
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = created.harness_pid;
+        *self.harness_pid.lock() = created.harness_pid;
         self.generation.store(worker.generation, Ordering::SeqCst);
         Ok(worker)
     }

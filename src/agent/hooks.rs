@@ -364,7 +364,7 @@ impl Hooks {
     ///
     /// # Errors
     /// When the point is not registered or the data does not fit its context type.
-    pub async fn run(&self, point: &str, data: Value) -> Result<Value, String> {
+    pub(crate) async fn run(&self, point: &str, data: Value) -> Result<Value, String> {
         let f = self
             .points
             .iter()

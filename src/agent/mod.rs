@@ -1,7 +1,7 @@
 //! [`Agent`]: a handle to one agent living in a worker, and the whole conversation API.
 //!
-//! Where it lives and how it re-opens after a worker change is [`attach`]'s job; a turn started
-//! with [`Agent::send`] is collected by [`sent_turn`]; a streamed turn's routing is [`turn`]'s.
+//! Where it lives and how it re-opens after a worker change is `attach`'s job; a turn started
+//! with [`Agent::send`] is collected by `sent_turn`; a streamed turn's routing is `turn`'s.
 
 mod attach;
 pub(crate) mod context;
@@ -14,11 +14,12 @@ mod turn;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
 };
 
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio::sync::OwnedRwLockReadGuard;
 use tracing::Instrument;
@@ -115,12 +116,6 @@ pub(crate) struct AgentParts {
     pub(crate) quota: Arc<QuotaState>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Agent {
     pub(crate) fn new(parts: AgentParts) -> Self {
         Self {
@@ -207,7 +202,7 @@ impl Agent {
             context: Arc::clone(&self.context),
             quota: Arc::clone(&self.quota),
         });
-        *lock(&self.last_turn) = Some(last);
+        *self.last_turn.lock() = Some(last);
         Ok(response)
     }
 
@@ -215,7 +210,7 @@ impl Agent {
     /// its `$/cancelRequest` reaches the worker before the next turn does. A turn whose
     /// response is still held is not waited for (the worker answers `AgentBusy`).
     async fn settle_abandoned_turn(&self) {
-        let previous = lock(&self.last_turn).clone();
+        let previous = self.last_turn.lock().clone();
         if let Some(previous) = previous {
             previous.settled().await;
         }
@@ -267,7 +262,7 @@ impl Agent {
         let worker = self.worker().await?;
         self.request_in_gate::<AgentSend>(&params).await?;
         self.attachment.slot().turn_ended();
-        *lock(&self.sent) = Some(SentTurn::collect(
+        *self.sent.lock() = Some(SentTurn::collect(
             gate,
             worker,
             self.id.clone(),
@@ -283,11 +278,11 @@ impl Agent {
     /// # Errors
     /// That turn's error.
     pub async fn wait_for_idle(&self) -> Result<Option<ChatOutcome>> {
-        let sent = lock(&self.sent).as_ref().map(SentTurn::watch);
+        let sent = self.sent.lock().as_ref().map(SentTurn::watch);
         let reply = match sent {
             Some(watch) => {
                 let outcome = sent_turn::outcome_of(watch.clone()).await;
-                let mut current = lock(&self.sent);
+                let mut current = self.sent.lock();
                 if current.as_ref().is_some_and(|s| s.is(&watch)) {
                     *current = None;
                 }
@@ -327,7 +322,7 @@ impl Agent {
         let reply = self
             .request_in_gate::<AgentCancel>(&self.agent_ref())
             .await?;
-        lock(&self.sent).take();
+        self.sent.lock().take();
         Ok(reply.cancelled)
     }
 
@@ -481,7 +476,7 @@ impl Agent {
     /// A worker error.
     pub async fn signal_idle(&self) -> Result<()> {
         self.request::<AgentSignalIdle>(&self.agent_ref()).await?;
-        lock(&self.sent).take();
+        self.sent.lock().take();
         Ok(())
     }
 
@@ -514,7 +509,7 @@ impl Agent {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        lock(&self.sent).take();
+        self.sent.lock().take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let slot = Arc::clone(self.attachment.slot());
             let params = self.agent_ref();
@@ -535,7 +530,7 @@ impl Agent {
     /// A worker error.
     pub async fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
-        lock(&self.sent).take();
+        self.sent.lock().take();
         let slot = self.attachment.slot();
         let worker = slot.supervisor.current();
         // An agent whose worker died has no session left to close.
@@ -570,7 +565,7 @@ impl Agent {
     /// Holds off recycling, unless a running [`Agent::send`] turn already does (waiting then
     /// could deadlock: the recycle waits for that turn, which may wait for this call).
     async fn enter_unless_sending(&self) -> Option<OwnedRwLockReadGuard<()>> {
-        if lock(&self.sent).as_ref().is_some_and(SentTurn::is_running) {
+        if self.sent.lock().as_ref().is_some_and(SentTurn::is_running) {
             return None;
         }
         Some(self.attachment.slot().enter().await)

@@ -28,15 +28,56 @@ use std::{
     fmt::Display,
     future::Future,
     panic::AssertUnwindSafe,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::Duration,
 };
 
 use futures::{FutureExt, future::BoxFuture};
+use parking_lot::RwLock;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+pub(crate) mod macro_support {
+    //! Helpers the code `#[llm_tool]` generates calls (through `agy_bridge::__private`).
+
+    use std::fmt::Display;
+
+    use serde::{Serialize, de::DeserializeOwned};
+    use serde_json::Value;
+
+    use super::ToolError;
+
+    /// Decodes tool arguments (used by `#[llm_tool]`).
+    ///
+    /// # Errors
+    /// [`ToolError::InvalidArguments`] naming the mismatch.
+    pub fn parse_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
+        serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments {
+            tool: tool.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Turns a tool's `Result<T, E>` into its JSON output (used by `#[llm_tool]`).
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] with `E`'s message.
+    pub fn result_output<T: Serialize, E: Display>(
+        r: std::result::Result<T, E>,
+    ) -> Result<Value, ToolError> {
+        r.map_err(ToolError::failed).and_then(value_output)
+    }
+
+    /// Turns a tool's plain return value into its JSON output (used by `#[llm_tool]`).
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] if the value cannot be serialized.
+    pub fn value_output<T: Serialize>(v: T) -> Result<Value, ToolError> {
+        serde_json::to_value(v).map_err(ToolError::failed)
+    }
+}
 
 /// Shared key-value state of one agent, visible to all its tools, kept across calls and turns.
 #[derive(Debug, Clone, Default)]
@@ -108,11 +149,7 @@ impl ToolContext {
     /// Reads a state value, if present and of type `T`.
     #[must_use]
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let map = self
-            .state
-            .0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.state.0.read();
         map.get(key)
             .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
@@ -120,11 +157,7 @@ impl ToolContext {
     /// Stores a state value.
     pub fn set(&self, key: impl Into<String>, value: impl Serialize) {
         let value = serde_json::to_value(value).unwrap_or(Value::Null);
-        let mut map = self
-            .state
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.state.0.write();
         map.insert(key.into(), value);
     }
 
@@ -134,11 +167,7 @@ impl ToolContext {
         key: &str,
         f: impl FnOnce(Option<T>) -> T,
     ) -> T {
-        let mut map = self
-            .state
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.state.0.write();
         let old = map
             .get(key)
             .and_then(|v| serde_json::from_value(v.clone()).ok());
@@ -285,8 +314,8 @@ impl FnTool {
             let f = Arc::clone(&f);
             let tool = tool.clone();
             async move {
-                let args = parse_args::<A>(&tool, args)?;
-                result_output(f(args, ctx).await)
+                let args = macro_support::parse_args::<A>(&tool, args)?;
+                macro_support::result_output(f(args, ctx).await)
             }
         })
     }
@@ -414,7 +443,7 @@ impl ToolRegistry {
     /// # Errors
     /// The tool's error, [`ToolError::Panicked`], [`ToolError::TimedOut`], or
     /// [`ToolError::InvalidArguments`] for an unknown tool.
-    pub async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         name: &str,
         args: Value,
@@ -472,35 +501,6 @@ pub fn schema_for<T: schemars::JsonSchema>() -> Value {
         map.remove("title");
     }
     schema
-}
-
-/// Decodes tool arguments (used by `#[llm_tool]`).
-///
-/// # Errors
-/// [`ToolError::InvalidArguments`] naming the mismatch.
-pub fn parse_args<A: DeserializeOwned>(tool: &str, args: Value) -> Result<A, ToolError> {
-    serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments {
-        tool: tool.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-/// Turns a tool's `Result<T, E>` into its JSON output (used by `#[llm_tool]`).
-///
-/// # Errors
-/// [`ToolError::Failed`] with `E`'s message.
-pub fn result_output<T: Serialize, E: Display>(
-    r: std::result::Result<T, E>,
-) -> Result<Value, ToolError> {
-    r.map_err(ToolError::failed).and_then(value_output)
-}
-
-/// Turns a tool's plain return value into its JSON output (used by `#[llm_tool]`).
-///
-/// # Errors
-/// [`ToolError::Failed`] if the value cannot be serialized.
-pub fn value_output<T: Serialize>(v: T) -> Result<Value, ToolError> {
-    serde_json::to_value(v).map_err(ToolError::failed)
 }
 
 #[cfg(test)]

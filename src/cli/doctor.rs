@@ -4,10 +4,9 @@
 use std::{path::PathBuf, process::Command, sync::Arc, time::Instant};
 
 use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, ModelConfig,
-    protocol::SDK_VERSION,
+    AgentConfig, Bridge, BridgeConfig, ModelConfig, SDK_VERSION,
     testing::ScriptedModel,
-    worker::{PythonConfig, venv},
+    {PythonConfig, setup as venv},
 };
 use anstyle::{AnsiColor, Style};
 
@@ -319,7 +318,7 @@ fn caches(python: &PythonConfig) {
             human_size(stale_bytes)
         ),
     );
-    let data = agy_bridge::config::default_data_dir();
+    let data = agy_bridge::default_data_dir();
     let conversations = std::fs::read_dir(data.join("conversations"))
         .map(|d| {
             d.flatten()

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use agy_bridge::worker::{PythonConfig, venv};
+use agy_bridge::{PythonConfig, setup as venv};
 
 use super::{disk_usage, human_size};
 
@@ -30,7 +30,7 @@ pub fn run(options: &GcOptions) -> agy_bridge::Result<()> {
     let data = options
         .data_dir
         .clone()
-        .unwrap_or_else(agy_bridge::config::default_data_dir);
+        .unwrap_or_else(agy_bridge::default_data_dir);
     let mut doomed = venv::stale_entries(&PythonConfig::default())?;
     doomed.extend(conversation_garbage(&data, options.older_than));
     let mut freed = 0;

@@ -1,12 +1,10 @@
 //! `agy-bridge setup`, and the set-up progress display the other commands share.
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use agy_bridge::{BridgeConfig, SetupEvent, worker::venv};
+use parking_lot::Mutex;
+
+use agy_bridge::{BridgeConfig, SetupEvent, setup as venv};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A spinner on stderr that shows venv set-up phases with elapsed time.
@@ -14,9 +12,7 @@ pub fn progress_config() -> (BridgeConfig, ProgressBar) {
     let bar = ProgressBar::hidden();
     let shown = Arc::new(Mutex::new(None::<ProgressBar>));
     let config = BridgeConfig::default().on_setup_progress(move |event| {
-        let mut shown = shown
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shown = shown.lock();
         match event {
             SetupEvent::Phase { name, elapsed } => {
                 let bar = shown.get_or_insert_with(|| {

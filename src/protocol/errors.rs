@@ -13,8 +13,10 @@ use crate::{
 /// Error codes of our protocol, beyond JSON-RPC's own (`-32700`…`-32600`, `-32800`).
 pub mod codes {
     /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
-    pub const MESSAGE_TOO_LARGE: i64 = -32001;
-    /// The connection closed before an answer arrived (worker side).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub const MESSAGE_TOO_LARGE: i64 = crate::rpc::codes::MESSAGE_TOO_LARGE;
+    /// The connection closed before an answer arrived (only the worker answers with it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub const CONNECTION_CLOSED: i64 = -32002;
     /// `initialize`: the two sides speak different protocol versions.
     pub const VERSION_MISMATCH: i64 = -32003;

@@ -42,6 +42,7 @@ impl LineDecoder {
     }
 
     /// Bytes currently held for an unfinished line.
+    #[cfg(test)]
     #[must_use]
     pub fn buffered(&self) -> usize {
         self.buf.len() + self.discarding.as_ref().map_or(0, |(_, h)| h.len())

@@ -5,8 +5,6 @@ use serde_json::Value;
 
 /// Standard and bridge-specific JSON-RPC error codes.
 pub mod codes {
-    /// Invalid JSON was received.
-    pub const PARSE_ERROR: i64 = -32700;
     /// The JSON is not a valid request object.
     pub const INVALID_REQUEST: i64 = -32600;
     /// The method does not exist.
@@ -19,8 +17,6 @@ pub mod codes {
     pub const REQUEST_CANCELLED: i64 = -32800;
     /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
     pub const MESSAGE_TOO_LARGE: i64 = -32001;
-    /// The connection closed before an answer arrived.
-    pub const CONNECTION_CLOSED: i64 = -32002;
 }
 
 /// A request id. We send integers; we answer whatever the peer sent.
@@ -29,7 +25,7 @@ pub type Id = Value;
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RpcError {
-    /// Error code (see [`codes`]).
+    /// Error code (JSON-RPC's, or ours: see `docs/protocol.md`).
     pub code: i64,
     /// Human-readable message.
     pub message: String,

@@ -10,9 +10,8 @@ mod message;
 mod peer;
 
 pub use error::{CallError, CloseReason};
-pub use framing::{Frame, LineDecoder, OVERSIZED_HEAD, sniff_head};
-pub use message::{
-    DecodeError, Id, Incoming, RpcError, codes, decode, encode_request, encode_response,
-};
+pub use message::{RpcError, codes};
+#[cfg(test)]
+pub(crate) use peer::ANSWERED_METHOD;
 pub(crate) use peer::panic_message;
-pub use peer::{ANSWERED_METHOD, DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};
+pub use peer::{DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -14,6 +14,7 @@ use futures::{
     FutureExt,
     future::{AbortHandle, Abortable, BoxFuture},
 };
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::{
@@ -170,11 +171,8 @@ impl Peer {
         self.state().pending.len()
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn state(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.inner.state.lock()
     }
 
     /// Sends a request and waits at most `timeout` for its answer; on expiry (or when the

@@ -1,12 +1,8 @@
 //! An OpenAI-compatible `/v1/chat/completions` server driven by a script written in Rust.
 
-use std::{
-    collections::VecDeque,
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::VecDeque, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
 
 use axum::{
     Router,
@@ -290,19 +286,19 @@ impl ScriptedModel {
 
     /// Queues a reply for the next request.
     pub fn push(&self, reply: Reply) {
-        lock(&self.shared.script).push_back(reply);
+        self.shared.script.lock().push_back(reply);
     }
 
     /// Every request received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        self.shared.requests.lock().clone()
     }
 
     /// Number of queued replies not used yet.
     #[must_use]
     pub fn pending_replies(&self) -> usize {
-        lock(&self.shared.script).len()
+        self.shared.script.lock().len()
     }
 }
 
@@ -314,10 +310,6 @@ impl Drop for ScriptedModel {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -325,13 +317,13 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
     };
     let request = RecordedRequest { body };
     let seq = {
-        let mut c = lock(&shared.counter);
+        let mut c = shared.counter.lock();
         *c += 1;
         *c
     };
-    let scripted = lock(&shared.script).pop_front();
+    let scripted = shared.script.lock().pop_front();
     let mut reply = scripted.unwrap_or_else(|| (shared.responder)(&request));
-    lock(&shared.requests).push(request.clone());
+    shared.requests.lock().push(request.clone());
     loop {
         match reply {
             Reply::Delayed {

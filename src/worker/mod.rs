@@ -10,4 +10,4 @@ pub mod supervisor;
 pub mod venv;
 
 pub use process::{StartupTimings, WorkerOptions, WorkerProcess};
-pub use venv::{PythonConfig, PythonEnv, SetupEvent, SetupProgress};
+pub use venv::{PythonConfig, SetupEvent, SetupProgress};

@@ -35,6 +35,7 @@ pub const DEFAULT_POOL: &str = "default";
 /// replaced by a fresh process, and its agents re-opened there on their next use with their
 /// conversation. Recycling bounds the growth of a long-lived Python process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecyclePolicy {
     /// Recycle after this many turns on one worker process.
     pub after_turns: Option<u64>,
@@ -44,11 +45,27 @@ pub struct RecyclePolicy {
     pub max_rss_bytes: Option<u64>,
 }
 
+impl RecyclePolicy {
+    /// Recycle after `turns` turns on one worker process.
+    #[must_use]
+    pub const fn after_turns(mut self, turns: u64) -> Self {
+        self.after_turns = Some(turns);
+        self
+    }
+
+    /// Recycle once the worker process's resident memory exceeds `bytes`.
+    #[must_use]
+    pub const fn above_rss(mut self, bytes: u64) -> Self {
+        self.max_rss_bytes = Some(bytes);
+        self
+    }
+}
+
 /// A named pool of workers with its own interpreter, environment (API keys), size, limits and
 /// supervision. Unset fields inherit the bridge's.
 ///
 /// ```
-/// use agy_bridge::{BridgeConfig, pool::PoolConfig};
+/// use agy_bridge::{BridgeConfig, PoolConfig};
 ///
 /// let config = BridgeConfig::default().pool(
 ///     PoolConfig::new("batch")
@@ -322,6 +339,7 @@ impl Slot {
 
 /// A snapshot of one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerStats {
     /// The pool it belongs to.
     pub pool: String,

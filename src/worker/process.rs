@@ -5,11 +5,13 @@ use std::{
     os::unix::process::ExitStatusExt,
     process::{ExitStatus, Stdio},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+use parking_lot::Mutex;
 
 use futures::FutureExt;
 use tokio::{
@@ -92,10 +94,7 @@ pub struct StderrTail {
 
 impl StderrTail {
     fn push(&self, line: String, cap: usize) {
-        let mut lines = self
-            .lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines = self.lines.lock();
         if lines.len() >= cap {
             lines.pop_front();
         }
@@ -105,10 +104,7 @@ impl StderrTail {
     /// The kept lines joined with newlines.
     #[must_use]
     pub fn text(&self) -> String {
-        let lines = self
-            .lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lines = self.lines.lock();
         lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }

@@ -5,12 +5,10 @@
 //! worker, and only for a tool registered for that agent; anything else is refused with a
 //! typed error and logged. Each agent's tool state is its own.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use futures::{FutureExt, future::BoxFuture};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -31,10 +29,6 @@ use crate::{
 };
 
 type TurnKey = (String, u64);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Everything Rust keeps for one agent: the worker holds only proxies.
 pub(crate) struct AgentState {
@@ -134,13 +128,13 @@ impl AgentState {
         };
         let approved = handler.confirm(request).await;
         if approved {
-            *lock(&self.approvals).entry(params.tool).or_default() += 1;
+            *self.approvals.lock().entry(params.tool).or_default() += 1;
         }
         Ok(json!(approved))
     }
 
     fn take_approval(&self, tool: &str) -> bool {
-        let mut approvals = lock(&self.approvals);
+        let mut approvals = self.approvals.lock();
         match approvals.get_mut(tool) {
             Some(n) if *n > 0 => {
                 *n -= 1;
@@ -174,26 +168,26 @@ pub(crate) struct Router {
 impl Router {
     pub(crate) fn open_turn(&self, key: TurnKey) -> mpsc::UnboundedReceiver<ChatEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.turns).insert(key, tx);
+        self.turns.lock().insert(key, tx);
         rx
     }
 
     pub(crate) fn close_turn(&self, key: &TurnKey) {
-        lock(&self.turns).remove(key);
+        self.turns.lock().remove(key);
     }
 
     /// Registers an agent's state; done before `agent/create` is sent, so reverse requests that
     /// arrive while the agent starts find it.
     pub(crate) fn add_agent(&self, state: Arc<AgentState>) {
-        lock(&self.agents).insert(state.agent_id.clone(), state);
+        self.agents.lock().insert(state.agent_id.clone(), state);
     }
 
     pub(crate) fn agent_count(&self) -> usize {
-        lock(&self.agents).len()
+        self.agents.lock().len()
     }
 
     pub(crate) fn remove_agent(&self, agent_id: &str) {
-        lock(&self.agents).remove(agent_id);
+        self.agents.lock().remove(agent_id);
     }
 
     fn agent(&self, params: &Value) -> Result<Arc<AgentState>, RpcError> {
@@ -201,7 +195,7 @@ impl Router {
             .get("agent_id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        lock(&self.agents).get(agent_id).cloned().ok_or_else(|| {
+        self.agents.lock().get(agent_id).cloned().ok_or_else(|| {
             tracing::warn!(%agent_id, "reverse request for an agent that is not on this worker");
             RpcError::new(proto::UNKNOWN_AGENT, format!("unknown agent {agent_id:?}"))
                 .with_data(json!({ "agent_id": agent_id }))
@@ -228,7 +222,7 @@ fn report_tool_result(
             error: Some(e.message.clone()),
         },
     };
-    let turns = lock(turns);
+    let turns = turns.lock();
     if let Some(tx) = turns
         .iter()
         .find(|((agent, _), _)| agent == agent_id)
@@ -290,7 +284,7 @@ impl Handler for Router {
         match serde_json::from_value::<ChatEventParams>(params) {
             Ok(p) => {
                 let key = (p.agent_id, p.turn_id);
-                if let Some(tx) = lock(&self.turns).get(&key) {
+                if let Some(tx) = self.turns.lock().get(&key) {
                     let _ = tx.send(p.event);
                 } else {
                     tracing::debug!(agent = %key.0, turn = key.1, "event for a finished turn");

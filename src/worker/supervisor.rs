@@ -8,11 +8,13 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, RwLock, Weak,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::{
     error::{Error, Result},
@@ -25,16 +27,17 @@ use crate::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use agy_bridge::{BridgeConfig, supervisor::RestartPolicy};
+/// use agy_bridge::{BridgeConfig, RestartPolicy};
 ///
-/// let mut config = BridgeConfig::default();
-/// config.restart = RestartPolicy {
-///     warm_spare: true, // crash-to-ready in milliseconds instead of ~1 s
-///     heartbeat_timeout: Duration::from_secs(5),
-///     ..RestartPolicy::default()
-/// };
+/// let config = BridgeConfig::default().restart(
+///     RestartPolicy::default()
+///         .warm_spare(true) // crash-to-ready in milliseconds instead of ~1 s
+///         .heartbeat_timeout(Duration::from_secs(5)),
+/// );
+/// # let _ = config;
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RestartPolicy {
     /// At most this many restarts within [`RestartPolicy::window`].
     pub max_restarts: u32,
@@ -71,6 +74,57 @@ impl Default for RestartPolicy {
     }
 }
 
+impl RestartPolicy {
+    /// At most `n` restarts within [`RestartPolicy::window`].
+    #[must_use]
+    pub const fn max_restarts(mut self, n: u32) -> Self {
+        self.max_restarts = n;
+        self
+    }
+
+    /// The sliding window of the restart budget.
+    #[must_use]
+    pub const fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The backoff before the second restart in a window (doubling after that).
+    #[must_use]
+    pub const fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long a worker must live to count as a stable start.
+    #[must_use]
+    pub const fn stable_after(mut self, after: Duration) -> Self {
+        self.stable_after = after;
+        self
+    }
+
+    /// How often the worker is pinged; `None` disables the heartbeat.
+    #[must_use]
+    pub const fn heartbeat_interval(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a ping may go unanswered before the worker is killed as hung.
+    #[must_use]
+    pub const fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Keeps a started, initialized spare worker (~60 MiB) for fast replacement.
+    #[must_use]
+    pub const fn warm_spare(mut self, warm: bool) -> Self {
+        self.warm_spare = warm;
+        self
+    }
+}
+
 /// One worker generation.
 pub(crate) struct Worker {
     pub(crate) process: WorkerProcess,
@@ -90,10 +144,10 @@ pub(crate) struct Supervisor {
     spare: tokio::sync::Mutex<Option<WorkerProcess>>,
     /// A start failure that retrying cannot fix (see [`is_deterministic`]): returned at once
     /// instead of spending the restart budget on it.
-    fatal: std::sync::Mutex<Option<Error>>,
+    fatal: Mutex<Option<Error>>,
     /// Why the last worker ended or failed to start, for [`Error::RestartBudgetExhausted`];
     /// empty while the current worker is the latest event.
-    last_failure: std::sync::Mutex<String>,
+    last_failure: Mutex<String>,
 }
 
 impl Supervisor {
@@ -117,8 +171,8 @@ impl Supervisor {
             total_restarts: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             spare: tokio::sync::Mutex::new(None),
-            fatal: std::sync::Mutex::new(None),
-            last_failure: std::sync::Mutex::new(String::new()),
+            fatal: Mutex::new(None),
+            last_failure: Mutex::new(String::new()),
         });
         supervisor.watch(&worker);
         supervisor.refill_spare();
@@ -127,12 +181,7 @@ impl Supervisor {
 
     /// The current worker, alive or not.
     pub(crate) fn current(&self) -> Arc<Worker> {
-        Arc::clone(
-            &self
-                .slot
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        Arc::clone(&self.slot.read())
     }
 
     /// Pid of the warm spare, if one is ready.
@@ -163,14 +212,14 @@ impl Supervisor {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(Error::WorkerStopped);
         }
-        if let Some(fatal) = lock(&self.fatal).clone() {
+        if let Some(fatal) = self.fatal.lock().clone() {
             return Err(fatal);
         }
         // The current worker's end, unless a failed start of its replacement came after it.
         if let Some(status) = worker.process.exit_status()
-            && lock(&self.last_failure).is_empty()
+            && self.last_failure.lock().is_empty()
         {
-            *lock(&self.last_failure) = format!(
+            *self.last_failure.lock() = format!(
                 "the worker exited ({})",
                 crate::worker::process::describe_exit(status)
             );
@@ -187,7 +236,7 @@ impl Supervisor {
             return Err(Error::RestartBudgetExhausted {
                 restarts: recent,
                 window: self.policy.window,
-                last_failure: lock(&self.last_failure).clone(),
+                last_failure: self.last_failure.lock().clone(),
             });
         }
         if recent > 0 && worker.started.elapsed() < self.policy.stable_after {
@@ -205,24 +254,8 @@ impl Supervisor {
             generation = worker.generation + 1,
             "replacing a dead worker"
         );
-        let process = match self.take_spare().await {
-            Some(spare) => spare,
-            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler))
-                .await
-                .inspect_err(|e| self.record_start_failure(e))?,
-        };
-        let replacement = Arc::new(Worker {
-            process,
-            generation: worker.generation + 1,
-            started: Instant::now(),
-        });
-        *self
-            .slot
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
-        lock(&self.last_failure).clear();
-        self.watch(&replacement);
-        self.refill_spare();
+        let replacement = self.replace(&worker).await?;
+        self.last_failure.lock().clear();
         Ok(replacement)
     }
 
@@ -236,30 +269,36 @@ impl Supervisor {
             return Err(Error::WorkerStopped);
         }
         let old = self.current();
+        self.replace(&old).await?;
+        drop(restarts);
+        Ok(old)
+    }
+
+    /// Makes the warm spare (or a newly started worker) the generation after `old`: watched by
+    /// the heartbeat, with a new spare on its way. The caller holds the restart lock.
+    async fn replace(self: &Arc<Self>, old: &Worker) -> Result<Arc<Worker>> {
         let process = match self.take_spare().await {
             Some(spare) => spare,
-            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler)).await?,
+            None => WorkerProcess::spawn(&self.options, Arc::clone(&self.handler))
+                .await
+                .inspect_err(|e| self.record_start_failure(e))?,
         };
         let replacement = Arc::new(Worker {
             process,
             generation: old.generation + 1,
             started: Instant::now(),
         });
-        *self
-            .slot
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&replacement);
+        *self.slot.write() = Arc::clone(&replacement);
         self.watch(&replacement);
         self.refill_spare();
-        drop(restarts);
-        Ok(old)
+        Ok(replacement)
     }
 
     fn record_start_failure(&self, error: &Error) {
-        *lock(&self.last_failure) = first_line(&error.to_string());
+        *self.last_failure.lock() = first_line(&error.to_string());
         if is_deterministic(error) {
             tracing::error!("the worker cannot start, and retrying will not help: {error}");
-            *lock(&self.fatal) = Some(error.clone());
+            *self.fatal.lock() = Some(error.clone());
         }
     }
 
@@ -349,12 +388,6 @@ fn is_deterministic(error: &Error) -> bool {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `backoff` scaled by a random factor in [0.5, 1.0), so that workers crashing together (a bad

@@ -10,9 +10,11 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
@@ -40,7 +42,15 @@ const OUTPUT_TAIL_LINES: usize = 40;
 const LAYOUT_VERSION: &str = "venv-layout-1";
 
 /// Where the Python environment comes from.
+///
+/// ```
+/// use agy_bridge::PythonConfig;
+///
+/// let python = PythonConfig::default().wheelhouse("/srv/wheels"); // air-gapped host
+/// # let _ = python;
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PythonConfig {
     /// Use this ready interpreter (overrides [`ENV_PYTHON`]).
     pub python: Option<PathBuf>,
@@ -54,13 +64,42 @@ pub struct PythonConfig {
 }
 
 impl PythonConfig {
+    /// Uses this ready interpreter (with `google-antigravity` installed) instead of a managed
+    /// venv.
+    #[must_use]
+    pub fn python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = Some(python.into());
+        self
+    }
+
+    /// Keeps managed venvs under this directory.
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Creates venvs from this interpreter.
+    #[must_use]
+    pub fn base_python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.base_python = Some(python.into());
+        self
+    }
+
+    /// Installs from this directory of wheels only, never from the package index.
+    #[must_use]
+    pub fn wheelhouse(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.wheelhouse = Some(dir.into());
+        self
+    }
+
     fn wheelhouse_dir(&self) -> Option<PathBuf> {
         self.wheelhouse
             .clone()
             .or_else(|| std::env::var_os(ENV_WHEELHOUSE).map(PathBuf::from))
     }
 
-    fn base_python(&self) -> PathBuf {
+    fn base_interpreter(&self) -> PathBuf {
         self.base_python
             .clone()
             .or_else(|| std::env::var_os(ENV_BASE_PYTHON).map(PathBuf::from))
@@ -76,6 +115,7 @@ impl PythonConfig {
 
 /// Where the managed venv for a [`PythonConfig`] lives, found without building anything.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct VenvStatus {
     /// The venv directory.
     pub dir: PathBuf,
@@ -95,7 +135,7 @@ pub fn inspect(config: &PythonConfig) -> Result<Option<VenvStatus>> {
     if config.ready_python().is_some() {
         return Ok(None);
     }
-    let (base_exe, version) = probe_base_python(&config.base_python())?;
+    let (base_exe, version) = probe_base_python(&config.base_interpreter())?;
     let key = venv_key(&base_exe, &version);
     let venvs = cache_dir(config).join("venvs");
     secure_dir::ensure_private_dir(&venvs)?;
@@ -163,7 +203,7 @@ pub fn download_wheels(
             p(&event);
         }
     };
-    let (base_exe, _) = probe_base_python(&config.base_python())?;
+    let (base_exe, _) = probe_base_python(&config.base_interpreter())?;
     std::fs::create_dir_all(dest)
         .map_err(|e| setup_error("creating the wheel directory", e.to_string(), ""))?;
     run(
@@ -279,7 +319,7 @@ pub fn ensure_blocking(
         });
     }
 
-    let (base_exe, version) = probe_base_python(&config.base_python())?;
+    let (base_exe, version) = probe_base_python(&config.base_interpreter())?;
     let key = venv_key(&base_exe, &version);
     let venvs = cache.join("venvs");
     secure_dir::ensure_private_dir(&venvs)?;
@@ -568,9 +608,7 @@ fn run(step: &str, cmd: &mut Command, report: &dyn Fn(SetupEvent)) -> Result<()>
         .map_err(|e| setup_error(step, format!("cannot start: {e}"), ""))?;
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_TAIL_LINES)));
     let push = |tail: &Mutex<VecDeque<String>>, line: String| {
-        let mut t = tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = tail.lock();
         if t.len() == OUTPUT_TAIL_LINES {
             t.pop_front();
         }
@@ -599,13 +637,7 @@ fn run(step: &str, cmd: &mut Command, report: &dyn Fn(SetupEvent)) -> Result<()>
     if status.success() {
         return Ok(());
     }
-    let tail = tail
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tail = tail.lock().iter().cloned().collect::<Vec<_>>().join("\n");
     Err(setup_error(
         step,
         format!("the command failed ({status})"),

@@ -13,9 +13,9 @@ pub const HANG: Duration = Duration::from_secs(60);
 
 /// A bridge config with its own data directory and the worker's failure injection enabled.
 pub fn config(data: &tempfile::TempDir) -> BridgeConfig {
-    let mut config = BridgeConfig::default().data_dir(data.path());
-    config.debug_methods = true;
-    config
+    BridgeConfig::default()
+        .data_dir(data.path())
+        .debug_methods(true)
 }
 
 /// Starts a bridge and a scripted model.

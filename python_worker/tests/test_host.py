@@ -1,0 +1,108 @@
+"""Unit tests of the worker's pure helpers: error classification, history de-duplication and
+prompt conversion, against the real SDK's exception and content types."""
+
+import base64
+
+import pytest
+from google.antigravity import types as t
+
+from agy_worker.host import classify_exception, dedupe_steps, to_prompt
+from agy_worker.protocol import AGENT_ERROR
+from agy_worker.rpc import INVALID_PARAMS, RpcError
+
+
+def _kind(exc):
+    error = classify_exception(exc)
+    assert error.code == AGENT_ERROR
+    return error.data
+
+
+def test_a_429_is_quota_with_the_server_s_delay_and_a_dead_session():
+    data = _kind(
+        t.AntigravityExecutionError(
+            "HTTP request failed with status 429: "
+            '{"error": {"status": "RESOURCE_EXHAUSTED", "retryDelay": "7s"}}'
+        )
+    )
+    assert data["kind"] == "quota"
+    assert data["http_status"] == 429
+    assert data["retry_after_secs"] == 7.0
+    assert data["session_dead"] is True
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "status"),
+    [
+        ("HTTP request failed with status 500: boom", "model_http", 500),
+        ("HTTP request failed with status 400: bad", "model_http", 400),
+        ("generate failed: RESOURCE_EXHAUSTED", "quota", None),
+        ("agent max token limit error: 9000 > 8192", "max_tokens", None),
+        ("response blocked by the safety filter", "safety", None),
+        ("failed to send HTTP request: dial tcp: connection refused", "model_unreachable", None),
+        ("something else went wrong", "execution", None),
+    ],
+)
+def test_execution_errors_are_classified(message, kind, status):
+    data = _kind(t.AntigravityExecutionError(message))
+    assert (data["kind"], data["http_status"]) == (kind, status)
+
+
+def test_a_status_attribute_wins_over_the_message():
+    exc = t.AntigravityExecutionError("status 500 in the text")
+    exc.status = 429
+    assert _kind(exc)["kind"] == "quota"
+
+
+def test_a_pre_turn_refusal_leaves_the_session_alive():
+    data = _kind(t.AntigravityExecutionError("turn blocked by pre_turn hook: no"))
+    assert data["session_dead"] is False
+
+
+def test_other_classes():
+    assert _kind(t.AntigravityConnectionError("ws closed"))["kind"] == "connection_lost"
+    assert _kind(ValueError("empty prompt"))["kind"] == "invalid_request"
+    assert _kind(RuntimeError("?"))["kind"] == "internal"
+
+
+class _Step:
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def model_dump(self, mode="json", exclude=None):
+        return {k: v for k, v in self.fields.items() if k not in (exclude or set())}
+
+
+def test_dedupe_keeps_the_last_update_in_first_seen_order_and_live_tool_steps():
+    history = [
+        _Step(id="c:0", trajectory_id="c", step_index=0, content="hel", usage_metadata={"x": 1}),
+        _Step(id="c:1", trajectory_id="c", step_index=1, content="a"),
+        _Step(id="c:0", trajectory_id="c", step_index=0, content="hello", score=2.0),
+        _Step(id="call-7", trajectory_id="c", step_index=1, tool_calls=[{"name": "x", "args": {"n": 3.0}}]),
+    ]
+    out = dedupe_steps(history)
+    assert [s["id"] for s in out] == ["c:0", "c:1", "call-7"]
+    assert out[0]["content"] == "hello" and "usage_metadata" not in out[0]
+    assert out[0]["score"] == 2 and isinstance(out[0]["score"], int)
+    assert out[2]["tool_calls"][0]["args"] == {"n": 3}
+
+
+def test_prompts_text_and_parts(tmp_path):
+    assert to_prompt("hi") == "hi"
+    for bad in ["", "   ", [], None, 5]:
+        with pytest.raises(RpcError) as e:
+            to_prompt(bad)
+        assert e.value.code == INVALID_PARAMS
+    note = tmp_path / "note.txt"
+    note.write_text("file body")
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    parts = to_prompt([{"text": "look"}, {"data": png, "mime_type": "image/png"}, {"path": str(note)}])
+    assert parts[0] == "look"
+    assert len(parts) == 3 and all(p is not None for p in parts)
+    for bad_part in [
+        {"data": "!!!", "mime_type": "image/png"},
+        {"nothing": 1},
+        {"path": str(tmp_path / "missing")},
+    ]:
+        with pytest.raises(RpcError) as e:
+            to_prompt([bad_part])
+        assert e.value.code == INVALID_PARAMS
