@@ -177,6 +177,7 @@ impl Bridge {
             config.tools,
             config.hooks,
             config.policies,
+            config.confirmation_timeout,
         )));
         let timeout = self.inner.config.operation_timeout;
         let started = async {

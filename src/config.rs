@@ -696,7 +696,10 @@ pub struct AgentConfig {
     /// Environment variables for this agent's harness (and the commands it runs), on top of
     /// its worker's.
     pub(crate) env: EnvVars,
-    problems: Vec<String>,
+    /// How long an `ask_user` handler may take before the call is denied.
+    pub(crate) confirmation_timeout: Option<Duration>,
+    /// Problems found while building (a bad tool), reported by `create_agent`.
+    problems: Vec<Error>,
 }
 
 impl AgentConfig {
@@ -719,6 +722,7 @@ impl AgentConfig {
             sdk_options: None,
             pool: None,
             env: EnvVars::default(),
+            confirmation_timeout: None,
             problems: Vec::new(),
         }
     }
@@ -849,7 +853,7 @@ impl AgentConfig {
     #[must_use]
     pub fn tool(mut self, tool: impl Tool) -> Self {
         if let Err(e) = self.tools.register(tool) {
-            self.problems.push(e.to_string());
+            self.problems.push(e);
         }
         self
     }
@@ -858,6 +862,15 @@ impl AgentConfig {
     #[must_use]
     pub fn tool_timeout(mut self, timeout: Duration) -> Self {
         self.tools.set_default_timeout(Some(timeout));
+        self
+    }
+
+    /// Denies a tool call whose `ask_user` handler has not answered within `limit` (default:
+    /// no limit, a human may take their time). Either way, cancelling the turn (or its chat
+    /// timeout) drops a pending question.
+    #[must_use]
+    pub const fn confirmation_timeout(mut self, limit: Duration) -> Self {
+        self.confirmation_timeout = Some(limit);
         self
     }
 
@@ -964,9 +977,7 @@ impl AgentConfig {
     /// [`Error::InvalidConfig`] naming the problem.
     pub fn validate(&self) -> Result<()> {
         if let Some(problem) = self.problems.first() {
-            return Err(Error::InvalidConfig {
-                message: problem.clone(),
-            });
+            return Err(problem.clone());
         }
         let writes: Vec<&str> = self
             .builtin_tools

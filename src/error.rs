@@ -108,6 +108,17 @@ pub enum Error {
         /// The SDK's or the bridge's explanation, naming the field.
         message: String,
     },
+    /// A tool's parameter schema is not a valid JSON Schema (checked against the meta-schema
+    /// when the tool is added, before any harness starts).
+    #[error("tool {tool}: invalid parameter schema at {path:?}: {message}")]
+    InvalidToolSchema {
+        /// The tool.
+        tool: String,
+        /// JSON pointer to the offending part of the schema (`""` is the whole schema).
+        path: String,
+        /// What is wrong there.
+        message: String,
+    },
     /// The model or the agent failed the turn.
     #[error("{kind} error: {message}")]
     Agent {

@@ -35,6 +35,15 @@ pub enum ChatEvent {
         /// The error the model was shown, if it failed.
         error: Option<String>,
     },
+    /// A Rust hook failed (panicked, or returned what its point cannot take). A hook that
+    /// decides something failed closed: the tool call was blocked, the turn refused or ended,
+    /// the questions cancelled.
+    HookFailed {
+        /// The hook point, e.g. `pre_tool_call_decide`.
+        point: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A step of the turn reached its final state (user prompt, model text, tool call, …).
     Step {
         /// The step.

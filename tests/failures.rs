@@ -42,6 +42,46 @@ async fn garbage_and_stray_prints_do_not_break_the_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_answer_merged_with_stray_bytes_is_recovered_or_its_call_fails_at_once() {
+    // Rust accepts 1 MiB; the worker writes unterminated stray bytes, which merge with the
+    // next message it writes: the answer to this very debug call.
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data).max_message_size(MIB))
+        .await
+        .unwrap();
+    let garbage = |text: &str, repeat: usize| {
+        json!({"action": "garbage", "text": text, "repeat": repeat, "newline": false})
+    };
+    // A few stray bytes: the merged line still holds the whole answer, which is recovered.
+    let answer = bridge
+        .call_raw("worker/debug", garbage("stray output ", 1))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({}));
+    // Two MiB of them: the merged line is over the limit and the answer is lost in it. The
+    // call fails at once with a typed error instead of waiting forever (there is no deadline
+    // shorter than the operation timeout here, four minutes).
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        common::HANG,
+        bridge.call_raw("worker/debug", garbage("x", 2 * MIB)),
+    )
+    .await
+    .expect("the call must fail, not hang")
+    .unwrap_err();
+    assert!(matches!(err, Error::ResponseLost { .. }), "{err}");
+    assert!(started.elapsed() < common::HANG);
+    // The connection carries on.
+    bridge.ping().await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let (text, outcome) = collect(agent.chat("still fine?").await.unwrap()).await;
+    outcome.unwrap();
+    assert_eq!(text, "You said: still fine?");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_100_mib_message_fails_only_that_request() {
     let (bridge, model, _data) = start().await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();

@@ -268,3 +268,70 @@ async fn eight_agents_blocked_in_slow_tools_do_not_hold_up_a_ninth() {
     }
     bridge.shutdown().await;
 }
+
+/// An `ask_user` handler nobody ever answers (a human who walked away).
+async fn never_answers(_: ConfirmRequest) -> bool {
+    std::future::pending::<bool>().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_confirmation_ends_a_sent_turn_at_the_chat_timeout_as_a_streamed_one() {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = agy_bridge::Bridge::start(
+        common::config(&data).chat_timeout(std::time::Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .tool(counted_tool("weather", &runs))
+                .policy(PolicyRule::ask_user("weather", never_answers)),
+        )
+        .await
+        .unwrap();
+    for streamed in [true, false] {
+        model.push(Reply::tool_call("weather", json!({"city": "Oslo"})));
+        let err = if streamed {
+            let (_, outcome) = collect(agent.chat("weather?").await.unwrap()).await;
+            outcome.unwrap_err()
+        } else {
+            agent.send("weather?").await.unwrap();
+            tokio::time::timeout(HANG, agent.wait_for_idle())
+                .await
+                .expect("the sent turn ends")
+                .unwrap_err()
+        };
+        assert!(matches!(err, Error::Timeout { .. }), "streamed {streamed}: {err}");
+        // The agent is usable again: the timed-out turn was halted.
+        let (text, outcome) = collect(agent.chat("still there?").await.unwrap()).await;
+        outcome.unwrap();
+        assert_eq!(text, "You said: still there?");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_timeout_denies_the_call() {
+    let (bridge, model, _data) = start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .tool(counted_tool("weather", &runs))
+                .policy(PolicyRule::allow_all())
+                .policy(PolicyRule::ask_user("weather", never_answers))
+                .confirmation_timeout(std::time::Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+    model.push(Reply::tool_call("weather", json!({"city": "Oslo"})));
+    let (text, outcome) = collect(agent.chat("weather?").await.unwrap()).await;
+    outcome.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the tool must not run");
+    assert!(!text.contains("sunny"), "{text}");
+    bridge.shutdown().await;
+}

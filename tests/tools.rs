@@ -5,14 +5,14 @@ mod common;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use agy_bridge::{
-    ChatEvent, Error, ToolContext, llm_tool,
-    testing::Reply,
+    Bridge, ChatEvent, Error, ToolContext, llm_tool,
+    testing::{Reply, ScriptedModel},
     tools::{FnTool, ToolError},
 };
 use common::{HANG, agent_config, collect, start};
@@ -266,6 +266,31 @@ async fn duplicate_tool_names_are_refused_before_anything_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_tool_schema_is_refused_before_a_harness_starts() {
+    let (bridge, model, _data) = start().await;
+    let broken = FnTool::new(
+        "broken",
+        "Has a schema the harness cannot use.",
+        json!({"type": "object", "properties": 5}),
+        |_, _| async { Ok(json!(null)) },
+    );
+    let err = bridge
+        .create_agent(agent_config(&model).tool(broken))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidToolSchema { tool, path, .. } if tool == "broken" && path == "/properties"),
+        "{err}"
+    );
+    // Nothing was started for it: no agent on the worker, no harness in its process group.
+    let stats = bridge.stats();
+    assert_eq!(stats.agents, 0);
+    assert!(stats.harness_rss_bytes.unwrap_or(0) == 0, "{stats:?}");
+    assert!(model.requests().is_empty());
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
     let (bridge, model, _data) = start().await;
     let started = Arc::new(tokio::sync::Notify::new());
@@ -316,4 +341,63 @@ async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
     outcome.unwrap();
     assert_eq!(text, "You said: after");
     bridge.shutdown().await;
+}
+
+/// Blocks its thread for a long time without `.await` (a synchronous read on a FIFO, a
+/// blocking HTTP client): a bug in the tool, which must not freeze anything else.
+fn thread_blocking_tool(released: Arc<AtomicBool>) -> FnTool {
+    FnTool::new(
+        "stuck",
+        "Blocks its thread.",
+        json!({"type": "object", "properties": {}}),
+        move |_, _| {
+            let released = Arc::clone(&released);
+            async move {
+                while !released.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(json!("unstuck"))
+            }
+        },
+    )
+}
+
+#[test]
+fn timeouts_fire_and_other_agents_run_while_a_tool_blocks_its_thread() {
+    // The runtime an application would use, with as few threads as a small container gives it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let released = Arc::new(AtomicBool::new(false));
+    let scenario = async {
+        let data = tempfile::tempdir().unwrap();
+        let bridge = Bridge::start(
+            common::config(&data).chat_timeout(Duration::from_secs(3)),
+        )
+        .await
+        .unwrap();
+        let model = ScriptedModel::start().await.unwrap();
+        let stuck = bridge
+            .create_agent(agent_config(&model).tool(thread_blocking_tool(Arc::clone(&released))))
+            .await
+            .unwrap();
+        let free = bridge.create_agent(agent_config(&model)).await.unwrap();
+        model.push(Reply::tool_call("stuck", json!({})));
+        let reply = stuck.chat("block").await.unwrap();
+        // While the tool blocks a runtime thread, another agent completes a turn…
+        let (text, outcome) = collect(free.chat("are you there?").await.unwrap()).await;
+        outcome.unwrap();
+        assert_eq!(text, "You said: are you there?");
+        // …and the blocked turn ends at its chat timeout.
+        let (_, outcome) = collect(reply).await;
+        let err = outcome.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        released.store(true, Ordering::SeqCst);
+        bridge.shutdown().await;
+    };
+    let outcome = runtime.block_on(async { tokio::time::timeout(HANG, scenario).await });
+    released.store(true, Ordering::SeqCst);
+    outcome.expect("nothing may freeze while a tool blocks its thread");
 }

@@ -130,7 +130,11 @@ class Worker:
             print(params.get("text", "stray print"))
             os.write(1, b"raw write to fd 1\n")
         elif action == "garbage":
-            self.peer._queue.put_nowait(params.get("text", "garbage").encode() + b"\n")
+            # Bytes on the protocol stream: a line of their own, or (newline false) unterminated,
+            # so that they merge with the next message, as a stray write from a C extension would.
+            ending = b"\n" if params.get("newline", True) else b""
+            text = params.get("text", "garbage") * int(params.get("repeat", 1))
+            self.peer._queue.put_nowait(text.encode() + ending)
         elif action == "block":
             time.sleep(float(params.get("seconds", 1)))
         elif action == "reverse":

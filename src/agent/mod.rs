@@ -4,12 +4,14 @@
 //! with [`Agent::send`] is collected by `sent_turn`; a streamed turn's routing is `turn`'s.
 
 mod attach;
+pub(crate) mod callbacks;
 pub(crate) mod context;
 pub mod hooks;
 pub mod policies;
 mod sent_turn;
 pub mod tools;
 mod turn;
+pub(crate) mod user_code;
 
 use std::{
     path::{Path, PathBuf},

@@ -27,7 +27,6 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Display,
     future::Future,
-    panic::AssertUnwindSafe,
     sync::Arc,
     time::Duration,
 };
@@ -371,7 +370,8 @@ impl ToolRegistry {
     /// Adds a tool.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if a tool of that name exists or its schema is not an object.
+    /// [`Error::InvalidConfig`] if a tool of that name exists; [`Error::InvalidToolSchema`] if
+    /// its parameters are not a valid JSON Schema of an object.
     pub fn register(&mut self, tool: impl Tool) -> Result<()> {
         self.register_arc(Arc::new(tool))
     }
@@ -387,11 +387,21 @@ impl ToolRegistry {
                 message: "a tool name must not be empty".into(),
             });
         }
-        if tool.parameters().get("type").and_then(Value::as_str) != Some("object") {
-            return Err(Error::InvalidConfig {
-                message: format!(
-                    "tool {name}: parameters must be a JSON schema of type \"object\""
-                ),
+        let parameters = tool.parameters();
+        // A schema the harness cannot use would make every turn of the agent fail; refuse it
+        // here, naming the place in the schema.
+        if let Err(e) = jsonschema::meta::validate(&parameters) {
+            return Err(Error::InvalidToolSchema {
+                tool: name,
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            });
+        }
+        if parameters.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(Error::InvalidToolSchema {
+                tool: name,
+                path: "/type".into(),
+                message: "the parameters must be a JSON schema of type \"object\"".into(),
             });
         }
         if self.tools.contains_key(&name) {
@@ -457,7 +467,8 @@ impl ToolRegistry {
                 message: "no such tool".into(),
             })?;
         let progress = Arc::clone(&ctx.progress);
-        let call = AssertUnwindSafe(tool.call(args, ctx)).catch_unwind();
+        // Off the async threads: a tool that blocks its thread holds only that thread.
+        let call = super::user_code::run(tool.call(args, ctx));
         let outcome = match tool.timeout().or(self.default_timeout) {
             Some(timeout) => {
                 let mut call = std::pin::pin!(call);
@@ -476,11 +487,14 @@ impl ToolRegistry {
             }
             None => call.await,
         };
-        outcome.unwrap_or_else(|panic| {
-            Err(ToolError::Panicked {
+        outcome.unwrap_or_else(|interrupted| match interrupted {
+            super::user_code::Interrupted::Panicked(message) => Err(ToolError::Panicked {
                 tool: name.to_owned(),
-                message: crate::rpc::panic_message(panic.as_ref()),
-            })
+                message,
+            }),
+            super::user_code::Interrupted::Cancelled => {
+                Err(ToolError::failed(format!("tool {name} was cancelled")))
+            }
         })
     }
 }
@@ -526,18 +540,21 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
+    // Real time (tools run on the blocking pool, and tokio's paused clock does not advance
+    // while a blocking task runs): steps far apart from the timeout, so a slow machine cannot
+    // tell the two cases apart.
+    #[tokio::test(flavor = "multi_thread")]
     async fn progress_restarts_the_timeout_and_a_stall_still_times_out() {
         let mut registry = ToolRegistry::new();
-        let step = Duration::from_secs(4);
+        let step = Duration::from_millis(400);
         registry
             .register(slow_tool("reporting", 5, step, true))
             .unwrap();
         registry
             .register(slow_tool("silent", 5, step, false))
             .unwrap();
-        registry.set_default_timeout(Some(Duration::from_secs(10)));
-        // 20 s in all, never 10 s without progress.
+        registry.set_default_timeout(Some(Duration::from_millis(1500)));
+        // 2 s in all, never 1.5 s without progress; the silent one goes 2 s without any.
         let done = registry.dispatch("reporting", json!({}), ctx()).await;
         assert_eq!(done.unwrap(), json!("done"));
         let silent = registry.dispatch("silent", json!({}), ctx()).await;
@@ -603,7 +620,17 @@ mod tests {
         let bad = FnTool::new("bad", "", json!({}), |_, _| async { Ok(Value::Null) });
         assert!(matches!(
             reg.register(bad),
-            Err(Error::InvalidConfig { .. })
+            Err(Error::InvalidToolSchema { path, .. }) if path == "/type"
+        ));
+        let invalid = FnTool::new(
+            "invalid",
+            "",
+            json!({"type": "object", "properties": 5}),
+            |_, _| async { Ok(Value::Null) },
+        );
+        assert!(matches!(
+            reg.register(invalid),
+            Err(Error::InvalidToolSchema { tool, path, .. }) if tool == "invalid" && path == "/properties"
         ));
     }
 

@@ -68,6 +68,10 @@ impl Renderer {
                     _ => {}
                 }
             }
+            ChatEvent::HookFailed { point, message } => {
+                self.break_line()?;
+                tell!("{FAILURE}[hook failed]{FAILURE:#} {point}: {message}");
+            }
             ChatEvent::Step { step } if step.status == "ERROR" && !step.error.is_empty() => {
                 self.break_line()?;
                 let error = without_echo(&step.error);

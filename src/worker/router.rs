@@ -2,8 +2,8 @@
 //! (`tool/call`, `hook/run`, `policy/confirm`) to the Rust state of the agent they name.
 //!
 //! Isolation: a reverse request is served only for an agent this bridge created on this
-//! worker, and only for a tool registered for that agent; anything else is refused with a
-//! typed error and logged. Each agent's tool state is its own.
+//! worker; anything else is refused with a typed error and logged. What the agent's own state
+//! then does with it is `agent::callbacks`' job.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -13,148 +13,19 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub(crate) use crate::agent::callbacks::AgentState;
 use crate::{
-    agent::{
-        hooks::Hooks,
-        policies::{ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
-        tools::{ToolContext, ToolRegistry, ToolState},
-    },
+    agent::callbacks::TurnEvents,
     protocol::{
         Method, codes as proto,
         methods::{ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, ToolCall},
-        wire::{ChatEventParams, ConfirmParams, HookParams, ToolCallParams},
+        wire::ChatEventParams,
     },
     rpc::{Handler, RpcError, codes},
     types::ChatEvent,
 };
 
 type TurnKey = (String, u64);
-
-/// Everything Rust keeps for one agent: the worker holds only proxies.
-pub(crate) struct AgentState {
-    pub(crate) agent_id: String,
-    pub(crate) conversation_id: String,
-    pub(crate) tools: ToolRegistry,
-    pub(crate) hooks: Hooks,
-    pub(crate) policies: PolicySet,
-    pub(crate) tool_state: ToolState,
-    /// `ask_user` approvals granted through `policy/confirm`, not yet used by a tool call.
-    approvals: Mutex<HashMap<String, u32>>,
-}
-
-impl AgentState {
-    pub(crate) fn new(
-        agent_id: String,
-        conversation_id: String,
-        tools: ToolRegistry,
-        hooks: Hooks,
-        policies: PolicySet,
-    ) -> Self {
-        Self {
-            agent_id,
-            conversation_id,
-            tools,
-            hooks,
-            policies,
-            tool_state: ToolState::default(),
-            approvals: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn call_tool(self: Arc<Self>, params: ToolCallParams) -> Result<Value, RpcError> {
-        if !self.tools.contains(&params.tool) {
-            tracing::warn!(agent = %self.agent_id, tool = %params.tool, "tool/call for a tool this agent does not have");
-            return Err(RpcError::new(
-                proto::UNKNOWN_TOOL,
-                format!("agent {} has no tool {}", self.agent_id, params.tool),
-            ));
-        }
-        // Defense in depth: the harness enforces the policy already; check again here.
-        match self.policies.evaluate(&params.tool) {
-            PolicyDecision::Allow => {}
-            PolicyDecision::Deny { reason } => {
-                return Err(RpcError::new(
-                    proto::TOOL_FAILED,
-                    format!("blocked by policy: {reason}"),
-                ));
-            }
-            PolicyDecision::AskUser { reason, handler } => {
-                if !self.take_approval(&params.tool) {
-                    let request = ConfirmRequest {
-                        agent_id: self.agent_id.clone(),
-                        tool: params.tool.clone(),
-                        args: params.args.clone(),
-                        reason,
-                    };
-                    if !handler.confirm(request).await {
-                        return Err(RpcError::new(proto::TOOL_FAILED, "denied by the user"));
-                    }
-                }
-            }
-        }
-        let ctx = ToolContext::new(
-            &self.agent_id,
-            &self.conversation_id,
-            self.tool_state.clone(),
-        );
-        self.tools
-            .dispatch(&params.tool, params.args, ctx)
-            .await
-            .map_err(|e| RpcError::new(proto::TOOL_FAILED, e.to_string()))
-    }
-
-    async fn confirm(self: Arc<Self>, params: ConfirmParams) -> Result<Value, RpcError> {
-        let Some(PolicyRule::AskUser {
-            handler, reason, ..
-        }) = self.policies.rules().get(params.index)
-        else {
-            return Err(RpcError::new(
-                codes::INVALID_PARAMS,
-                format!(
-                    "rule {} of agent {} is not an ask_user rule",
-                    params.index, self.agent_id
-                ),
-            ));
-        };
-        let request = ConfirmRequest {
-            agent_id: self.agent_id.clone(),
-            tool: params.tool.clone(),
-            args: params.args,
-            reason: if params.reason.is_empty() {
-                reason.clone()
-            } else {
-                params.reason
-            },
-        };
-        let approved = handler.confirm(request).await;
-        if approved {
-            *self.approvals.lock().entry(params.tool).or_default() += 1;
-        }
-        Ok(json!(approved))
-    }
-
-    fn take_approval(&self, tool: &str) -> bool {
-        let mut approvals = self.approvals.lock();
-        match approvals.get_mut(tool) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    async fn run_hook(self: Arc<Self>, params: HookParams) -> Result<Value, RpcError> {
-        let mut data = params.data;
-        if let Value::Object(map) = &mut data {
-            map.insert("agent_id".into(), json!(self.agent_id));
-        }
-        self.hooks
-            .run(&params.point, data)
-            .await
-            .map_err(|e| RpcError::new(proto::HOOK_FAILED, e))
-    }
-}
 
 /// The inbound side of one worker connection.
 type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
@@ -203,32 +74,18 @@ impl Router {
     }
 }
 
-/// Tells the agent's streaming turn (there is at most one) how a Rust tool call ended.
-fn report_tool_result(
-    turns: &Turns,
-    agent_id: &str,
-    name: String,
-    result: &Result<Value, RpcError>,
-) {
-    let event = match result {
-        Ok(value) => ChatEvent::ToolResult {
-            name,
-            result: Some(value.clone()),
-            error: None,
-        },
-        Err(e) => ChatEvent::ToolResult {
-            name,
-            result: None,
-            error: Some(e.message.clone()),
-        },
-    };
-    let turns = turns.lock();
-    if let Some(tx) = turns
-        .iter()
-        .find(|((agent, _), _)| agent == agent_id)
-        .map(|(_, tx)| tx)
-    {
-        let _ = tx.send(event);
+impl TurnEvents for Turns {
+    /// An agent has at most one streamed turn at a time; an event for an agent without one is
+    /// dropped (a `send` turn, or a hook outside any turn).
+    fn send_to_agent(&self, agent_id: &str, event: ChatEvent) {
+        let turns = self.lock();
+        if let Some(tx) = turns
+            .iter()
+            .find(|((agent, _), _)| agent == agent_id)
+            .map(|(_, tx)| tx)
+        {
+            let _ = tx.send(event);
+        }
     }
 }
 
@@ -262,13 +119,9 @@ impl Handler for Router {
         let turns = Arc::clone(&self.turns);
         async move {
             if method == ToolCall::NAME {
-                let params: ToolCallParams = parse(params)?;
-                let (name, agent_id) = (params.tool.clone(), agent.agent_id.clone());
-                let result = agent.call_tool(params).await;
-                report_tool_result(&turns, &agent_id, name, &result);
-                result
+                agent.call_tool(parse(params)?, &turns).await
             } else if method == HookRun::NAME {
-                agent.run_hook(parse(params)?).await
+                agent.run_hook(parse(params)?, &turns).await
             } else {
                 agent.confirm(parse(params)?).await
             }

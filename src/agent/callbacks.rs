@@ -1,0 +1,259 @@
+//! An agent's Rust side of the reverse calls: its tools, hooks and policies, answering
+//! `tool/call`, `hook/run` and `policy/confirm`. The worker holds only proxies.
+//!
+//! Application code runs off the runtime's worker threads ([`super::user_code`]). A hook that
+//! fails (panics, or returns what its point cannot take) is reported as a
+//! [`ChatEvent::HookFailed`] on the running turn and a `tracing` error, and a hook that decides
+//! something fails closed: a failed `pre_tool_call_decide` blocks the call, a failed `pre_turn`
+//! refuses the turn, a failed `stop` lets the turn end, a failed `on_interaction` cancels the
+//! questions.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::{
+    hooks::Hooks,
+    policies::{AskUserHandler, ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
+    tools::{ToolContext, ToolRegistry, ToolState},
+    user_code::{self, Interrupted},
+};
+use crate::{
+    protocol::{
+        codes,
+        wire::{ConfirmParams, HookParams, ToolCallParams},
+    },
+    rpc::{RpcError, codes as rpc_codes},
+    types::ChatEvent,
+};
+
+/// Delivers an event to the agent's running turn, if it has one.
+pub(crate) trait TurnEvents: Send + Sync {
+    /// Sends `event` to the streamed turn of `agent_id`.
+    fn send_to_agent(&self, agent_id: &str, event: ChatEvent);
+}
+
+/// Everything Rust keeps for one agent.
+pub(crate) struct AgentState {
+    pub(crate) agent_id: String,
+    conversation_id: String,
+    tools: ToolRegistry,
+    hooks: Hooks,
+    policies: PolicySet,
+    tool_state: ToolState,
+    /// How long an `ask_user` handler may take before the call is denied (`None`: no limit).
+    confirmation_timeout: Option<Duration>,
+    /// `ask_user` approvals granted through `policy/confirm`, not yet used by a tool call.
+    approvals: Mutex<HashMap<String, u32>>,
+}
+
+impl AgentState {
+    pub(crate) fn new(
+        agent_id: String,
+        conversation_id: String,
+        tools: ToolRegistry,
+        hooks: Hooks,
+        policies: PolicySet,
+        confirmation_timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            agent_id,
+            conversation_id,
+            tools,
+            hooks,
+            policies,
+            tool_state: ToolState::default(),
+            confirmation_timeout,
+            approvals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `tool/call`: runs the tool after re-checking the policy, and tells the turn the result.
+    pub(crate) async fn call_tool(
+        self: Arc<Self>,
+        params: ToolCallParams,
+        events: &dyn TurnEvents,
+    ) -> Result<Value, RpcError> {
+        let name = params.tool.clone();
+        let result = self.run_tool(params).await;
+        let event = match &result {
+            Ok(value) => ChatEvent::ToolResult {
+                name,
+                result: Some(value.clone()),
+                error: None,
+            },
+            Err(e) => ChatEvent::ToolResult {
+                name,
+                result: None,
+                error: Some(e.message.clone()),
+            },
+        };
+        events.send_to_agent(&self.agent_id, event);
+        result
+    }
+
+    async fn run_tool(&self, params: ToolCallParams) -> Result<Value, RpcError> {
+        if !self.tools.contains(&params.tool) {
+            tracing::warn!(agent = %self.agent_id, tool = %params.tool, "tool/call for a tool this agent does not have");
+            return Err(RpcError::new(
+                codes::UNKNOWN_TOOL,
+                format!("agent {} has no tool {}", self.agent_id, params.tool),
+            ));
+        }
+        // Defense in depth: the harness enforces the policy already; check again here.
+        match self.policies.evaluate(&params.tool) {
+            PolicyDecision::Allow => {}
+            PolicyDecision::Deny { reason } => {
+                return Err(RpcError::new(
+                    codes::TOOL_FAILED,
+                    format!("blocked by policy: {reason}"),
+                ));
+            }
+            PolicyDecision::AskUser { reason, handler } => {
+                if !self.take_approval(&params.tool) {
+                    let request = ConfirmRequest {
+                        agent_id: self.agent_id.clone(),
+                        tool: params.tool.clone(),
+                        args: params.args.clone(),
+                        reason,
+                    };
+                    if !self.ask(handler, request).await {
+                        return Err(RpcError::new(codes::TOOL_FAILED, "denied by the user"));
+                    }
+                }
+            }
+        }
+        let ctx = ToolContext::new(
+            &self.agent_id,
+            &self.conversation_id,
+            self.tool_state.clone(),
+        );
+        self.tools
+            .dispatch(&params.tool, params.args, ctx)
+            .await
+            .map_err(|e| RpcError::new(codes::TOOL_FAILED, e.to_string()))
+    }
+
+    /// `policy/confirm`: asks the handler of an `ask_user` rule.
+    pub(crate) async fn confirm(self: Arc<Self>, params: ConfirmParams) -> Result<Value, RpcError> {
+        let Some(PolicyRule::AskUser {
+            handler, reason, ..
+        }) = self.policies.rules().get(params.index)
+        else {
+            return Err(RpcError::new(
+                rpc_codes::INVALID_PARAMS,
+                format!(
+                    "rule {} of agent {} is not an ask_user rule",
+                    params.index, self.agent_id
+                ),
+            ));
+        };
+        let request = ConfirmRequest {
+            agent_id: self.agent_id.clone(),
+            tool: params.tool.clone(),
+            args: params.args,
+            reason: if params.reason.is_empty() {
+                reason.clone()
+            } else {
+                params.reason
+            },
+        };
+        let approved = self.ask(Arc::clone(handler), request).await;
+        if approved {
+            *self.approvals.lock().entry(params.tool).or_default() += 1;
+        }
+        Ok(json!(approved))
+    }
+
+    /// Asks an `ask_user` handler; a handler that fails, or does not answer within the
+    /// confirmation timeout, denies.
+    async fn ask(&self, handler: Arc<dyn AskUserHandler>, request: ConfirmRequest) -> bool {
+        let tool = request.tool.clone();
+        let asking = user_code::run(handler.confirm(request));
+        let answer = match self.confirmation_timeout {
+            Some(limit) => match tokio::time::timeout(limit, asking).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(agent = %self.agent_id, %tool, ?limit, "no answer to the confirmation in time; denied");
+                    return false;
+                }
+            },
+            None => asking.await,
+        };
+        match answer {
+            Ok(approved) => approved,
+            Err(Interrupted::Panicked(message)) => {
+                tracing::error!(agent = %self.agent_id, %tool, "the ask_user handler panicked; denied: {message}");
+                false
+            }
+            Err(Interrupted::Cancelled) => false,
+        }
+    }
+
+    fn take_approval(&self, tool: &str) -> bool {
+        let mut approvals = self.approvals.lock();
+        match approvals.get_mut(tool) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `hook/run`: runs the hook; a failure is reported and decided closed (see the module
+    /// docs).
+    pub(crate) async fn run_hook(
+        self: Arc<Self>,
+        params: HookParams,
+        events: &dyn TurnEvents,
+    ) -> Result<Value, RpcError> {
+        let HookParams {
+            point, mut data, ..
+        } = params;
+        if let Value::Object(map) = &mut data {
+            map.insert("agent_id".into(), json!(self.agent_id));
+        }
+        let hooks = self.hooks.clone();
+        let running = {
+            let point = point.clone();
+            user_code::run(async move { hooks.run(&point, data).await })
+        };
+        let failure = match running.await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(message)) => message,
+            Err(Interrupted::Panicked(message)) => format!("it panicked: {message}"),
+            Err(Interrupted::Cancelled) => {
+                return Err(RpcError::new(
+                    rpc_codes::REQUEST_CANCELLED,
+                    format!("the {point} hook was cancelled"),
+                ));
+            }
+        };
+        tracing::error!(agent = %self.agent_id, %point, "the {point} hook failed: {failure}");
+        events.send_to_agent(
+            &self.agent_id,
+            ChatEvent::HookFailed {
+                point: point.clone(),
+                message: failure.clone(),
+            },
+        );
+        fail_closed(&point, &failure)
+    }
+}
+
+/// What a failed hook answers: decide-hooks refuse, the others report the failure.
+fn fail_closed(point: &str, failure: &str) -> Result<Value, RpcError> {
+    let refusal = format!("the {point} hook failed ({failure}); refused");
+    match point {
+        "pre_turn" | "pre_tool_call_decide" => Ok(json!({"allow": false, "message": refusal})),
+        "stop" => Ok(json!({"decision": "ALLOW_STOP", "reason": ""})),
+        "on_interaction" => Ok(json!({"responses": [], "cancelled": true})),
+        "on_tool_error" => Ok(Value::Null),
+        _ => Err(RpcError::new(
+            codes::HOOK_FAILED,
+            format!("the {point} hook failed: {failure}"),
+        )),
+    }
+}
