@@ -299,6 +299,47 @@ fn read_dir_offers_a_read_file_tool_confined_to_that_directory() {
         "{stderr}"
     );
     assert!(!stdout.contains("hunter2"), "{stdout}");
+
+    // A link with an innocent name is judged by what it points to.
+    std::os::unix::fs::symlink(".env", files.path().join("innocent.txt")).unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args(["chat", "--offline", "--read-dir"])
+        .arg(files.path())
+        .arg("Please read innocent.txt")
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("[Rust tool error] read_file"), "{stderr}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+}
+
+#[test]
+fn reading_a_fifo_is_refused_at_once_instead_of_freezing_the_cli() {
+    // Before, opening the FIFO blocked a runtime thread: the CLI froze past its chat timeout
+    // and ignored Ctrl-C until SIGKILL.
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let fifo = files.path().join("pipe.txt");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = cli()
+        .args(["chat", "--offline", "--read-dir"])
+        .arg(files.path())
+        .arg("Please read pipe.txt")
+        .env("XDG_DATA_HOME", data.path())
+        .env("AGY_BRIDGE_CHAT_TIMEOUT_SECS", "30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
 }
 
 #[test]

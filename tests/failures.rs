@@ -49,9 +49,7 @@ async fn an_answer_merged_with_stray_bytes_is_recovered_or_its_call_fails_at_onc
     let bridge = Bridge::start(config(&data).max_message_size(MIB))
         .await
         .unwrap();
-    let garbage = |text: &str, repeat: usize| {
-        json!({"action": "garbage", "text": text, "repeat": repeat, "newline": false})
-    };
+    let garbage = |text: &str, repeat: usize| json!({"action": "garbage", "text": text, "repeat": repeat, "newline": false});
     // A few stray bytes: the merged line still holds the whole answer, which is recovered.
     let answer = bridge
         .call_raw("worker/debug", garbage("stray output ", 1))

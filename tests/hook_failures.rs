@@ -45,8 +45,7 @@ impl std::io::Write for Capture {
 fn logged(agent_id: &str, point: &str) -> bool {
     let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
     text.lines().any(|l| {
-        l.contains(&format!("agent={agent_id} "))
-            && l.contains(&format!("the {point} hook failed"))
+        l.contains(&format!("agent={agent_id} ")) && l.contains(&format!("the {point} hook failed"))
     })
 }
 
@@ -95,7 +94,9 @@ async fn run(
 
 fn reported(agent: &Agent, failed: &[(String, String)], point: &str) {
     assert!(
-        failed.iter().any(|(p, m)| p == point && m.contains(&format!("{point} bug"))),
+        failed
+            .iter()
+            .any(|(p, m)| p == point && m.contains(&format!("{point} bug"))),
         "no HookFailed event for {point}: {failed:?}"
     );
     assert!(logged(agent.id(), point), "no tracing error for {point}");
@@ -202,7 +203,10 @@ async fn decide_hooks_fail_closed_and_every_failure_is_reported() {
     outcome.unwrap();
     let id = agent.id().to_owned();
     agent.close().await.unwrap();
-    assert!(logged(&id, "on_session_end"), "no tracing error for on_session_end");
+    assert!(
+        logged(&id, "on_session_end"),
+        "no tracing error for on_session_end"
+    );
     bridge.shutdown().await;
 }
 
@@ -251,14 +255,18 @@ async fn a_failing_on_compaction_hook_is_reported() {
     let filler = "lorem ipsum dolor sit amet ".repeat(60);
     let mut all = Vec::new();
     for i in 0..10 {
-        let (_, failed, outcome) = run(agent.chat(format!("turn {i}: {filler}")).await.unwrap()).await;
+        let (_, failed, outcome) =
+            run(agent.chat(format!("turn {i}: {filler}")).await.unwrap()).await;
         outcome.unwrap();
         all.extend(failed);
         if logged(agent.id(), "on_compaction") {
             break;
         }
     }
-    assert!(logged(agent.id(), "on_compaction"), "no compaction after 10 long turns");
+    assert!(
+        logged(agent.id(), "on_compaction"),
+        "no compaction after 10 long turns"
+    );
     assert!(
         all.iter().any(|(p, _)| p == "on_compaction"),
         "compaction ran within a turn, so the turn was told: {all:?}"

@@ -304,7 +304,10 @@ async fn an_unanswered_confirmation_ends_a_sent_turn_at_the_chat_timeout_as_a_st
                 .expect("the sent turn ends")
                 .unwrap_err()
         };
-        assert!(matches!(err, Error::Timeout { .. }), "streamed {streamed}: {err}");
+        assert!(
+            matches!(err, Error::Timeout { .. }),
+            "streamed {streamed}: {err}"
+        );
         // The agent is usable again: the timed-out turn was halted.
         let (text, outcome) = collect(agent.chat("still there?").await.unwrap()).await;
         outcome.unwrap();

@@ -373,11 +373,9 @@ fn timeouts_fire_and_other_agents_run_while_a_tool_blocks_its_thread() {
     let released = Arc::new(AtomicBool::new(false));
     let scenario = async {
         let data = tempfile::tempdir().unwrap();
-        let bridge = Bridge::start(
-            common::config(&data).chat_timeout(Duration::from_secs(3)),
-        )
-        .await
-        .unwrap();
+        let bridge = Bridge::start(common::config(&data).chat_timeout(Duration::from_secs(3)))
+            .await
+            .unwrap();
         let model = ScriptedModel::start().await.unwrap();
         let stuck = bridge
             .create_agent(agent_config(&model).tool(thread_blocking_tool(Arc::clone(&released))))

@@ -1,6 +1,20 @@
 //! Rust tools the model can call: the [`Tool`] trait, [`ToolRegistry`], [`ToolContext`] with
 //! per-agent state, [`FnTool`] for closures, and the `#[llm_tool]` attribute.
 //!
+//! # Blocking code in tools
+//!
+//! Every tool call runs on tokio's blocking thread pool, on a thread of its own, so a tool that
+//! blocks (a synchronous file or network read, a CPU-heavy step) never stalls other agents, and
+//! the tool timeout, the chat timeout and cancellation still fire. Two things to know:
+//!
+//! - A plain `fn` with `#[llm_tool]` is run with `spawn_blocking`: write blocking code there
+//!   freely. In an `async fn`, prefer `tokio::task::spawn_blocking` (or async I/O) for long
+//!   blocking steps.
+//! - A timeout or a cancelled turn drops the tool's future at its next `.await`. Code that
+//!   blocks without awaiting cannot be interrupted in Rust: the model is told at once that the
+//!   tool timed out, but the thread stays busy until the blocking call returns. Give blocking
+//!   calls their own deadlines (socket timeouts, non-blocking opens).
+//!
 //! ```
 //! use agy_bridge::tools::{ToolContext, ToolRegistry};
 //! use agy_bridge::llm_tool;

@@ -83,7 +83,9 @@ struct ReadFileArgs {
 }
 
 /// A `read_file` tool confined to `root`: paths that resolve outside it (`..`, absolute paths,
-/// symlinks) are refused, and files over 64 KiB are refused.
+/// symlinks) are refused, as are files that are not regular files (FIFOs, devices, `/proc`),
+/// files over 64 KiB (whatever size they report), and files whose name or resolved target
+/// suggests credentials. It runs on the blocking pool like every tool; its `open` never blocks.
 pub fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
     let root = root.canonicalize()?;
     Ok(FnTool::typed(
@@ -99,35 +101,117 @@ pub fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
     ))
 }
 
-/// Whether a file name suggests credentials (`.env`, SSH keys, `*.pem`, …).
+/// Directory names whose contents are credentials.
+const SECRET_DIRS: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".config/gcloud",
+];
+
+/// Whether a file name suggests credentials: `.env*`, `.netrc`, `.pypirc`, `.npmrc`,
+/// `.pgpass`, `.git-credentials`, SSH keys (`id_*`, `authorized_keys`), `*.pem`, `*.key`,
+/// `*.p12`, `*.pfx`, Java key stores, or a name with "secret" or "credential" in it.
 pub fn looks_secret(path: &str) -> bool {
     let name = Path::new(path)
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(path)
         .to_ascii_lowercase();
+    const NAMES: &[&str] = &[
+        ".netrc",
+        "_netrc",
+        ".pypirc",
+        ".npmrc",
+        ".pgpass",
+        ".git-credentials",
+        "authorized_keys",
+        "known_hosts",
+    ];
     name.starts_with(".env")
         || name.starts_with("id_")
-        || [".pem", ".key", ".p12"]
+        || NAMES.contains(&name.as_str())
+        || [".pem", ".key", ".p12", ".pfx", ".keystore", ".jks"]
             .iter()
             .any(|ext| name.ends_with(ext))
-        || name.contains("secret")
-        || name.contains("credential")
+        || ["secret", "credential"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+/// Whether `relative` (inside the allowed directory) goes through a directory of credentials.
+fn in_secret_dir(relative: &Path) -> bool {
+    let text = relative.to_string_lossy();
+    SECRET_DIRS
+        .iter()
+        .any(|dir| text.starts_with(&format!("{dir}/")) || text.contains(&format!("/{dir}/")))
 }
 
 fn read_confined(root: &Path, path: &str) -> Result<String, String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    if looks_secret(path) {
+        return Err(format!("{path} may hold secrets; it is off limits"));
+    }
     let full = root
         .join(path)
         .canonicalize()
         .map_err(|e| format!("cannot open {path}: {e}"))?;
-    if !full.starts_with(root) {
+    let Ok(relative) = full.strip_prefix(root) else {
         return Err(format!("{path} is outside the allowed directory"));
+    };
+    // The check applies to what the path resolves to: innocent.txt -> .env is still .env.
+    if looks_secret(&full.to_string_lossy()) || in_secret_dir(relative) {
+        return Err(format!(
+            "{path} resolves to {}, which may hold secrets; it is off limits",
+            relative.display()
+        ));
     }
-    let size = std::fs::metadata(&full).map_err(|e| e.to_string())?.len();
-    if size > MAX_READ {
-        return Err(format!("{path} is {size} bytes; the limit is {MAX_READ}"));
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&full)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err(format!(
+            "{path} is not a regular file (a directory, FIFO, socket or device)"
+        ));
     }
-    std::fs::read_to_string(&full).map_err(|e| format!("cannot read {path}: {e}"))
+    if is_pseudo_filesystem(&file) {
+        return Err(format!(
+            "{path} is on a kernel pseudo-filesystem (/proc, /sys)"
+        ));
+    }
+    // Never more than the limit, whatever size the file reports (/proc files report 0).
+    let mut bytes = Vec::new();
+    file.take(MAX_READ + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(format!(
+            "{path} is larger than the limit of {MAX_READ} bytes"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))
+}
+
+/// Whether `file` lives on procfs or sysfs, whose "files" are views of the kernel.
+fn is_pseudo_filesystem(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    // SAFETY: fstatfs writes into the zeroed struct we own; the fd is open for the call.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut stats) } != 0 {
+        return true; // cannot tell: refuse
+    }
+    #[allow(clippy::useless_conversion)] // f_type's width differs between platforms
+    let kind = i64::from(stats.f_type);
+    kind == PROC_SUPER_MAGIC || kind == SYSFS_MAGIC
 }
 
 /// The offline demo model: calls the calculator for `a op b` in the prompt and the clock
@@ -230,14 +314,72 @@ mod tests {
         let root = dir.path().join("allowed");
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("notes.txt"), "hello").unwrap();
-        std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+        std::fs::write(dir.path().join("private.txt"), "no").unwrap();
         let root = root.canonicalize().unwrap();
         assert_eq!(read_confined(&root, "notes.txt").unwrap(), "hello");
-        let escape = read_confined(&root, "../secret.txt").unwrap_err();
+        let escape = read_confined(&root, "../private.txt").unwrap_err();
         assert!(escape.contains("outside"), "{escape}");
-        let absolute = dir.path().join("secret.txt");
+        let absolute = dir.path().join("private.txt");
         assert!(read_confined(&root, absolute.to_str().unwrap()).is_err());
         assert!(read_confined(&root, "missing.txt").is_err());
+    }
+
+    #[test]
+    fn read_file_refuses_secrets_by_name_and_by_resolved_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join(".env"), "API_KEY=hunter2").unwrap();
+        std::os::unix::fs::symlink(".env", root.join("innocent.txt")).unwrap();
+        let err = read_confined(&root, "innocent.txt").unwrap_err();
+        assert!(err.contains("may hold secrets"), "{err}");
+        for name in [
+            ".netrc",
+            ".pypirc",
+            ".npmrc",
+            ".pgpass",
+            "id_ed25519",
+            "server.pem",
+            "tls.key",
+            ".env.production",
+            "aws_credentials.json",
+        ] {
+            std::fs::write(root.join(name), "x").unwrap();
+            assert!(looks_secret(name), "{name}");
+            let link = format!("link-to-{name}.txt");
+            std::os::unix::fs::symlink(name, root.join(&link)).unwrap();
+            assert!(read_confined(&root, &link).is_err(), "{link}");
+        }
+        std::fs::create_dir(root.join(".ssh")).unwrap();
+        std::fs::write(root.join(".ssh/config"), "Host x").unwrap();
+        assert!(read_confined(&root, ".ssh/config").is_err());
+        assert!(!looks_secret("notes.txt"));
+    }
+
+    #[test]
+    fn read_file_refuses_fifos_pseudo_files_and_big_files_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let fifo = root.join("pipe.txt");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // Returns at once (nobody ever writes to the FIFO).
+        let err = read_confined(&root, "pipe.txt").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::write(root.join("big.txt"), "x".repeat(MAX_READ as usize + 1)).unwrap();
+        let err = read_confined(&root, "big.txt").unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::write(root.join("exact.txt"), "y".repeat(MAX_READ as usize)).unwrap();
+        assert_eq!(
+            read_confined(&root, "exact.txt").unwrap().len(),
+            MAX_READ as usize
+        );
+        // /proc files are regular files that report size 0.
+        let proc_root = std::path::Path::new("/proc/self").canonicalize().unwrap();
+        let err = read_confined(&proc_root, "status").unwrap_err();
+        assert!(err.contains("pseudo-filesystem"), "{err}");
     }
 
     #[test]
