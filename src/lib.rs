@@ -80,7 +80,7 @@ pub mod setup {
     pub use crate::worker::venv::{
         ENV_BASE_PYTHON, ENV_CACHE_DIR, ENV_PYTHON, ENV_WHEELHOUSE, PythonConfig, PythonEnv,
         SetupEvent, SetupProgress, VenvStatus, cache_dir, download_wheels, ensure, ensure_blocking,
-        inspect, stale_entries,
+        inspect, repair, stale_entries, verify,
     };
 }
 

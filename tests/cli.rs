@@ -28,6 +28,117 @@ fn offline_chat_streams_a_reply_that_used_a_rust_tool() {
     );
 }
 
+/// `agy-bridge doctor` with `env` set (`None` removes the variable): passed, and the report.
+fn doctor_with(env: &[(&str, Option<&std::ffi::OsStr>)]) -> (bool, String) {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = cli();
+    cmd.arg("doctor").env("XDG_DATA_HOME", data.path());
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let (ok, stdout, _) = run(&mut cmd);
+    (ok, stdout)
+}
+
+/// The `fix:` line under the failed check `name`.
+fn fix_for(report: &str, name: &str) -> String {
+    let mut lines = report
+        .lines()
+        .skip_while(|l| !l.contains(&format!("✗ {name}")));
+    assert!(lines.next().is_some(), "{name} did not fail:\n{report}");
+    lines
+        .map(str::trim)
+        .find(|l| l.starts_with("fix:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_fix_doctor_prints_for_the_environment_fixes_its_failure() {
+    agy_bridge::setup::ensure(agy_bridge::PythonConfig::default(), None)
+        .await
+        .unwrap();
+    fn set<'a>(
+        name: &'a str,
+        value: &'a std::path::Path,
+    ) -> (&'a str, Option<&'a std::ffi::OsStr>) {
+        (name, Some(value.as_os_str()))
+    }
+    fn none(name: &str) -> (&str, Option<&std::ffi::OsStr>) {
+        (name, None)
+    }
+    let missing = std::path::Path::new("/nonexistent/python3");
+
+    // AGY_BRIDGE_PYTHON that does not run: "unset it".
+    let (ok, report) = doctor_with(&[set("AGY_BRIDGE_PYTHON", missing)]);
+    assert!(!ok);
+    assert!(
+        fix_for(&report, "Python").contains("or unset it"),
+        "{report}"
+    );
+    let (ok, report) = doctor_with(&[none("AGY_BRIDGE_PYTHON")]);
+    assert!(ok, "{report}");
+
+    // A base interpreter that does not exist: "set AGY_BRIDGE_BASE_PYTHON to one".
+    let (ok, report) = doctor_with(&[
+        none("AGY_BRIDGE_PYTHON"),
+        set("AGY_BRIDGE_BASE_PYTHON", missing),
+    ]);
+    assert!(!ok);
+    assert!(
+        fix_for(&report, "Python").contains("set AGY_BRIDGE_BASE_PYTHON to one"),
+        "{report}"
+    );
+    let python3 = agy_bridge::setup::inspect(&agy_bridge::PythonConfig::default())
+        .unwrap()
+        .unwrap()
+        .base_python;
+    let (ok, report) = doctor_with(&[
+        none("AGY_BRIDGE_PYTHON"),
+        set("AGY_BRIDGE_BASE_PYTHON", &python3),
+    ]);
+    assert!(ok, "{report}");
+
+    // An interpreter with another google-antigravity (a real venv with a real, if tiny,
+    // installed distribution of another version): "install the pin there, or unset".
+    let other = tempfile::tempdir().unwrap();
+    let venv = other.path().join("venv");
+    assert!(
+        Command::new(&python3)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
+    std::fs::create_dir_all(site.join("google/antigravity")).unwrap();
+    std::fs::write(site.join("google/antigravity/__init__.py"), "").unwrap();
+    let dist = site.join("google_antigravity-0.0.1.dist-info");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(
+        dist.join("METADATA"),
+        "Metadata-Version: 2.1\nName: google-antigravity\nVersion: 0.0.1\n",
+    )
+    .unwrap();
+    let (ok, report) = doctor_with(&[set("AGY_BRIDGE_PYTHON", &venv.join("bin/python"))]);
+    assert!(!ok);
+    let fix = fix_for(&report, "SDK");
+    assert!(fix.contains("google-antigravity==0.1.22 there"), "{report}");
+    assert!(fix.contains("or unset AGY_BRIDGE_PYTHON"), "{report}");
+    let (ok, report) = doctor_with(&[none("AGY_BRIDGE_PYTHON")]);
+    assert!(ok, "{report}");
+}
+
 #[test]
 fn a_missing_python_fails_with_a_clear_message() {
     let cache = tempfile::tempdir().unwrap();

@@ -345,13 +345,14 @@ async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
 
 /// Blocks its thread for a long time without `.await` (a synchronous read on a FIFO, a
 /// blocking HTTP client): a bug in the tool, which must not freeze anything else.
-fn thread_blocking_tool(released: Arc<AtomicBool>) -> FnTool {
+fn thread_blocking_tool(released: Arc<AtomicBool>, entered: Arc<AtomicBool>) -> FnTool {
     FnTool::new(
         "stuck",
         "Blocks its thread.",
         json!({"type": "object", "properties": {}}),
         move |_, _| {
             let released = Arc::clone(&released);
+            entered.store(true, Ordering::SeqCst);
             async move {
                 while !released.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(20));
@@ -371,6 +372,7 @@ fn timeouts_fire_and_other_agents_run_while_a_tool_blocks_its_thread() {
         .build()
         .unwrap();
     let released = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicBool::new(false));
     let scenario = async {
         let data = tempfile::tempdir().unwrap();
         let bridge = Bridge::start(common::config(&data).chat_timeout(Duration::from_secs(3)))
@@ -378,12 +380,17 @@ fn timeouts_fire_and_other_agents_run_while_a_tool_blocks_its_thread() {
             .unwrap();
         let model = ScriptedModel::start().await.unwrap();
         let stuck = bridge
-            .create_agent(agent_config(&model).tool(thread_blocking_tool(Arc::clone(&released))))
+            .create_agent(agent_config(&model).tool(thread_blocking_tool(
+                Arc::clone(&released),
+                Arc::clone(&entered),
+            )))
             .await
             .unwrap();
         let free = bridge.create_agent(agent_config(&model)).await.unwrap();
         model.push(Reply::tool_call("stuck", json!({})));
         let reply = stuck.chat("block").await.unwrap();
+        // (The scripted reply is the stuck agent's: wait until its tool runs.)
+        common::eventually("the tool runs", || entered.load(Ordering::SeqCst)).await;
         // While the tool blocks a runtime thread, another agent completes a turn…
         let (text, outcome) = collect(free.chat("are you there?").await.unwrap()).await;
         outcome.unwrap();

@@ -75,6 +75,16 @@ pub async fn run() -> bool {
         caches(&python);
         return finish(&report);
     };
+    // The managed venv only: an interpreter of your own (AGY_BRIDGE_PYTHON) is yours to fix,
+    // and the SDK check below says how.
+    let managed = std::env::var_os(venv::ENV_PYTHON).is_none();
+    if managed && !report.check("venv files", venv_files(&python)) {
+        for what in ["SDK", "worker", "smoke chat"] {
+            Report::skipped(what, "broken venv");
+        }
+        caches(&python);
+        return finish(&report);
+    }
     let sdk = sdk(&exe);
     let harness = sdk.as_ref().ok().map(|(_, harness)| harness.clone());
     let sdk_ok = report.check("SDK", sdk.map(|(detail, _)| detail));
@@ -161,6 +171,28 @@ fn interpreter(python: &PythonConfig) -> Result<(PathBuf, String), Problem> {
     ))
 }
 
+/// The thorough check `agy-bridge setup` also runs: interpreter, imports, harness, file hashes.
+fn venv_files(python: &PythonConfig) -> Result<String, Problem> {
+    let problems = venv::verify(python).map_err(|e| problem(e.to_string(), REPAIR))?;
+    if problems.is_empty() {
+        return Ok(
+            "the interpreter, SDK, worker and harness run; installed files match their wheels"
+                .into(),
+        );
+    }
+    let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+    let more = problems.len().saturating_sub(shown.len());
+    let tail = if more > 0 {
+        format!(" (and {more} more)")
+    } else {
+        String::new()
+    };
+    Err(problem(format!("{}{tail}", shown.join("; ")), REPAIR))
+}
+
+/// The fix for anything wrong inside the managed venv.
+const REPAIR: &str = "run `agy-bridge setup`: it checks the venv and rebuilds what is broken";
+
 /// The installed SDK's version and its harness binary.
 fn sdk(python: &std::path::Path) -> Result<(String, PathBuf), Problem> {
     let out = run_python(
@@ -170,13 +202,18 @@ fn sdk(python: &std::path::Path) -> Result<(String, PathBuf), Problem> {
          print(os.path.join(os.path.dirname(g.__file__), 'bin', 'localharness'))",
     )
     .map_err(|e| {
-        problem(
-            format!("google-antigravity does not import in {}: {e}", python.display()),
+        let fix = if std::env::var_os(venv::ENV_PYTHON).is_some() {
             format!(
                 "install it there (`{} -m pip install google-antigravity=={SDK_VERSION}`), or unset {} to use the managed venv",
                 python.display(),
                 venv::ENV_PYTHON
-            ),
+            )
+        } else {
+            REPAIR.to_owned()
+        };
+        problem(
+            format!("google-antigravity does not import in {}: {e}", python.display()),
+            fix,
         )
     })?;
     let mut lines = out.lines();
@@ -188,7 +225,8 @@ fn sdk(python: &std::path::Path) -> Result<(String, PathBuf), Problem> {
                 "google-antigravity {version} is installed; this bridge is tested with {SDK_VERSION}"
             ),
             format!(
-                "install google-antigravity=={SDK_VERSION}, or set BridgeConfig::allow_sdk_mismatch"
+                "install google-antigravity=={SDK_VERSION} there, or unset {} to use the managed venv",
+                venv::ENV_PYTHON
             ),
         ));
     }
@@ -226,7 +264,7 @@ async fn live_checks_in(report: &mut Report, data: &std::path::Path) -> bool {
                 "worker",
                 Err(problem(
                     e.to_string(),
-                    "see docs/operations.md, \"Troubleshooting by error message\"",
+                    format!("{REPAIR}; if it still fails, see docs/operations.md, \"Troubleshooting by error message\""),
                 )),
             );
         }
@@ -250,7 +288,7 @@ async fn live_checks_in(report: &mut Report, data: &std::path::Path) -> bool {
         .map_err(|e| {
             problem(
                 e.to_string(),
-                "run with AGY_BRIDGE_LOG=debug to see the worker's stderr",
+                format!("{REPAIR}; to see why, run it again with AGY_BRIDGE_LOG=debug"),
             )
         }),
     );
@@ -261,7 +299,9 @@ async fn live_checks_in(report: &mut Report, data: &std::path::Path) -> bool {
 }
 
 async fn smoke_chat(bridge: &Bridge) -> Result<String, Problem> {
-    let fix = "run with AGY_BRIDGE_LOG=debug; the harness log is in the worker's stderr";
+    let fix = format!(
+        "{REPAIR}; to see why (the harness logs to the worker's stderr), run it again with AGY_BRIDGE_LOG=debug"
+    );
     let model =
         ScriptedModel::with_responder(Arc::new(|_: &agy_bridge::testing::RecordedRequest| {
             agy_bridge::testing::Reply::text("pong")
@@ -280,14 +320,14 @@ async fn smoke_chat(bridge: &Bridge) -> Result<String, Problem> {
             "doctor",
         )))
         .await
-        .map_err(|e| problem(format!("agent start failed: {e}"), fix))?;
+        .map_err(|e| problem(format!("agent start failed: {e}"), &fix))?;
     let outcome = agent
         .chat("ping")
         .await
-        .map_err(|e| problem(e.to_string(), fix))?
+        .map_err(|e| problem(e.to_string(), &fix))?
         .finish()
         .await
-        .map_err(|e| problem(format!("the turn failed: {e}"), fix))?;
+        .map_err(|e| problem(format!("the turn failed: {e}"), &fix))?;
     let harness = agent.harness_pid();
     let _ = agent.close().await;
     if outcome.text.trim() != "pong" {

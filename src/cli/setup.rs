@@ -91,7 +91,9 @@ pub async fn run(
         }
         config.python.wheelhouse = Some(dir);
     }
-    let env = venv::ensure(config.python.clone(), config.setup_progress.clone()).await?;
+    // Checks what is installed (interpreter, SDK, harness, file hashes) and rebuilds a broken
+    // venv; a bridge start only looks at the completion stamp.
+    let env = venv::repair(config.python.clone(), config.setup_progress.clone()).await?;
     say!("interpreter: {}", env.python.display());
     if let Some(dir) = env.venv_dir {
         say!("venv:        {}", dir.display());

@@ -8,6 +8,7 @@ pub mod process;
 pub(crate) mod router;
 pub mod supervisor;
 pub mod venv;
+mod venv_check;
 
 pub use process::{StartupTimings, WorkerOptions, WorkerProcess};
 pub use venv::{PythonConfig, SetupEvent, SetupProgress};

@@ -290,6 +290,108 @@ pub fn cache_dir(config: &PythonConfig) -> PathBuf {
         })
 }
 
+/// What is wrong with the environment `config` selects, if anything, after a thorough check:
+/// the interpreter runs, the SDK and the worker import, the harness executes, every installed
+/// file matches its wheel's `RECORD` hash, and the worker package matches this crate's. For an
+/// unmanaged interpreter (`AGY_BRIDGE_PYTHON`) only the import is checked. Takes a few seconds
+/// (it hashes ~450 MB); [`ensure`] does not do it.
+///
+/// # Errors
+/// [`Error::VenvSetup`] when the base interpreter cannot be run.
+pub fn verify(config: &PythonConfig) -> Result<Vec<String>> {
+    if let Some(python) = config.ready_python() {
+        let ok = Command::new(&python)
+            .args(["-c", "import google.antigravity"])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        return Ok(if ok {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{} cannot import google.antigravity",
+                python.display()
+            )]
+        });
+    }
+    let Some(status) = inspect(config)? else {
+        return Ok(Vec::new());
+    };
+    if !status.complete {
+        return Ok(vec![format!(
+            "the venv at {} is not set up",
+            status.dir.display()
+        )]);
+    }
+    let stamp = read_stamp(&status.dir)
+        .ok_or_else(|| setup_error("reading the completion stamp", "unreadable", ""))?;
+    Ok(super::venv_check::problems(&status.dir, &stamp.purelib))
+}
+
+/// [`ensure`], then [`verify`]: a managed venv found broken is rebuilt (and checked again).
+/// What `agy-bridge setup` runs.
+///
+/// # Errors
+/// As [`ensure`]; [`Error::VenvSetup`] when the rebuilt venv is still broken.
+pub async fn repair(config: PythonConfig, progress: Option<SetupProgress>) -> Result<PythonEnv> {
+    tokio::task::spawn_blocking(move || repair_blocking(&config, progress.as_ref()))
+        .await
+        .map_err(|e| setup_error("repairing the Python environment", e.to_string(), ""))?
+}
+
+fn repair_blocking(config: &PythonConfig, progress: Option<&SetupProgress>) -> Result<PythonEnv> {
+    let env = ensure_blocking(config, progress)?;
+    let Some(dir) = env.venv_dir.clone() else {
+        return Ok(env);
+    };
+    let problems = verify(config)?;
+    if problems.is_empty() {
+        return Ok(env);
+    }
+    let summary = summarize(&problems);
+    tracing::warn!("the managed venv is broken ({summary}); rebuilding it");
+    if let Some(p) = progress {
+        p(&SetupEvent::Phase {
+            name: format!("the venv is broken ({summary}); rebuilding it"),
+            elapsed: Duration::ZERO,
+        });
+    }
+    // Without its stamp the venv counts as half-built: the next ensure rebuilds it under the
+    // build lock.
+    match std::fs::remove_file(dir.join(STAMP)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(setup_error("discarding the broken venv", e.to_string(), "")),
+    }
+    let env = ensure_blocking(config, progress)?;
+    let problems = verify(config)?;
+    if problems.is_empty() {
+        Ok(env)
+    } else {
+        Err(setup_error(
+            "checking the rebuilt venv",
+            summarize(&problems),
+            &problems.join("\n"),
+        ))
+    }
+}
+
+/// The first few problems in one line.
+fn summarize(problems: &[String]) -> String {
+    let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+    let more = problems.len().saturating_sub(shown.len());
+    if more == 0 {
+        shown.join("; ")
+    } else {
+        format!("{}; and {more} more", shown.join("; "))
+    }
+}
+
+fn read_stamp(dir: &Path) -> Option<Stamp> {
+    let text = std::fs::read_to_string(dir.join(STAMP)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Blocking version of [`ensure`].
 ///
 /// # Errors
@@ -390,10 +492,7 @@ fn venv_key(base_exe: &Path, version: &str) -> String {
 
 /// Whether `dir` holds a finished venv for `key` whose key files are all still present.
 fn is_complete(dir: &Path, key: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join(STAMP)) else {
-        return false;
-    };
-    let Ok(stamp) = serde_json::from_str::<Stamp>(&text) else {
+    let Some(stamp) = read_stamp(dir) else {
         return false;
     };
     stamp.key == key
