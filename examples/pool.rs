@@ -86,7 +86,8 @@ async fn main() -> agy_bridge::Result<()> {
     let answers = futures::future::try_join_all(agents.iter().zip(PROMPTS).map(
         |(agent, prompt)| async move {
             let outcome = agent.chat(prompt).await?.finish().await?;
-            Ok::<_, agy_bridge::Error>((agent.id().to_owned(), agent.worker_pid(), outcome.text))
+            let pid = agent.worker_pid().unwrap_or_default();
+            Ok::<_, agy_bridge::Error>((agent.id().to_owned(), pid, outcome.text))
         },
     ))
     .await?;

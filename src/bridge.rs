@@ -13,27 +13,30 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    agent::{Agent, AgentParts, Attachment, context::AgentContext, create_on},
+    agent::{Agent, context::AgentContext, life::AgentCore},
     config::{AgentConfig, BridgeConfig, ConversationDirs},
     error::{Error, Result},
     protocol::{methods::WorkerPing, wire::WorkerInfo},
     quota::QuotaRegistry,
     rpc::Handler,
+    store::{self, ConversationInfo, LeaseSettings, Store},
     worker::{
         StartupTimings, WorkerOptions,
-        pool::{DEFAULT_POOL, Pool, PoolConfig, Slot, WorkerStats},
+        pool::{DEFAULT_POOL, Pool, PoolConfig, PoolStats, Slot, WorkerStats},
         router::{AgentState, Router},
         supervisor::Supervisor,
         venv,
     },
 };
 
+/// How often idle agents are checked against their hibernation delay.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
 struct BridgeInner {
     /// The worker pools, the default pool first.
-    pools: Vec<Pool>,
+    pools: Vec<Arc<Pool>>,
     config: BridgeConfig,
     data_dir: PathBuf,
-    dirs: ConversationDirs,
     quota: QuotaRegistry,
     agents: Arc<AgentContext>,
     next_agent: AtomicU64,
@@ -41,7 +44,7 @@ struct BridgeInner {
 
 impl BridgeInner {
     /// The pool called `name` (the default pool for `None`).
-    fn pool(&self, name: Option<&str>) -> Result<&Pool> {
+    fn pool(&self, name: Option<&str>) -> Result<&Arc<Pool>> {
         let name = name.unwrap_or(DEFAULT_POOL);
         self.pools
             .iter()
@@ -126,6 +129,7 @@ impl Bridge {
         for dir in dirs.all() {
             crate::secure_dir::ensure_private_dir(dir)?;
         }
+        let store = Arc::new(Store::open(&config.store, &dirs, &data_dir).await?);
         let pools = futures::future::try_join_all(
             config
                 .resolved_pools()?
@@ -133,78 +137,137 @@ impl Bridge {
                 .map(|pool| start_pool(&config, pool)),
         )
         .await?;
+        let lease = LeaseSettings {
+            holder: config.holder.clone().unwrap_or_else(store::default_holder),
+            ttl: config.lease_ttl,
+            wait: config.lease_wait,
+        };
         let agents = Arc::new(AgentContext::new(
             config.chat_timeout,
             config.operation_timeout,
             config.inter_agent_delay,
+            store,
+            lease,
+            dirs,
         ));
-        Ok(Self {
-            inner: Arc::new(BridgeInner {
-                pools,
-                config,
-                data_dir,
-                dirs,
-                quota: QuotaRegistry::new(),
-                agents,
-                next_agent: AtomicU64::new(1),
-            }),
-        })
+        let inner = Arc::new(BridgeInner {
+            pools,
+            config,
+            data_dir,
+            quota: QuotaRegistry::new(),
+            agents,
+            next_agent: AtomicU64::new(1),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&inner)));
+        Ok(Self { inner })
     }
 
-    /// Starts an agent on a worker of its pool (the least-loaded one).
+    /// Starts an agent on a worker of its pool (the least-loaded one), creating its
+    /// conversation, or continuing it when [`AgentConfig::conversation_id`] names one that
+    /// exists.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when the bridge or the SDK rejects the configuration,
-    /// [`Error::Capacity`] when the pool is full, or a worker error.
+    /// [`Error::ConversationBusy`] when another bridge has that conversation active,
+    /// [`Error::Capacity`] when the pool is full, or a worker or store error.
     pub async fn create_agent(&self, config: AgentConfig) -> Result<Agent> {
         config.validate()?;
-        let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
-        let agent_id = format!("agent-{seq}");
         let conversation_id = config
             .conversation_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.start_agent(config, conversation_id).await
+    }
+
+    /// Re-attaches the conversation `conversation_id`, created earlier in this process, before
+    /// a restart, or by another replica sharing the store, with the tools, hooks and policies of
+    /// `config` (which are not stored). The conversation continues with its whole history.
+    ///
+    /// ```no_run
+    /// # async fn demo(bridge: agy_bridge::Bridge, config: agy_bridge::AgentConfig, id: String) -> agy_bridge::Result<()> {
+    /// let agent = bridge.open_agent(&id, config).await?;
+    /// let outcome = agent.chat("Where were we?").await?.finish().await?;
+    /// # let _ = outcome; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownConversation`]; [`Error::ConversationBusy`] when another bridge (or
+    /// another agent of this one) has it active for longer than the lease wait;
+    /// [`Error::CorruptSnapshot`]; what [`Bridge::create_agent`] fails with.
+    pub async fn open_agent(&self, conversation_id: &str, config: AgentConfig) -> Result<Agent> {
+        store::check_conversation_id(conversation_id)?;
+        config.validate()?;
+        let context = &self.inner.agents;
+        let known = context.store.exists(conversation_id).await?
+            || context
+                .dirs
+                .save_dir
+                .join(format!("{conversation_id}.db"))
+                .is_file();
+        if !known {
+            return Err(Error::UnknownConversation {
+                conversation_id: conversation_id.to_owned(),
+            });
+        }
+        self.start_agent(config, conversation_id.to_owned()).await
+    }
+
+    async fn start_agent(&self, config: AgentConfig, conversation_id: String) -> Result<Agent> {
+        let seq = self.inner.next_agent.fetch_add(1, Ordering::Relaxed);
+        let agent_id = format!("agent-{seq}");
         let pool = self.inner.pool(config.pool.as_deref())?;
         let model = config.model.resolved(pool.gemini_api_key.as_ref())?;
-        let spec = config.spec(&model, &conversation_id, &self.inner.dirs);
+        let spec = config.spec(&model, &conversation_id, &self.inner.agents.dirs);
         let quota = self.inner.quota.state_for_key(&model.quota_key());
-        let slot = pool.place()?;
-        let _gate = slot.enter().await;
-        // Rust state first: the worker may call back while the agent starts.
-        slot.router.add_agent(Arc::new(AgentState::new(
+        let hibernate_after = config.hibernate_after.or(pool.hibernate_after);
+        let callbacks = Arc::new(AgentState::new(
             agent_id.clone(),
             conversation_id.clone(),
             config.tools,
             config.hooks,
             config.policies,
             config.confirmation_timeout,
-        )));
-        let timeout = self.inner.config.operation_timeout;
-        let started = async {
-            let worker = slot.supervisor.live().await?;
-            let created = create_on(&worker, &agent_id, &spec, timeout).await?;
-            Ok::<_, Error>((worker, created))
-        }
-        .await;
-        let (worker, created) = started.inspect_err(|_| slot.router.remove_agent(&agent_id))?;
-        tracing::debug!(%agent_id, start_ms = created.start_ms, "agent started");
-        let attachment = Attachment::new(
-            agent_id.clone(),
-            Arc::clone(&slot),
-            spec,
-            &worker,
-            &created,
-            timeout,
-        );
-        Ok(Agent::new(AgentParts {
-            id: agent_id,
+        ));
+        let core = AgentCore::new(
+            agent_id,
             conversation_id,
-            save_dir: self.inner.dirs.save_dir.clone(),
-            app_data_dir: self.inner.dirs.app_data_dir.clone(),
-            context: Arc::clone(&self.inner.agents),
-            attachment,
-            quota,
-        }))
+            Arc::clone(&self.inner.agents),
+            Arc::clone(pool),
+            callbacks,
+            spec,
+            hibernate_after,
+        );
+        // The first activation: the lease, the newest state, a worker, the harness.
+        drop(core.use_live().await?);
+        Ok(Agent::new(core, quota))
+    }
+
+    /// The conversations the store knows (for the local store: those in the data directory),
+    /// most recently changed first.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn list_conversations(&self) -> Result<Vec<ConversationInfo>> {
+        self.inner.agents.store.list().await
+    }
+
+    /// Deletes a conversation for good: its stored state and its local files.
+    ///
+    /// # Errors
+    /// [`Error::ConversationBusy`] while an agent (here or in another bridge) has it active;
+    /// a store error; a file that could not be removed.
+    pub async fn delete_conversation(&self, conversation_id: &str) -> Result<()> {
+        store::check_conversation_id(conversation_id)?;
+        self.inner
+            .agents
+            .delete_conversation(conversation_id, "delete_conversation")
+            .await
+    }
+
+    /// Live and hibernated agents per pool, the default pool first.
+    #[must_use]
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.inner.pools.iter().map(|p| p.agent_stats()).collect()
     }
 
     /// What the current worker reported at start-up (versions, pid, JSON backend, event loop).
@@ -304,9 +367,26 @@ impl Bridge {
             .stderr_tail()
     }
 
-    /// Stops the worker gracefully (agents closed, then the process group ended). Bounded by
-    /// the shutdown timeout plus a few seconds for signals.
+    /// Hibernates every agent (once its running turn ends): each conversation is saved and its
+    /// lease released, so other replicas can take it over at once. What a rolling deploy does
+    /// before stopping a replica; the agents stay usable (their next call activates them).
+    ///
+    /// # Errors
+    /// The first failure (an agent that could not be saved keeps its lease until it expires).
+    pub async fn drain(&self) -> Result<()> {
+        let members = self.inner.pools.iter().flat_map(|p| p.live.members());
+        let drained = futures::future::join_all(members.map(|m| m.drain())).await;
+        drained.into_iter().collect()
+    }
+
+    /// Drains the bridge (see [`Bridge::drain`], bounded by the shutdown timeout), then stops
+    /// the workers gracefully (sessions closed, then the process groups ended).
     pub async fn shutdown(self) {
+        match tokio::time::timeout(self.inner.config.shutdown_timeout, self.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("draining before shutdown: {e}"),
+            Err(_) => tracing::warn!("agents were still busy at shutdown; stopping anyway"),
+        }
         let slots = self.inner.pools.iter().flat_map(|p| p.slots.iter());
         futures::future::join_all(slots.map(|s| s.supervisor.shutdown())).await;
     }
@@ -321,7 +401,7 @@ impl Bridge {
 }
 
 /// Prepares `pool`'s interpreter and starts its workers.
-async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Pool> {
+async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Arc<Pool>> {
     let python = pool.python.clone().unwrap_or_else(|| config.python.clone());
     let env = venv::ensure(python, config.setup_progress.clone()).await?;
     let mut options = WorkerOptions::new(env);
@@ -349,10 +429,22 @@ async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Pool> {
         }
     });
     let slots = futures::future::try_join_all(starts).await?;
-    Ok(Pool::new(
-        pool.name,
-        slots,
-        pool.max_agents_per_worker,
-        pool.gemini_api_key,
-    ))
+    Ok(Arc::new(Pool::new(pool, slots)))
+}
+
+/// Hibernates agents idle past their delay, until the bridge is gone.
+async fn sweep(bridge: std::sync::Weak<BridgeInner>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(inner) = bridge.upgrade() else {
+            return;
+        };
+        let expired: Vec<_> = inner.pools.iter().flat_map(|p| p.live.expired()).collect();
+        drop(inner);
+        for agent in expired {
+            if let Err(e) = agent.try_hibernate().await {
+                tracing::warn!("hibernating an idle agent: {e}");
+            }
+        }
+    }
 }

@@ -125,6 +125,8 @@ pub(crate) struct ConversationDirs {
     pub(crate) save_dir: PathBuf,
     pub(crate) app_data_dir: PathBuf,
     pub(crate) harness_home: PathBuf,
+    /// Scratch space for snapshots (same filesystem, so renames into place are atomic).
+    pub(crate) scratch: PathBuf,
 }
 
 impl ConversationDirs {
@@ -133,12 +135,18 @@ impl ConversationDirs {
             save_dir: data_dir.join("conversations"),
             app_data_dir: data_dir.join("app-data"),
             harness_home: data_dir.join("harness-home"),
+            scratch: data_dir.join("tmp"),
         }
     }
 
     /// Every directory, for creating them.
-    pub(crate) fn all(&self) -> [&std::path::Path; 3] {
-        [&self.save_dir, &self.app_data_dir, &self.harness_home]
+    pub(crate) fn all(&self) -> [&std::path::Path; 4] {
+        [
+            &self.save_dir,
+            &self.app_data_dir,
+            &self.harness_home,
+            &self.scratch,
+        ]
     }
 }
 
@@ -197,6 +205,22 @@ pub struct BridgeConfig {
     pub recycle: crate::worker::pool::RecyclePolicy,
     /// Further named worker pools (see [`BridgeConfig::pool`]).
     pub pools: Vec<crate::worker::pool::PoolConfig>,
+    /// At most this many agents of the default pool live at once (see
+    /// [`crate::PoolConfig::max_live_agents`]).
+    pub max_live_agents: Option<usize>,
+    /// Agents of the default pool idle this long hibernate (default: never).
+    pub hibernate_after: Option<Duration>,
+    /// Where conversations live beyond this process (default: the data directory only).
+    pub store: crate::store::StoreConfig,
+    /// How long a conversation's lease lasts without renewal (default 30 s). A bridge that
+    /// dies holds its conversations this long at most; live agents renew every third of it.
+    pub lease_ttl: Duration,
+    /// How long opening a conversation (or a turn on a hibernated agent) waits while another
+    /// bridge has it active, before [`Error::ConversationBusy`] (default 10 s).
+    pub lease_wait: Duration,
+    /// This bridge's name in leases (default: host, pid and a random suffix; on Kubernetes the
+    /// pod name is a good choice).
+    pub holder: Option<String>,
     /// Enables the worker's failure-injection method (the bridge's own tests).
     pub(crate) debug_methods: bool,
 }
@@ -233,6 +257,12 @@ impl Default for BridgeConfig {
             restart: crate::worker::supervisor::RestartPolicy::default(),
             recycle: crate::worker::pool::RecyclePolicy::default(),
             pools: Vec::new(),
+            max_live_agents: None,
+            hibernate_after: None,
+            store: crate::store::StoreConfig::default(),
+            lease_ttl: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(10),
+            holder: None,
             debug_methods: false,
         }
     }
@@ -263,6 +293,8 @@ impl BridgeConfig {
             .restart(self.restart.clone());
         default.max_agents_per_worker = self.max_agents_per_worker;
         default.recycle = self.recycle.clone();
+        default.max_live_agents = self.max_live_agents;
+        default.hibernate_after = self.hibernate_after;
         let mut pools = vec![default];
         for pool in &self.pools {
             if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
@@ -400,6 +432,50 @@ impl BridgeConfig {
     #[must_use]
     pub const fn recycle(mut self, policy: crate::RecyclePolicy) -> Self {
         self.recycle = policy;
+        self
+    }
+
+    /// Keeps at most `n` agents of the default pool live (see
+    /// [`crate::PoolConfig::max_live_agents`]).
+    #[must_use]
+    pub const fn max_live_agents(mut self, n: usize) -> Self {
+        self.max_live_agents = Some(n);
+        self
+    }
+
+    /// Hibernates agents of the default pool idle for `after` (an agent's own
+    /// [`AgentConfig::hibernate_after`] wins).
+    #[must_use]
+    pub const fn hibernate_after(mut self, after: Duration) -> Self {
+        self.hibernate_after = Some(after);
+        self
+    }
+
+    /// Keeps conversations in `store` (see [`crate::StoreConfig`]).
+    #[must_use]
+    pub fn store(mut self, store: crate::store::StoreConfig) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Sets how long a lease lasts without renewal.
+    #[must_use]
+    pub const fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Sets how long activation waits for a conversation another bridge has active.
+    #[must_use]
+    pub const fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Names this bridge in leases.
+    #[must_use]
+    pub fn holder(mut self, name: impl Into<String>) -> Self {
+        self.holder = Some(name.into());
         self
     }
 
@@ -698,6 +774,8 @@ pub struct AgentConfig {
     pub(crate) env: EnvVars,
     /// How long an `ask_user` handler may take before the call is denied.
     pub(crate) confirmation_timeout: Option<Duration>,
+    /// Idle this long, the agent hibernates (default: its pool's).
+    pub(crate) hibernate_after: Option<Duration>,
     /// Problems found while building (a bad tool), reported by `create_agent`.
     problems: Vec<Error>,
 }
@@ -723,6 +801,7 @@ impl AgentConfig {
             pool: None,
             env: EnvVars::default(),
             confirmation_timeout: None,
+            hibernate_after: None,
             problems: Vec::new(),
         }
     }
@@ -871,6 +950,15 @@ impl AgentConfig {
     #[must_use]
     pub const fn confirmation_timeout(mut self, limit: Duration) -> Self {
         self.confirmation_timeout = Some(limit);
+        self
+    }
+
+    /// Hibernates the agent once it has been idle for `after`: its harness (~190 MiB) stops,
+    /// its conversation is saved, and its next call (a turn, `history`, …) activates it again
+    /// with the same handle and history (default: the pool's setting, else never).
+    #[must_use]
+    pub const fn hibernate_after(mut self, after: Duration) -> Self {
+        self.hibernate_after = Some(after);
         self
     }
 

@@ -166,6 +166,63 @@ pub enum Error {
         /// The request's JSON-RPC id.
         request_id: u64,
     },
+    /// Another bridge holds the conversation (it is active there); it stayed busy for as long
+    /// as this bridge was configured to wait.
+    #[error("conversation {conversation_id} is active in {holder}{}", until.map(|u| format!(" (lease until {})", humantime_secs(u))).unwrap_or_default())]
+    ConversationBusy {
+        /// The conversation.
+        conversation_id: String,
+        /// Who holds it.
+        holder: String,
+        /// When its lease expires unless renewed (`None` for the local store, whose leases
+        /// end with their holder).
+        until: Option<std::time::SystemTime>,
+    },
+    /// No conversation with that id exists in the store.
+    #[error("unknown conversation {conversation_id}")]
+    UnknownConversation {
+        /// The id that was asked for.
+        conversation_id: String,
+    },
+    /// This bridge's lease on the conversation was taken over by another bridge (its own
+    /// expired): nothing this bridge saves for it is accepted any more. Open the conversation
+    /// again to continue from the newest saved state.
+    #[error("conversation {conversation_id} was taken over by another bridge")]
+    LeaseLost {
+        /// The conversation.
+        conversation_id: String,
+    },
+    /// The conversation store failed (unreachable, or an SQL error).
+    #[error("conversation store: {message}")]
+    Store {
+        /// What failed.
+        message: String,
+    },
+    /// A stored snapshot failed its checks (checksum, archive, database); the local copy was
+    /// left as it was.
+    #[error("the stored snapshot {version} of conversation {conversation_id} is damaged: {reason}")]
+    CorruptSnapshot {
+        /// The conversation.
+        conversation_id: String,
+        /// The snapshot version.
+        version: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The turn completed, but its state could not be saved to the conversation store. The
+    /// outcome is here; the state is kept locally and saved at the agent's next call (which
+    /// fails with the store's error while the store is unreachable).
+    #[error("the turn completed but conversation {conversation_id} could not be saved: {source}")]
+    NotSaved {
+        /// The conversation.
+        conversation_id: String,
+        /// What the turn produced.
+        outcome: Box<crate::types::ChatOutcome>,
+        /// Why the save failed: [`Error::Store`] (retried at the next call), or
+        /// [`Error::LeaseLost`] (another bridge took over: this turn is not part of the
+        /// conversation's saved state).
+        source: Box<Error>,
+    },
     /// The peer sent something that breaks the protocol (a bad result shape, …).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -181,6 +238,12 @@ pub enum Error {
     /// Local I/O failed.
     #[error("I/O error: {0}")]
     Io(#[from] Arc<std::io::Error>),
+}
+
+/// Seconds since the Unix epoch, for messages.
+fn humantime_secs(t: std::time::SystemTime) -> String {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or_else(|_| "?".into(), |d| format!("unix time {}", d.as_secs()))
 }
 
 impl From<std::io::Error> for Error {
@@ -210,6 +273,8 @@ impl Error {
             | Self::RestartBudgetExhausted { .. }
             | Self::Capacity { .. }
             | Self::AgentBusy { .. }
+            | Self::ConversationBusy { .. }
+            | Self::Store { .. }
             | Self::Timeout { .. } => true,
             Self::Agent {
                 kind, http_status, ..

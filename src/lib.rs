@@ -42,6 +42,7 @@ mod quota;
 mod rpc;
 pub mod sdk_config;
 mod secure_dir;
+mod store;
 mod streaming;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -64,6 +65,7 @@ pub use protocol::wire::WorkerInfo;
 pub use quota::{QuotaRegistry, QuotaState};
 pub use sdk_config::BuiltinTool;
 pub use secrecy::SecretString;
+pub use store::{ConversationInfo, StoreConfig};
 pub use streaming::ChatResponse;
 pub use tools::{FnTool, Tool, ToolContext, ToolError};
 pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, StepToolCall, Usage};

@@ -350,10 +350,12 @@ async fn disconnect_resume_and_delete() {
         common::wait_gone(harness, HANG).await,
         "disconnect stops the harness"
     );
-    assert!(matches!(
-        agent.history().await,
-        Err(Error::AgentDisconnected { .. })
-    ));
+    assert!(agent.is_hibernated());
+    assert_eq!(agent.harness_pid(), None);
+    // Any call activates a hibernated agent again, with its history.
+    let history = agent.history().await.unwrap();
+    assert!(history.iter().any(|s| s.content.contains("first words")));
+    assert!(agent.harness_pid().is_some_and(|pid| pid != harness));
     let (text, o) = collect(agent.chat("after the break").await.unwrap()).await;
     o.unwrap();
     assert_eq!(text, "You said: after the break");

@@ -70,3 +70,15 @@ fn pool() {
         "{out}"
     );
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn replicas() {
+    let out = run("replicas");
+    assert!(out.contains("replica-a: Nice to meet you, Ada."), "{out}");
+    assert!(
+        out.contains("replica-b sees the turn replica-a ran: true"),
+        "{out}"
+    );
+    assert!(out.contains("stored: "), "{out}");
+}

@@ -148,12 +148,12 @@ async fn named_pools_have_their_own_workers_environment_and_caps() {
     // Each pool's workers run with the pool's environment, and only those.
     for agent in &batch {
         assert_eq!(agent.pool(), "batch");
-        let env = environ(agent.worker_pid());
+        let env = environ(agent.worker_pid().expect("live"));
         assert!(env.contains("AGY_TEST_POOL=batch"), "{env}");
         // The pool's Gemini key travels in agent configurations, never in the environment.
         assert!(!env.contains("batch-key"), "{env}");
     }
-    assert!(!environ(plain.worker_pid()).contains("AGY_TEST_POOL"));
+    assert!(!environ(plain.worker_pid().expect("live")).contains("AGY_TEST_POOL"));
 
     // The pool's cap is its own; the default pool still has room.
     let err = bridge
@@ -202,7 +202,7 @@ async fn recycling_waits_for_running_turns_and_keeps_every_conversation() {
         .create_agent(agent_config(&model).pool("recycled"))
         .await
         .unwrap();
-    let old_pid = quick.worker_pid();
+    let old_pid = quick.worker_pid().expect("live");
     let recycled_stats = || bridge.worker_stats().pop().unwrap();
 
     // A long turn is streaming when the quick agent reaches the pool's turn limit.
@@ -247,7 +247,7 @@ async fn recycling_waits_for_running_turns_and_keeps_every_conversation() {
 
     let now = recycled_stats();
     assert_eq!((now.recycles, now.generation, now.restarts), (1, 2, 0));
-    assert_ne!(quick.worker_pid(), old_pid);
+    assert_ne!(quick.worker_pid(), Some(old_pid));
     assert!(common::wait_gone(old_pid, HANG).await, "old worker stopped");
     // The agent was re-opened on the new worker with its conversation.
     let last = model.requests().pop().unwrap();
@@ -272,7 +272,7 @@ async fn an_uncollected_send_turn_does_not_block_recycling() {
         .create_agent(agent_config(&model).pool("recycled"))
         .await
         .unwrap();
-    let old_pid = agent.worker_pid();
+    let old_pid = agent.worker_pid().expect("live");
     // Started with send and not waited for: the recycle goes ahead once the turn is over,
     // and the turn's outcome is kept for a later wait_for_idle.
     agent.send("fire and forget").await.unwrap();
@@ -286,7 +286,7 @@ async fn an_uncollected_send_turn_does_not_block_recycling() {
     let (text, outcome) = collect(agent.chat("next").await.unwrap()).await;
     outcome.unwrap();
     assert_eq!(text, "You said: next");
-    assert_ne!(agent.worker_pid(), old_pid);
+    assert_ne!(agent.worker_pid(), Some(old_pid));
     bridge.shutdown().await;
 }
 

@@ -210,7 +210,7 @@ async fn environment_probe() {
     assert!(text.contains("PATH="), "{text}");
     assert!(text.contains("visible-on-purpose"), "{text}");
     // …without a secret of this process in it, nor in the worker's or harness's environment.
-    let worker_env = environ(agent.worker_pid());
+    let worker_env = environ(agent.worker_pid().expect("live"));
     let harness_env = environ(agent.harness_pid().expect("a live harness"));
     for secret in SECRETS {
         assert!(

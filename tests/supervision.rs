@@ -65,7 +65,7 @@ async fn a_sent_turn_on_a_killed_worker_fails_with_worker_crashed_and_the_agent_
     let asked = model.requests().len();
     agent.send("never answered").await.unwrap();
     common::eventually("the model is asked", || model.requests().len() > asked).await;
-    signal(agent.worker_pid(), libc::SIGKILL);
+    signal(agent.worker_pid().expect("live"), libc::SIGKILL);
     // The fire-and-forget turn is not lost silently: its collector saw the crash.
     let err = tokio::time::timeout(HANG, agent.wait_for_idle())
         .await

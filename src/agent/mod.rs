@@ -1,33 +1,27 @@
 //! [`Agent`]: a handle to one agent living in a worker, and the whole conversation API.
 //!
-//! Where it lives and how it re-opens after a worker change is `attach`'s job; a turn started
-//! with [`Agent::send`] is collected by `sent_turn`; a streamed turn's routing is `turn`'s.
+//! Where it lives (live on a worker, or hibernated), how it activates, hibernates and re-opens
+//! after a worker change is `life`'s job; a turn started with [`Agent::send`] is collected by
+//! `sent_turn`; a streamed turn's routing is `turn`'s.
 
-mod attach;
 pub(crate) mod callbacks;
 pub(crate) mod context;
 pub mod hooks;
+pub(crate) mod life;
 pub mod policies;
 mod sent_turn;
 pub mod tools;
 mod turn;
 pub(crate) mod user_code;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{path::Path, sync::Arc};
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio::sync::OwnedRwLockReadGuard;
 use tracing::Instrument;
 
-pub(crate) use attach::{Attachment, create_on};
-use context::AgentContext;
+use life::{AgentCore, LiveUse};
 use sent_turn::SentTurn;
 
 use crate::{
@@ -36,8 +30,8 @@ use crate::{
     protocol::{
         Method,
         methods::{
-            AgentCancel, AgentClearHistory, AgentClose, AgentDisconnect, AgentHistory, AgentSend,
-            AgentSignalIdle, AgentState, AgentWaitForIdle, AgentWaitForWakeup,
+            AgentCancel, AgentClearHistory, AgentHistory, AgentSend, AgentSignalIdle, AgentState,
+            AgentWaitForIdle, AgentWaitForWakeup,
         },
         wire::{AgentRef, ChatResult, SendParams, WakeupParams},
     },
@@ -83,14 +77,8 @@ use crate::{
 /// # Ok(()) }
 /// ```
 pub struct Agent {
-    id: String,
-    conversation_id: String,
-    save_dir: PathBuf,
-    app_data_dir: PathBuf,
-    context: Arc<AgentContext>,
-    attachment: Attachment,
+    core: Arc<AgentCore>,
     quota: Arc<QuotaState>,
-    closed: AtomicBool,
     /// The last streamed turn: whether its response was dropped, and whether its task ended.
     last_turn: Mutex<Option<turn::LastTurn>>,
     /// The turn started with [`Agent::send`] and not yet collected.
@@ -100,35 +88,18 @@ pub struct Agent {
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
-            .field("id", &self.id)
-            .field("conversation_id", &self.conversation_id)
-            .field("harness_pid", &self.attachment.harness_pid())
+            .field("id", &self.core.id)
+            .field("conversation_id", &self.core.conversation_id)
+            .field("harness_pid", &self.core.harness_pid())
             .finish_non_exhaustive()
     }
 }
 
-/// What the bridge hands a newly created agent.
-pub(crate) struct AgentParts {
-    pub(crate) id: String,
-    pub(crate) conversation_id: String,
-    pub(crate) save_dir: PathBuf,
-    pub(crate) app_data_dir: PathBuf,
-    pub(crate) context: Arc<AgentContext>,
-    pub(crate) attachment: Attachment,
-    pub(crate) quota: Arc<QuotaState>,
-}
-
 impl Agent {
-    pub(crate) fn new(parts: AgentParts) -> Self {
+    pub(crate) fn new(core: Arc<AgentCore>, quota: Arc<QuotaState>) -> Self {
         Self {
-            id: parts.id,
-            conversation_id: parts.conversation_id,
-            save_dir: parts.save_dir,
-            app_data_dir: parts.app_data_dir,
-            context: parts.context,
-            attachment: parts.attachment,
-            quota: parts.quota,
-            closed: AtomicBool::new(false),
+            core,
+            quota,
             last_turn: Mutex::new(None),
             sent: Mutex::new(None),
         }
@@ -137,49 +108,63 @@ impl Agent {
     /// The bridge-assigned agent id.
     #[must_use]
     pub fn id(&self) -> &str {
-        &self.id
+        &self.core.id
     }
 
-    /// The conversation id (persisted; used to resume the conversation).
+    /// The conversation id (persisted; [`crate::Bridge::open_agent`] continues it, in this
+    /// process or another).
     #[must_use]
     pub fn conversation_id(&self) -> &str {
-        &self.conversation_id
+        &self.core.conversation_id
     }
 
     /// Where the conversation database lives.
     #[must_use]
     pub fn save_dir(&self) -> &Path {
-        &self.save_dir
+        &self.core.context.dirs.save_dir
     }
 
     /// The harness's application data directory.
     #[must_use]
     pub fn app_data_dir(&self) -> &Path {
-        &self.app_data_dir
+        &self.core.context.dirs.app_data_dir
     }
 
     /// The worker pool the agent runs on.
     #[must_use]
     pub fn pool(&self) -> &str {
-        &self.attachment.slot().pool
+        &self.core.pool.name
     }
 
-    /// Pid of the worker process currently hosting the agent.
+    /// Pid of the worker process hosting the agent; `None` while it is hibernated.
     #[must_use]
-    pub fn worker_pid(&self) -> u32 {
-        self.attachment.slot().supervisor.current().process.pid()
+    pub fn worker_pid(&self) -> Option<u32> {
+        self.core
+            .slot()
+            .map(|slot| slot.supervisor.current().process.pid())
     }
 
-    /// Pid of the agent's `localharness` process.
+    /// Pid of the agent's `localharness` process; `None` while it is hibernated.
     #[must_use]
     pub fn harness_pid(&self) -> Option<u32> {
-        self.attachment.harness_pid()
+        self.core.harness_pid()
     }
 
-    /// The live worker this agent is on (re-opening it on a replacement if needed).
-    async fn worker(&self) -> Result<Arc<crate::worker::supervisor::Worker>> {
-        self.ensure_open()?;
-        self.attachment.worker().await
+    /// Whether the agent is hibernated: no harness, its conversation on disk (or in the
+    /// store). Its next call activates it again.
+    #[must_use]
+    pub fn is_hibernated(&self) -> bool {
+        !self.core.is_live() && !self.core.is_closed()
+    }
+
+    /// The live agent (activating it if hibernated); first saves a state left unsaved by a
+    /// failed save, so nothing builds on top of it unnoticed.
+    async fn live(&self) -> Result<LiveUse> {
+        let live = self.core.use_live().await?;
+        if self.core.is_dirty() {
+            self.core.save_state(live.lease()).await?;
+        }
+        Ok(live)
     }
 
     /// Sends `prompt` (text or [`Content`] parts) and returns the streaming response at once.
@@ -193,15 +178,14 @@ impl Agent {
     /// [`ChatResponse::finish`].
     pub async fn chat(&self, prompt: impl Into<Content>) -> Result<ChatResponse> {
         self.settle_abandoned_turn().await;
-        let gate = self.attachment.slot().enter().await;
-        let worker = self.worker().await?;
+        let live = self.live().await?;
+        let gate = live.slot().enter().await;
+        let worker = live.worker().await?;
         let (response, last) = turn::start(turn::TurnStart {
-            agent_id: self.id.clone(),
             prompt: prompt.into().to_wire(),
             gate,
             worker,
-            slot: Arc::clone(self.attachment.slot()),
-            context: Arc::clone(&self.context),
+            live,
             quota: Arc::clone(&self.quota),
         });
         *self.last_turn.lock() = Some(last);
@@ -257,20 +241,15 @@ impl Agent {
     pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
         self.quota.wait_for_quota().await;
         let params = SendParams {
-            agent_id: self.id.clone(),
+            agent_id: self.core.id.clone(),
             prompt: prompt.into().to_wire(),
         };
-        let gate = self.attachment.slot().enter().await;
-        let worker = self.worker().await?;
-        self.request_in_gate::<AgentSend>(&params).await?;
-        self.attachment.slot().turn_ended();
-        *self.sent.lock() = Some(SentTurn::collect(
-            gate,
-            worker,
-            self.id.clone(),
-            self.context.chat_timeout,
-            self.context.operation_timeout,
-        ));
+        let live = self.live().await?;
+        let gate = live.slot().enter().await;
+        let worker = live.worker().await?;
+        self.call_on::<AgentSend>(&live, &params).await?;
+        live.slot().turn_ended();
+        *self.sent.lock() = Some(SentTurn::collect(gate, live, worker));
         Ok(())
     }
 
@@ -290,17 +269,22 @@ impl Agent {
                 }
                 outcome
             }
-            // No sent turn: wait for a running (streamed) turn to end.
-            None => {
-                let _gate = self.enter_unless_sending().await;
-                let worker = self.worker().await?;
-                worker
-                    .process
-                    .call::<AgentWaitForIdle>(&self.agent_ref(), self.context.chat_timeout)
-                    .await
-            }
+            // No sent turn: wait for a running (streamed) turn to end. A hibernated agent has
+            // none.
+            None => match self.core.if_live().await? {
+                None => Ok(None),
+                Some(live) => {
+                    let _gate = self.enter_unless_sending(&live).await;
+                    live.worker()
+                        .await?
+                        .process
+                        .call::<AgentWaitForIdle>(&self.agent_ref(), self.core.context.chat_timeout)
+                        .await
+                        .map(|r| r.map(outcome_from))
+                }
+            },
         };
-        track_quota(&self.quota, reply).map(|r| r.map(outcome_from))
+        track_quota(&self.quota, reply)
     }
 
     /// Halts the running turn, if any (its `ChatResponse` then ends with [`Error::Cancelled`]).
@@ -320,9 +304,13 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn cancel(&self) -> Result<bool> {
-        // Not gated: a turn waiting to be drained must still be cancellable.
+        // A hibernated agent runs nothing; a live one is not gated: a turn waiting to be
+        // drained must still be cancellable.
+        let Some(live) = self.core.if_live().await? else {
+            return Ok(false);
+        };
         let reply = self
-            .request_in_gate::<AgentCancel>(&self.agent_ref())
+            .call_on::<AgentCancel>(&live, &self.agent_ref())
             .await?;
         self.sent.lock().take();
         Ok(reply.cancelled)
@@ -331,7 +319,7 @@ impl Agent {
     /// The conversation history, one [`Step`] per step (its last update).
     ///
     /// # Errors
-    /// [`Error::AgentDisconnected`] while disconnected; a worker error.
+    /// A worker error (the call activates a hibernated agent).
     pub async fn history(&self) -> Result<Vec<Step>> {
         self.request::<AgentHistory>(&self.agent_ref()).await
     }
@@ -339,7 +327,7 @@ impl Agent {
     /// Counters, usage, last response and idleness in one round trip.
     ///
     /// # Errors
-    /// [`Error::AgentDisconnected`] while disconnected; a worker error.
+    /// A worker error (the call activates a hibernated agent).
     pub async fn conversation_state(&self) -> Result<ConversationState> {
         self.request::<AgentState>(&self.agent_ref()).await
     }
@@ -443,31 +431,37 @@ impl Agent {
         Ok(())
     }
 
-    /// Ends the live session and stops its harness (~190 MiB) but keeps the agent and its
-    /// persisted conversation: the next turn resumes it, tools, hooks and policies included.
+    /// Hibernates the agent now: its session ends and its harness (~190 MiB) stops; its
+    /// conversation is saved (to the store, when it has one) and its lease released. The next
+    /// call (a turn, `history`, …) activates it again, tools, hooks and policies included.
+    /// Waits for a running turn to end first.
     ///
     /// # Errors
-    /// A worker error.
+    /// [`Error::Store`] when the state could not be saved (the agent then keeps its lease and
+    /// saves at its next activation); a worker error.
     pub async fn disconnect(&self) -> Result<()> {
-        self.request::<AgentDisconnect>(&self.agent_ref()).await?;
-        Ok(())
+        self.sent.lock().take();
+        self.core.hibernate_now().await
     }
 
     /// Waits up to `timeout` for the agent to start a turn on its own (a trigger or a
-    /// scheduled task). Its steps are in the history when this returns `true`.
+    /// scheduled task). Its steps are in the history when this returns `true`. The agent is
+    /// activated (if hibernated) and stays live while this waits: a hibernated agent has no
+    /// harness, so it starts nothing on its own.
     ///
     /// # Errors
     /// A worker error.
     pub async fn wait_for_wakeup(&self, timeout: std::time::Duration) -> Result<bool> {
         let params = WakeupParams {
-            agent_id: self.id.clone(),
+            agent_id: self.core.id.clone(),
             timeout_secs: timeout.as_secs_f64(),
         };
-        let _gate = self.enter_unless_sending().await;
-        self.worker()
+        let live = self.live().await?;
+        let _gate = self.enter_unless_sending(&live).await;
+        live.worker()
             .await?
             .process
-            .call::<AgentWaitForWakeup>(&params, timeout + self.context.operation_timeout)
+            .call::<AgentWaitForWakeup>(&params, timeout + self.core.context.operation_timeout)
             .await
     }
 
@@ -477,116 +471,88 @@ impl Agent {
     /// # Errors
     /// A worker error.
     pub async fn signal_idle(&self) -> Result<()> {
-        self.request::<AgentSignalIdle>(&self.agent_ref()).await?;
+        if let Some(live) = self.core.if_live().await? {
+            let _gate = self.enter_unless_sending(&live).await;
+            self.call_on::<AgentSignalIdle>(&live, &self.agent_ref())
+                .await?;
+        }
         self.sent.lock().take();
         Ok(())
     }
 
-    /// Closes the agent and deletes its persisted conversation (database and harness files).
-    /// A new agent can never resume it.
+    /// Closes the agent and deletes its conversation: its files here and its stored state.
+    /// No agent can resume it afterwards.
     ///
     /// # Errors
-    /// A worker error, or a file that could not be removed.
+    /// A worker or store error, or a file that could not be removed.
     pub async fn delete(self) -> Result<()> {
-        let files = conversation_files(&self.save_dir, &self.app_data_dir, &self.conversation_id);
-        self.close().await?;
-        for path in files {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        self.sent.lock().take();
+        self.core.close().await?;
+        self.core
+            .context
+            .delete_conversation(&self.core.conversation_id, &self.core.id)
+            .await
     }
 
     /// Closes the agent in the background without waiting (for `Drop` paths and shutdown
     /// hooks); does nothing without a tokio runtime.
     pub fn try_shutdown(&self) {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        self.sent.lock().take();
+        if self.core.is_closed() {
             return;
         }
-        self.sent.lock().take();
+        self.core.mark_closing();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let slot = Arc::clone(self.attachment.slot());
-            let params = self.agent_ref();
-            let timeout = self.context.operation_timeout;
+            let core = Arc::clone(&self.core);
             handle.spawn(async move {
-                let worker = slot.supervisor.current();
-                if !worker.process.peer().is_closed() {
-                    let _ = worker.process.call::<AgentClose>(&params, timeout).await;
+                if let Err(e) = core.close().await {
+                    tracing::warn!(agent = %core.id, "closing the agent failed: {e}");
                 }
-                slot.router.remove_agent(&params.agent_id);
             });
         }
     }
 
-    /// Stops the agent and its harness. The conversation stays on disk.
+    /// Stops the agent and its harness. Its conversation is kept (saved to the store, when
+    /// there is one) and can be continued with [`crate::Bridge::open_agent`].
     ///
     /// # Errors
-    /// A worker error.
+    /// A worker error; [`Error::Store`] when the state could not be saved (it stays on disk).
     pub async fn close(self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
         self.sent.lock().take();
-        let slot = self.attachment.slot();
-        let worker = slot.supervisor.current();
-        // An agent whose worker died has no session left to close.
-        let result = if worker.process.peer().is_closed() || !self.attachment.is_on(&worker) {
-            Ok(())
-        } else {
-            worker
-                .process
-                .call::<AgentClose>(&self.agent_ref(), self.context.operation_timeout)
-                .await
-                .map(drop)
-        };
-        slot.router.remove_agent(&self.id);
-        result
-    }
-
-    fn ensure_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::UnknownAgent {
-                agent_id: self.id.clone(),
-            });
-        }
-        Ok(())
+        self.core.close().await
     }
 
     fn agent_ref(&self) -> AgentRef {
         AgentRef {
-            agent_id: self.id.clone(),
+            agent_id: self.core.id.clone(),
         }
     }
 
     /// Holds off recycling, unless a running [`Agent::send`] turn already does (waiting then
     /// could deadlock: the recycle waits for that turn, which may wait for this call).
-    async fn enter_unless_sending(&self) -> Option<OwnedRwLockReadGuard<()>> {
+    async fn enter_unless_sending(&self, live: &LiveUse) -> Option<OwnedRwLockReadGuard<()>> {
         if self.sent.lock().as_ref().is_some_and(SentTurn::is_running) {
             return None;
         }
-        Some(self.attachment.slot().enter().await)
+        Some(live.slot().enter().await)
     }
 
-    /// A call to the agent's worker, holding off recycling until it is answered.
+    /// A call to the agent's worker (activating the agent), holding off recycling until it is
+    /// answered.
     async fn request<M: Method>(&self, params: &M::Params) -> Result<M::Result> {
-        let _gate = self.enter_unless_sending().await;
-        self.request_in_gate::<M>(params).await
+        let live = self.live().await?;
+        let _gate = self.enter_unless_sending(&live).await;
+        self.call_on::<M>(&live, params).await
     }
 
-    /// A call to the agent's worker; the caller decides about the recycling gate.
-    async fn request_in_gate<M: Method>(&self, params: &M::Params) -> Result<M::Result> {
-        let span = tracing::debug_span!("agent_call", agent = %self.id, method = M::NAME);
+    /// A call to the worker of the live agent; the caller decides about the recycling gate.
+    async fn call_on<M: Method>(&self, live: &LiveUse, params: &M::Params) -> Result<M::Result> {
+        let span = tracing::debug_span!("agent_call", agent = %self.core.id, method = M::NAME);
         async {
-            self.worker()
+            live.worker()
                 .await?
                 .process
-                .call::<M>(params, self.context.operation_timeout)
+                .call::<M>(params, self.core.context.operation_timeout)
                 .await
         }
         .instrument(span)
@@ -617,16 +583,6 @@ pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
         stop_reason: result.stop_reason,
         structured_output: result.structured_output,
     }
-}
-
-/// The files the SDK keeps for one conversation.
-fn conversation_files(save_dir: &Path, app_data_dir: &Path, conversation_id: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["db", "db-wal", "db-shm"]
-        .iter()
-        .map(|ext| save_dir.join(format!("{conversation_id}.{ext}")))
-        .collect();
-    files.push(app_data_dir.join("brain").join(conversation_id));
-    files
 }
 
 impl Drop for Agent {

@@ -9,17 +9,20 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{OwnedRwLockReadGuard, oneshot, watch};
 
+use super::{life::LiveUse, outcome_from, turn::saved};
 use crate::{
     error::{Error, Result},
     protocol::{
         methods::{AgentCancel, AgentWaitForIdle},
-        wire::{AgentRef, ChatResult},
+        wire::AgentRef,
     },
+    types::ChatOutcome,
     worker::supervisor::Worker,
 };
 
-/// What a sent turn ended with: its result, `None` when the worker had nothing to report.
-pub(crate) type Outcome = Result<Option<ChatResult>>;
+/// What a sent turn ended with: its outcome (saved), `None` when the worker had nothing to
+/// report.
+pub(crate) type Outcome = Result<Option<ChatOutcome>>;
 
 /// A sent turn being collected.
 pub(crate) struct SentTurn {
@@ -29,21 +32,24 @@ pub(crate) struct SentTurn {
 }
 
 impl SentTurn {
-    /// Starts collecting the sent turn of `agent_id` on `worker`, holding `gate` until it ends
-    /// or the returned value is dropped (the caller collected or cancelled the turn, or closed
-    /// the agent). `deadline` is the chat timeout, counted from now.
+    /// Starts collecting the sent turn of the agent `live` is, on `worker`, holding `gate`
+    /// (and the agent live) until it ends or the returned value is dropped (the caller
+    /// collected or cancelled the turn, or closed the agent). The chat timeout counts from now.
     pub(crate) fn collect(
         gate: OwnedRwLockReadGuard<()>,
+        live: LiveUse,
         worker: Arc<Worker>,
-        agent_id: String,
-        deadline: Duration,
-        operation_timeout: Duration,
     ) -> Self {
         let (release, released) = oneshot::channel::<()>();
         let (report, outcome) = watch::channel(None);
+        let context = Arc::clone(&live.core().context);
+        let (deadline, operation_timeout): (Duration, Duration) =
+            (context.chat_timeout, context.operation_timeout);
         tokio::spawn(async move {
             let _gate = gate;
-            let params = AgentRef { agent_id };
+            let params = AgentRef {
+                agent_id: live.core().id.clone(),
+            };
             let wait = worker.process.call::<AgentWaitForIdle>(&params, deadline);
             let reply = tokio::select! {
                 _ = released => return,
@@ -67,7 +73,13 @@ impl SentTurn {
                 }
                 other => other,
             };
-            let _ = report.send(Some(reply));
+            let outcome = match reply {
+                Ok(Some(result)) => saved(&live, outcome_from(result)).await.map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            drop(live);
+            let _ = report.send(Some(outcome));
         });
         Self {
             outcome,

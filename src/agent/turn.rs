@@ -1,5 +1,5 @@
-//! A streamed turn: its task, the route of its events, and how an abandoned turn settles
-//! before the next one starts.
+//! A streamed turn: its task, the route of its events, its save to the conversation store,
+//! and how an abandoned turn settles before the next one starts.
 
 use std::sync::{
     Arc,
@@ -9,26 +9,27 @@ use std::sync::{
 use tokio::sync::{OwnedRwLockReadGuard, watch};
 use tracing::Instrument;
 
-use super::{context::AgentContext, outcome_from, track_quota};
+use super::{life::LiveUse, outcome_from, track_quota};
 use crate::{
+    error::{Error, Result},
     protocol::{
         methods::AgentChat,
         wire::{ChatParams, Prompt},
     },
     quota::QuotaState,
     streaming::ChatResponse,
+    types::ChatOutcome,
     worker::{pool::Slot, supervisor::Worker},
 };
 
 /// Everything a streamed turn needs.
 pub(super) struct TurnStart {
-    pub(super) agent_id: String,
     pub(super) prompt: Prompt,
     /// Holds off recycling of the worker until the turn ends.
     pub(super) gate: OwnedRwLockReadGuard<()>,
     pub(super) worker: Arc<Worker>,
-    pub(super) slot: Arc<Slot>,
-    pub(super) context: Arc<AgentContext>,
+    /// Keeps the agent live (not hibernated) until the turn ends.
+    pub(super) live: LiveUse,
     pub(super) quota: Arc<QuotaState>,
 }
 
@@ -68,38 +69,40 @@ impl Drop for TurnRoute {
 /// Starts the turn's task and returns its response stream.
 pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let TurnStart {
-        agent_id,
         prompt,
         gate,
         worker,
-        slot,
-        context,
+        live,
         quota,
     } = turn;
-    let turn_id = context.next_turn();
-    let key = (agent_id.clone(), turn_id);
+    let core = Arc::clone(live.core());
+    let turn_id = core.context.next_turn();
+    let key = (core.id.clone(), turn_id);
+    let slot = Arc::clone(live.slot());
     let events = slot.router.open_turn(key.clone());
     let (done, done_rx) = watch::channel(false);
     let abandoned = Arc::new(AtomicBool::new(false));
-    let span = tracing::info_span!("turn", agent = %agent_id, turn = turn_id, pool = %slot.pool);
+    let span = tracing::info_span!("turn", agent = %core.id, turn = turn_id, pool = %slot.pool);
     let route = TurnRoute { slot, key, done };
     let task = tokio::spawn(
         async move {
             let route = route;
+            let live = live;
             let _gate = gate;
             quota.wait_for_quota().await;
-            context.pace_turn().await;
+            core.context.pace_turn().await;
             let params = ChatParams {
-                agent_id,
+                agent_id: core.id.clone(),
                 turn_id,
                 prompt,
             };
             let reply = worker
                 .process
-                .call::<AgentChat>(&params, context.chat_timeout)
+                .call::<AgentChat>(&params, core.context.chat_timeout)
                 .await;
             route.slot.turn_ended();
-            track_quota(&quota, reply).map(outcome_from)
+            let outcome = track_quota(&quota, reply).map(outcome_from)?;
+            saved(&live, outcome).await
         }
         .instrument(span),
     );
@@ -108,4 +111,21 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
         done: done_rx,
     };
     (ChatResponse::new(events, task, abandoned), last)
+}
+
+/// Saves the conversation after a completed turn (to the store, when there is one): the turn's
+/// outcome once saved, else [`Error::NotSaved`] carrying it.
+pub(super) async fn saved(live: &LiveUse, outcome: ChatOutcome) -> Result<ChatOutcome> {
+    let core = live.core();
+    match core.save_state(live.lease()).await {
+        Ok(_) => Ok(outcome),
+        Err(e) => {
+            tracing::warn!(agent = %core.id, conversation = %core.conversation_id, "the turn's state was not saved: {e}");
+            Err(Error::NotSaved {
+                conversation_id: core.conversation_id.clone(),
+                outcome: Box::new(outcome),
+                source: Box::new(e),
+            })
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod child_env;
 pub mod embedded;
+pub(crate) mod live_set;
 pub mod memory;
 pub mod pool;
 pub mod process;

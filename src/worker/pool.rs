@@ -9,9 +9,12 @@
 //! [`BridgeConfig`]: crate::BridgeConfig
 //! [`BridgeConfig::pool`]: crate::BridgeConfig::pool
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
@@ -22,7 +25,9 @@ use crate::{
     config::EnvVars,
     error::{Error, Result},
     worker::{
-        PythonConfig, memory,
+        PythonConfig,
+        live_set::LiveSet,
+        memory,
         router::Router,
         supervisor::{RestartPolicy, Supervisor},
     },
@@ -95,6 +100,12 @@ pub struct PoolConfig {
     pub restart: Option<RestartPolicy>,
     /// When workers are recycled (default: never).
     pub recycle: RecyclePolicy,
+    /// At most this many agents of the pool live at once (default: no limit); see
+    /// [`PoolConfig::max_live_agents`].
+    pub max_live_agents: Option<usize>,
+    /// Agents of the pool idle this long hibernate (default: never); see
+    /// [`PoolConfig::hibernate_after`].
+    pub hibernate_after: Option<Duration>,
 }
 
 impl PoolConfig {
@@ -110,7 +121,27 @@ impl PoolConfig {
             gemini_api_key: None,
             restart: None,
             recycle: RecyclePolicy::default(),
+            max_live_agents: None,
+            hibernate_after: None,
         }
+    }
+
+    /// Keeps at most `n` agents of this pool live (each live agent holds a ~190 MiB
+    /// `localharness`): activating one more first hibernates the least-recently-used idle
+    /// agent, and waits for one to become idle when all are busy. Nothing fails for want of
+    /// room.
+    #[must_use]
+    pub const fn max_live_agents(mut self, n: usize) -> Self {
+        self.max_live_agents = Some(n);
+        self
+    }
+
+    /// Hibernates agents of this pool idle for `after` (an agent's own
+    /// [`crate::AgentConfig::hibernate_after`] wins).
+    #[must_use]
+    pub const fn hibernate_after(mut self, after: Duration) -> Self {
+        self.hibernate_after = Some(after);
+        self
     }
 
     /// Runs `n` workers.
@@ -181,20 +212,31 @@ pub(crate) struct Pool {
     max_agents_per_worker: Option<usize>,
     /// The key of Gemini agents created without one.
     pub(crate) gemini_api_key: Option<SecretString>,
+    /// The pool's live agents, under its cap.
+    pub(crate) live: LiveSet,
+    /// The pool's default hibernation delay.
+    pub(crate) hibernate_after: Option<Duration>,
 }
 
 impl Pool {
-    pub(crate) const fn new(
-        name: String,
-        slots: Vec<Arc<Slot>>,
-        max_agents_per_worker: Option<usize>,
-        gemini_api_key: Option<SecretString>,
-    ) -> Self {
+    pub(crate) fn new(config: PoolConfig, slots: Vec<Arc<Slot>>) -> Self {
         Self {
-            name,
+            name: config.name,
             slots,
-            max_agents_per_worker,
-            gemini_api_key,
+            max_agents_per_worker: config.max_agents_per_worker,
+            gemini_api_key: config.gemini_api_key,
+            live: LiveSet::new(config.max_live_agents),
+            hibernate_after: config.hibernate_after,
+        }
+    }
+
+    /// Live and hibernated agents of the pool.
+    pub(crate) fn agent_stats(&self) -> PoolStats {
+        let (live, all) = self.live.counts();
+        PoolStats {
+            pool: self.name.clone(),
+            live_agents: live,
+            hibernated_agents: all.saturating_sub(live),
         }
     }
 
@@ -335,6 +377,18 @@ impl Slot {
             spare_pid: self.supervisor.spare_pid(),
         }
     }
+}
+
+/// How many agents of a pool are live (with a harness) and hibernated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool.
+    pub pool: String,
+    /// Agents with a live `localharness`.
+    pub live_agents: usize,
+    /// Agents hibernated (their conversation on disk or in the store).
+    pub hibernated_agents: usize,
 }
 
 /// A snapshot of one worker.
