@@ -21,7 +21,7 @@ use crate::{
     rpc::Handler,
     store::{self, ConversationInfo, LeaseSettings, Store},
     worker::{
-        StartupTimings, WorkerOptions,
+        HarnessPrestart, StartupTimings, WorkerOptions,
         pool::{DEFAULT_POOL, Pool, PoolConfig, PoolStats, Slot, WorkerStats},
         router::{AgentState, Router},
         supervisor::Supervisor,
@@ -134,7 +134,7 @@ impl Bridge {
             config
                 .resolved_pools()?
                 .into_iter()
-                .map(|pool| start_pool(&config, pool)),
+                .map(|pool| start_pool(&config, &dirs, pool)),
         )
         .await?;
         let lease = LeaseSettings {
@@ -401,7 +401,11 @@ impl Bridge {
 }
 
 /// Prepares `pool`'s interpreter and starts its workers.
-async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Arc<Pool>> {
+async fn start_pool(
+    config: &BridgeConfig,
+    dirs: &ConversationDirs,
+    pool: PoolConfig,
+) -> Result<Arc<Pool>> {
     let python = pool.python.clone().unwrap_or_else(|| config.python.clone());
     let env = venv::ensure(python, config.setup_progress.clone()).await?;
     let mut options = WorkerOptions::new(env);
@@ -412,6 +416,13 @@ async fn start_pool(config: &BridgeConfig, pool: PoolConfig) -> Result<Arc<Pool>
     options.allow_sdk_mismatch = config.allow_sdk_mismatch;
     options.debug_methods = config.debug_methods;
     options.extra_env = config.worker_env.merged(&pool.env);
+    options.prestart = Some(HarnessPrestart {
+        count: pool
+            .prestarted_harnesses
+            .unwrap_or(config.prestarted_harnesses),
+        storage_directory: dirs.save_dir.clone(),
+        env: dirs.harness_env(),
+    });
     let restart = pool
         .restart
         .clone()

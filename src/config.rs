@@ -139,6 +139,13 @@ impl ConversationDirs {
         }
     }
 
+    /// The environment every agent's harness gets (before the agent's own variables); the
+    /// harnesses a worker pre-starts get the same.
+    pub(crate) fn harness_env(&self) -> BTreeMap<String, String> {
+        // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
+        BTreeMap::from([("HOME".to_owned(), self.harness_home.display().to_string())])
+    }
+
     /// Every directory, for creating them.
     pub(crate) fn all(&self) -> [&std::path::Path; 4] {
         [
@@ -210,6 +217,9 @@ pub struct BridgeConfig {
     pub max_live_agents: Option<usize>,
     /// Agents of the default pool idle this long hibernate (default: never).
     pub hibernate_after: Option<Duration>,
+    /// `localharness` processes each worker keeps started for agents still to come (default
+    /// 1); see [`BridgeConfig::prestarted_harnesses`].
+    pub prestarted_harnesses: usize,
     /// Where conversations live beyond this process (default: the data directory only).
     pub store: crate::store::StoreConfig,
     /// How long a conversation's lease lasts without renewal (default 30 s). A bridge that
@@ -259,6 +269,7 @@ impl Default for BridgeConfig {
             pools: Vec::new(),
             max_live_agents: None,
             hibernate_after: None,
+            prestarted_harnesses: 1,
             store: crate::store::StoreConfig::default(),
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
@@ -295,6 +306,7 @@ impl BridgeConfig {
         default.recycle = self.recycle.clone();
         default.max_live_agents = self.max_live_agents;
         default.hibernate_after = self.hibernate_after;
+        default.prestarted_harnesses = Some(self.prestarted_harnesses);
         let mut pools = vec![default];
         for pool in &self.pools {
             if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
@@ -308,6 +320,8 @@ impl BridgeConfig {
             let mut pool = pool.clone();
             pool.python.get_or_insert_with(|| self.python.clone());
             pool.restart.get_or_insert_with(|| self.restart.clone());
+            pool.prestarted_harnesses
+                .get_or_insert(self.prestarted_harnesses);
             pools.push(pool);
         }
         Ok(pools)
@@ -448,6 +462,19 @@ impl BridgeConfig {
     #[must_use]
     pub const fn hibernate_after(mut self, after: Duration) -> Self {
         self.hibernate_after = Some(after);
+        self
+    }
+
+    /// Keeps `n` `localharness` processes started ahead in each worker of the default pool
+    /// (default 1; 0 turns it off). An agent start or resume then skips the harness's own
+    /// start-up (~80–100 ms) and only hands the conversation to a harness that is already
+    /// running; a replacement starts in the background. A spare is used by agents whose
+    /// harness environment is the bridge's default (no [`AgentConfig::env`]); others start
+    /// their own. Each spare costs an idle harness's memory (about 50 MiB here), appears in
+    /// [`crate::WorkerStats::spare_harness_pids`] and ends with its worker.
+    #[must_use]
+    pub const fn prestarted_harnesses(mut self, n: usize) -> Self {
+        self.prestarted_harnesses = n;
         self
     }
 
@@ -1013,11 +1040,11 @@ impl AgentConfig {
         conversation_id: &str,
         dirs: &ConversationDirs,
     ) -> AgentSpec {
-        // The harness rewrites a 16 MB helper under $HOME at every start; keep it in ours.
-        let mut env = BTreeMap::from([(
-            "HOME".to_owned(),
-            WireSecret(dirs.harness_home.display().to_string()),
-        )]);
+        let mut env: BTreeMap<_, _> = dirs
+            .harness_env()
+            .into_iter()
+            .map(|(name, value)| (name, WireSecret(value)))
+            .collect();
         for (name, value) in self.env.exposed() {
             env.insert(name.to_owned(), WireSecret(value.to_owned()));
         }

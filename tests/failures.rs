@@ -216,10 +216,15 @@ async fn helper_hold_a_live_agent() {
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
     let (_, outcome) = collect(agent.chat("hello").await.unwrap()).await;
     outcome.unwrap();
+    common::eventually("a pre-started harness", || {
+        !bridge.stats().spare_harness_pids.is_empty()
+    })
+    .await;
     println!(
-        "PIDS {} {}",
+        "PIDS {} {} {}",
         bridge.worker_info().pid,
-        agent.harness_pid().unwrap()
+        agent.harness_pid().unwrap(),
+        bridge.stats().spare_harness_pids[0]
     );
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
@@ -255,8 +260,10 @@ async fn no_orphans_after_the_parent_is_sigkilled() {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
-    let (worker, harness) = (pids[0], pids[1]);
-    assert!(!common::process_gone(worker) && !common::process_gone(harness));
+    let (worker, harness, spare) = (pids[0], pids[1], pids[2]);
+    for pid in [worker, harness, spare] {
+        assert!(!common::process_gone(pid));
+    }
 
     helper.kill().unwrap(); // SIGKILL: no destructor runs in the helper
     helper.wait().unwrap();
@@ -266,5 +273,9 @@ async fn no_orphans_after_the_parent_is_sigkilled() {
     assert!(
         harness_gone,
         "localharness {harness} outlived its parent by 2 s"
+    );
+    assert!(
+        wait_gone(spare, Duration::from_secs(2)).await,
+        "pre-started localharness {spare} outlived its parent by 2 s"
     );
 }

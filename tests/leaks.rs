@@ -56,7 +56,11 @@ async fn a_thousand_create_close_cycles_leak_nothing() {
     for _ in 0..1000 {
         cycle().await;
     }
-    assert_eq!(children(worker), 0, "no harness outlives its agent");
+    // Only the pre-started spare (BridgeConfig::prestarted_harnesses) may remain.
+    common::eventually("no harness outlives its agent", || {
+        children(worker) == bridge.stats().spare_harness_pids.len()
+    })
+    .await;
     let (fds_after, worker_fds_after, rss_after) = (
         fd_count("self"),
         fd_count(&worker.to_string()),

@@ -21,6 +21,7 @@ TOOL_CALL = "tool/call"
 HOOK_RUN = "hook/run"
 POLICY_CONFIRM = "policy/confirm"
 CHAT_EVENT = "chat/event"
+SPARE_HARNESSES = "worker/spare_harnesses"
 
 # SDK built-ins that only read; any other enabled built-in is a write tool (the SDK's rule).
 READ_ONLY_BUILTINS = frozenset({"view_file", "read_url_content", "schedule", "finish"})
@@ -52,6 +53,7 @@ __all__ = [
     "MESSAGE_TOO_LARGE",
     "POLICY_CONFIRM",
     "READ_ONLY_BUILTINS",
+    "SPARE_HARNESSES",
     "TOOL_CALL",
     "TOOL_FAILED",
     "UNKNOWN_AGENT",

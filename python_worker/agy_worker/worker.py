@@ -12,9 +12,9 @@ import sys
 import time
 from typing import Any
 
-from . import PROTOCOL_VERSION, __version__, offloop
+from . import PROTOCOL_VERSION, __version__, harness_pool, offloop
 from .host import AgentHost
-from .protocol import VERSION_MISMATCH
+from .protocol import SPARE_HARNESSES, VERSION_MISMATCH
 from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError
 
 log = logging.getLogger("agy_worker")
@@ -43,6 +43,13 @@ class Worker:
         self.stop = asyncio.Event()
         self.sdk_imported_at: float | None = None
         self.offloop_start = False
+        # Spare harnesses start now, while the SDK is imported (see harness_pool.py).
+        prestart = harness_pool.Prestart.from_environment()
+        self.harnesses = (
+            harness_pool.HarnessPool.from_prestart(prestart, self._report_spares) if prestart else None
+        )
+        if self.harnesses is not None:
+            self.harnesses.fill()
         self.sdk_ready = asyncio.ensure_future(self._import_sdk())
         self.host = AgentHost(self.peer, self.sdk_ready)
         methods = dict(self.METHODS)
@@ -55,8 +62,15 @@ class Worker:
         await asyncio.to_thread(importlib.import_module, "google.antigravity")
         self.sdk_imported_at = time.time()
         version = importlib.metadata.version("google-antigravity")
-        self.offloop_start = offloop.install(version)
+        self.offloop_start = offloop.install(version, self.harnesses)
+        if not self.offloop_start and self.harnesses is not None:
+            await self.harnesses.close()  # only the patched start can hand spares out
+            self.harnesses = None
+            self._report_spares([])
         return version
+
+    def _report_spares(self, pids: list[int]) -> None:
+        self.peer.notify(SPARE_HARNESSES, {"pids": pids})
 
     async def initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         theirs = (params or {}).get("protocol_version")
@@ -170,5 +184,7 @@ class Worker:
         # On a deliberate shutdown Rust waits for us; on EOF the parent may be dead: be quick.
         grace = 5.0 if self.stop.is_set() and not self.peer.eof.is_set() else 1.0
         self.peer.cancel_inflight()
+        if self.harnesses is not None:
+            await self.harnesses.close()
         await self.host.close_all(grace)
         await self.peer.flush_and_close()

@@ -8,7 +8,7 @@ use super::{
         AgentCreateParams, AgentCreateResult, AgentRef, AnsweredParams, CancelResult,
         ChatEventParams, ChatParams, ChatResult, ConfirmParams, DebugParams, EchoParams,
         EchoResult, Empty, HookParams, InitializeParams, PingRustParams, PingRustResult,
-        SendParams, ToolCallParams, WakeupParams, WorkerInfo,
+        SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WorkerInfo,
     },
 };
 use crate::types::{ConversationState, Step};
@@ -81,6 +81,8 @@ methods! {
     AgentClose = "agent/close", RustToWorker, AgentRef => Empty;
     /// One streamed event of a turn (notification).
     ChatEvent = "chat/event", WorkerNotification, ChatEventParams => ();
+    /// The worker's pre-started harnesses changed (notification).
+    SpareHarnesses = "worker/spare_harnesses", WorkerNotification, SpareHarnessesParams => ();
     /// Run a Rust tool; answers the tool's JSON result.
     ToolCall = "tool/call", WorkerToRust, ToolCallParams => Value;
     /// Run a Rust hook; answers the hook's result.

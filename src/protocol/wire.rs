@@ -372,6 +372,13 @@ pub struct ChatEventParams {
     pub event: ChatEvent,
 }
 
+/// `worker/spare_harnesses` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SpareHarnessesParams {
+    /// Pids of the harnesses the worker keeps started for agents still to come.
+    pub pids: Vec<u32>,
+}
+
 /// `tool/call` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCallParams {

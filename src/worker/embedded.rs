@@ -21,6 +21,10 @@ pub const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../../python_worker/agy_worker/host.py"),
     ),
     (
+        "harness_pool.py",
+        include_str!("../../python_worker/agy_worker/harness_pool.py"),
+    ),
+    (
         "offloop.py",
         include_str!("../../python_worker/agy_worker/offloop.py"),
     ),

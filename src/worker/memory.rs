@@ -31,7 +31,7 @@ pub fn group_rss_bytes_excluding_leader(pgid: u32) -> Option<u64> {
 
 /// The process group of `pid`, from the fifth field of `/proc/<pid>/stat` (after the
 /// parenthesised command name, which may itself contain spaces and parentheses).
-fn process_group(pid: u32) -> Option<u32> {
+pub(crate) fn process_group(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(2)?.parse().ok()

@@ -11,5 +11,5 @@ pub mod supervisor;
 pub mod venv;
 mod venv_check;
 
-pub use process::{StartupTimings, WorkerOptions, WorkerProcess};
+pub use process::{HarnessPrestart, StartupTimings, WorkerOptions, WorkerProcess};
 pub use venv::{PythonConfig, SetupEvent, SetupProgress};

@@ -106,6 +106,9 @@ pub struct PoolConfig {
     /// Agents of the pool idle this long hibernate (default: never); see
     /// [`PoolConfig::hibernate_after`].
     pub hibernate_after: Option<Duration>,
+    /// Harnesses each worker keeps started ahead (default: the bridge's); see
+    /// [`crate::BridgeConfig::prestarted_harnesses`].
+    pub prestarted_harnesses: Option<usize>,
 }
 
 impl PoolConfig {
@@ -123,7 +126,16 @@ impl PoolConfig {
             recycle: RecyclePolicy::default(),
             max_live_agents: None,
             hibernate_after: None,
+            prestarted_harnesses: None,
         }
+    }
+
+    /// Keeps `n` harnesses started ahead in each of this pool's workers (see
+    /// [`crate::BridgeConfig::prestarted_harnesses`]).
+    #[must_use]
+    pub const fn prestarted_harnesses(mut self, n: usize) -> Self {
+        self.prestarted_harnesses = Some(n);
+        self
     }
 
     /// Keeps at most `n` agents of this pool live (each live agent holds a ~190 MiB
@@ -375,6 +387,13 @@ impl Slot {
             rss_bytes: memory::rss_bytes(pid),
             harness_rss_bytes: memory::group_rss_bytes_excluding_leader(pid),
             spare_pid: self.supervisor.spare_pid(),
+            // Only those of the current process (a crashed worker's report is stale).
+            spare_harness_pids: self
+                .router
+                .spare_harnesses()
+                .into_iter()
+                .filter(|&harness| memory::process_group(harness) == Some(pid))
+                .collect(),
         }
     }
 }
@@ -421,4 +440,8 @@ pub struct WorkerStats {
     pub harness_rss_bytes: Option<u64>,
     /// Pid of the warm spare worker, when one is ready.
     pub spare_pid: Option<u32>,
+    /// Pids of the `localharness` processes the worker keeps started for agents still to come
+    /// (see [`crate::BridgeConfig::prestarted_harnesses`]); their memory is in
+    /// `harness_rss_bytes`.
+    pub spare_harness_pids: Vec<u32>,
 }

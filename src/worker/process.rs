@@ -53,6 +53,21 @@ pub struct WorkerOptions {
     pub allow_sdk_mismatch: bool,
     /// Enable the worker's failure-injection method (tests only).
     pub debug_methods: bool,
+    /// Harnesses the worker keeps started ahead, and what they are started with.
+    pub prestart: Option<HarnessPrestart>,
+}
+
+/// What a worker pre-starts `localharness` processes with: the storage directory and
+/// environment of the bridge's agents (see `agy_worker/harness_pool.py`). No secrets: agents
+/// with their own environment start their own harness.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HarnessPrestart {
+    /// How many to keep ready.
+    pub count: usize,
+    /// The agents' `save_dir`.
+    pub storage_directory: std::path::PathBuf,
+    /// The harness environment every agent spec carries (`HOME`).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl WorkerOptions {
@@ -69,6 +84,7 @@ impl WorkerOptions {
             stderr_tail_lines: 60,
             allow_sdk_mismatch: false,
             debug_methods: false,
+            prestart: None,
         }
     }
 }
@@ -173,6 +189,10 @@ impl WorkerProcess {
         }
         if options.debug_methods {
             cmd.env("AGY_WORKER_DEBUG", "1");
+        }
+        if let Some(prestart) = options.prestart.as_ref().filter(|p| p.count > 0) {
+            let spec = serde_json::to_string(prestart).expect("paths and strings serialize");
+            cmd.env("AGY_WORKER_PRESTART", spec);
         }
         cmd.envs(options.extra_env.exposed());
         // Everything the worker and its harnesses write (conversations, transcripts) is

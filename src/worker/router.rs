@@ -18,8 +18,10 @@ use crate::{
     agent::callbacks::TurnEvents,
     protocol::{
         Method, codes as proto,
-        methods::{ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, ToolCall},
-        wire::ChatEventParams,
+        methods::{
+            ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, SpareHarnesses, ToolCall,
+        },
+        wire::{ChatEventParams, SpareHarnessesParams},
     },
     rpc::{Handler, RpcError, codes},
     types::ChatEvent,
@@ -34,6 +36,8 @@ type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
 pub(crate) struct Router {
     turns: Turns,
     agents: Mutex<HashMap<String, Arc<AgentState>>>,
+    /// The worker's pre-started harnesses, as it last reported them.
+    spare_harnesses: Mutex<Vec<u32>>,
 }
 
 impl Router {
@@ -51,6 +55,11 @@ impl Router {
     /// arrive while the agent starts find it.
     pub(crate) fn add_agent(&self, state: Arc<AgentState>) {
         self.agents.lock().insert(state.agent_id.clone(), state);
+    }
+
+    /// Pids of the pre-started harnesses the worker last reported.
+    pub(crate) fn spare_harnesses(&self) -> Vec<u32> {
+        self.spare_harnesses.lock().clone()
     }
 
     pub(crate) fn agent_count(&self) -> usize {
@@ -130,6 +139,13 @@ impl Handler for Router {
     }
 
     fn notification(&self, method: String, params: Value) {
+        if method == SpareHarnesses::NAME {
+            match serde_json::from_value::<SpareHarnessesParams>(params) {
+                Ok(p) => *self.spare_harnesses.lock() = p.pids,
+                Err(e) => tracing::warn!("malformed {method}: {e}"),
+            }
+            return;
+        }
         if method != ChatEventMethod::NAME {
             tracing::debug!(%method, "ignoring an unknown notification");
             return;
