@@ -340,6 +340,54 @@ fn ms_stats(mut samples: Vec<f64>) -> Rtt {
     }
 }
 
+/// A no-op Rust tool called through `tool/call` as the SDK's proxy calls it, timed in the
+/// worker: (sequential round trip, calls/s with 32 in flight).
+async fn tool_call_floor() -> (Rtt, f64) {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(data.path())
+            .prestarted_harnesses(0),
+    )
+    .await
+    .unwrap();
+    let model = ScriptedModel::start().await.unwrap();
+    let noop = FnTool::new(
+        "noop",
+        "Does nothing.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("ok")) },
+    );
+    let agent = bridge
+        .create_agent(
+            AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench")).tool(noop),
+        )
+        .await
+        .unwrap();
+    let call = json!({"agent_id": agent.id(), "tool": "noop", "args": {}});
+    let (rtt, _) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
+            )
+            .await
+            .unwrap(),
+    );
+    let (_, rate) = reverse_result(
+        &bridge
+            .call_raw(
+                "worker/ping_rust",
+                json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
+            )
+            .await
+            .unwrap(),
+    );
+    agent.close().await.unwrap();
+    bridge.shutdown().await;
+    (rtt, rate)
+}
+
 /// A no-op Rust tool: its reverse round trip as the worker sees it, and a chat turn with one
 /// call of it through the bridge vs the same turn driven by the Python SDK directly.
 async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBench {
@@ -551,6 +599,28 @@ fn main() {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         eprintln!("measuring (load average {})…", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 
+        if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("floor") {
+            // The RPC floor alone, for profiling: no start-up, turns or scaling.
+            let base = baseline(&env.python).await;
+            let default = worker_variant("worker (default)", &[]).await;
+            let tools = tool_call_floor().await;
+            println!("| peer | forward p50 | forward p99 | reverse p50 | reverse p99 | reverse calls/s, 32 in flight | 1 MiB echo p50 (ms) |");
+            println!("|---|---|---|---|---|---|---|");
+            println!(
+                "| plain asyncio echo (baseline) | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
+                base.fwd.p50, base.fwd.p99, base.rev.p50, base.rev.p99, base.rev32, base.big_ms
+            );
+            let v = default;
+            println!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
+                v.name, v.fwd.p50, v.fwd.p99, v.rev.p50, v.rev.p99, v.rev32, v.big_ms
+            );
+            println!(
+                "\nno-op Rust tool via tool/call: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s with 32 in flight",
+                tools.0.p50, tools.0.p99, tools.1
+            );
+            return;
+        }
         let mut rates = Vec::new();
         for workers in [1, 2, 4] {
             rates.push((workers, scaling(&model, workers).await));

@@ -1,9 +1,15 @@
 """Symmetric JSON-RPC 2.0 peer over newline-delimited JSON (NDJSON).
 
 One reader callback (an asyncio ``Protocol``) frames lines with a hard size bound and never
-awaits a handler: every inbound request runs in its own task, notifications are dispatched
-synchronously in arrival order, responses resolve pending futures. All writes go through one
-writer task. The module knows nothing about agents; ``host.py`` registers the methods.
+awaits a handler: every inbound request runs in its own task (or, for the few methods
+registered with ``inline_method``, is answered on the spot), notifications are dispatched
+synchronously in arrival order, responses resolve pending futures.
+
+Writes go straight to the pipe transport, in order, without a writer task: a task hop costs a
+loop iteration on every message in each direction. While the reader handles one chunk of input
+the writes are corked and leave as one ``write`` at its end, so a burst of answers costs one
+system call. The transport buffers what the pipe does not take at once. The module knows
+nothing about agents; ``host.py`` registers the methods.
 """
 
 from __future__ import annotations
@@ -167,7 +173,16 @@ def _valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str) or _is_int_id(value)
 
 
+def _internal_error(e: Exception) -> dict[str, Any]:
+    return {
+        "code": INTERNAL_ERROR,
+        "message": f"{type(e).__name__}: {e}",
+        "data": {"exception": type(e).__name__},
+    }
+
+
 RequestHandler = Callable[[Any], Awaitable[Any]]
+InlineHandler = Callable[[Any], Any]
 NotificationHandler = Callable[[Any], None]
 
 
@@ -178,21 +193,29 @@ class Peer:
         self.max_message = max_message
         self._write_fd = write_fd
         self._methods: dict[str, RequestHandler] = {}
+        self._inline: dict[str, InlineHandler] = {}
         self._notifications: dict[str, NotificationHandler] = {}
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._inflight: dict[Any, asyncio.Task[None]] = {}
         # Ids of the last answers queued, for `$/answered`.
         self._answered: collections.deque[Any] = collections.deque(maxlen=4096)
         self._next_id = 1
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # Output not yet handed to the transport: before start(), and while corked.
+        self._held: list[bytes] = []
+        self._corked = True
+        self._transport: asyncio.WriteTransport | None = None
+        self._write_closed = False
         self._closed: RpcError | None = None
         self.eof = asyncio.Event()
-        self._writer: asyncio.StreamWriter | None = None
-        self._writer_task: asyncio.Task[None] | None = None
 
     # registration -------------------------------------------------------------------------
     def method(self, name: str, handler: RequestHandler) -> None:
         self._methods[name] = handler
+
+    def inline_method(self, name: str, handler: InlineHandler) -> None:
+        """A method answered inside the reader callback, without a task: only for handlers
+        that return at once and never block (pings, the heartbeat)."""
+        self._inline[name] = handler
 
     def notification(self, name: str, handler: NotificationHandler) -> None:
         self._notifications[name] = handler
@@ -207,8 +230,12 @@ class Peer:
                 self.framer = LineFramer(peer.max_message)
 
             def data_received(self, data: bytes) -> None:
-                for item in self.framer.feed(data):
-                    peer._on_frame(item)
+                peer._cork()
+                try:
+                    for item in self.framer.feed(data):
+                        peer._on_frame(item)
+                finally:
+                    peer._uncork()
 
             def eof_received(self) -> bool:
                 for item in self.framer.finish_eof():
@@ -221,48 +248,58 @@ class Peer:
         read_file = os.fdopen(read_fd, "rb", buffering=0, closefd=False)
         await loop.connect_read_pipe(_Reader, read_file)
         write_file = os.fdopen(self._write_fd, "wb", buffering=0, closefd=False)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, write_file)
-        self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self._writer_task = asyncio.create_task(self._write_loop(), name="rpc-writer")
+        self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, write_file)
+        self._uncork()
 
-    async def _write_loop(self) -> None:
-        assert self._writer is not None
-        while True:
-            data = await self._queue.get()
-            if data is None:
-                break
-            self._writer.write(data)
-            # Batch whatever else is queued into the same flush.
-            while not self._queue.empty():
-                more = self._queue.get_nowait()
-                if more is None:
-                    await self._writer.drain()
-                    return
-                self._writer.write(more)
-            try:
-                await self._writer.drain()
-            except (ConnectionError, OSError):
-                log.warning("protocol pipe closed while writing")
-                return
+    def _cork(self) -> None:
+        self._corked = True
+
+    def _uncork(self) -> None:
+        self._corked = False
+        if self._held and self._transport is not None:
+            held, self._held = self._held, []
+            self._transport_write(b"".join(held))
+
+    def _transport_write(self, data: bytes) -> None:
+        if self._write_closed or self._transport is None or self._transport.is_closing():
+            return
+        try:
+            self._transport.write(data)
+        except (ConnectionError, OSError, RuntimeError):
+            log.warning("protocol pipe closed while writing")
+            self._write_closed = True
+
+    def _write(self, data: bytes) -> None:
+        """Sends one encoded message (with its newline), in order with everything before it."""
+        if self._corked or self._transport is None:
+            self._held.append(data)
+        else:
+            self._transport_write(data)
 
     async def flush_and_close(self) -> None:
-        """Writes everything queued so far, then stops the writer."""
-        self._queue.put_nowait(None)
-        if self._writer_task is not None:
-            try:
-                await asyncio.wait_for(self._writer_task, 5)
-            except (asyncio.TimeoutError, OSError):
-                log.warning("could not flush the protocol stream at shutdown")
+        """Writes everything sent so far, then stops writing."""
+        self._uncork()
+        transport = self._transport
+        if transport is None:
+            return
+        for _ in range(500):
+            if transport.is_closing() or transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            log.warning("could not flush the protocol stream at shutdown")
+        self._write_closed = True
+        transport.close()
 
     # sending ------------------------------------------------------------------------------
     def _send(self, obj: dict[str, Any]) -> None:
-        self._queue.put_nowait(dumps(obj) + b"\n")
+        self._write(dumps(obj) + b"\n")
 
     def notify(self, method: str, params: Any) -> None:
         data = dumps({"jsonrpc": "2.0", "method": method, "params": params}) + b"\n"
         if len(data) - 1 > self.max_message:
             raise too_large(len(data) - 1, self.max_message)
-        self._queue.put_nowait(data)
+        self._write(data)
 
     async def call(self, method: str, params: Any, timeout: float | None = None) -> Any:
         if self._closed is not None:
@@ -274,7 +311,7 @@ class Peer:
             raise too_large(len(data) - 1, self.max_message)
         fut = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
-        self._queue.put_nowait(data)
+        self._write(data)
         try:
             if timeout is None:
                 return await fut
@@ -396,6 +433,18 @@ class Peer:
         if method == ANSWERED:
             self._send_response(msg_id, result=self._answered_among(params))
             return
+        inline = self._inline.get(method)
+        if inline is not None:
+            try:
+                result = inline(params)
+            except RpcError as e:
+                self._send_response(msg_id, error=e.to_json())
+            except Exception as e:
+                log.exception("handler for %s failed", method)
+                self._send_response(msg_id, error=_internal_error(e))
+            else:
+                self._send_response(msg_id, result=result)
+            return
         handler = self._methods.get(method)
         if handler is None:
             error = {"code": METHOD_NOT_FOUND, "message": f"method not found: {method}"}
@@ -427,14 +476,14 @@ class Peer:
             self._send_response(msg_id, error=error)
 
     def _send_response(self, msg_id: Any, result: Any = None, error: dict[str, Any] | None = None) -> None:
-        """Queues an answer; remembers its id for `$/answered` (answered exactly when queued)."""
+        """Sends an answer; remembers its id for `$/answered` (answered exactly when sent)."""
         if error is None:
             data = dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}) + b"\n"
             if len(data) - 1 > self.max_message:
                 error = too_large(len(data) - 1, self.max_message).to_json()
         if error is not None:
             data = dumps({"jsonrpc": "2.0", "id": msg_id, "error": error}) + b"\n"
-        self._queue.put_nowait(data)
+        self._write(data)
         if msg_id is not None:
             self._answered.append(msg_id)
 
@@ -451,12 +500,7 @@ class Peer:
             )
         except Exception as e:
             log.exception("handler for %s failed", method)
-            error = {
-                "code": INTERNAL_ERROR,
-                "message": f"{type(e).__name__}: {e}",
-                "data": {"exception": type(e).__name__},
-            }
-            self._send_response(msg_id, error=error)
+            self._send_response(msg_id, error=_internal_error(e))
         finally:
             self._inflight.pop(msg_id, None)
 

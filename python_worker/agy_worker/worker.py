@@ -32,6 +32,8 @@ class Worker:
         "worker/ping_rust": "ping_rust",
         "worker/shutdown": "shutdown",
     }
+    # Answered inside the reader callback, without a task (they return at once).
+    INLINE = frozenset({"ping"})
     # Failure injection for the bridge's own tests, only with AGY_WORKER_DEBUG=1.
     DEBUG_METHODS = {"worker/debug": "debug"}
 
@@ -56,7 +58,10 @@ class Worker:
         if os.environ.get("AGY_WORKER_DEBUG") == "1":
             methods.update(self.DEBUG_METHODS)
         for name, attr in methods.items():
-            self.peer.method(name, getattr(self, attr))
+            if attr in self.INLINE:
+                self.peer.inline_method(name, getattr(self, attr))
+            else:
+                self.peer.method(name, getattr(self, attr))
 
     async def _import_sdk(self) -> str:
         await asyncio.to_thread(importlib.import_module, "google.antigravity")
@@ -95,7 +100,7 @@ class Worker:
             "offloop_agent_start": self.offloop_start,
         }
 
-    async def ping(self, params: object) -> str:
+    def ping(self, params: object) -> str:
         return "pong"
 
     async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +153,7 @@ class Worker:
             # so that they merge with the next message, as a stray write from a C extension would.
             ending = b"\n" if params.get("newline", True) else b""
             text = params.get("text", "garbage") * int(params.get("repeat", 1))
-            self.peer._queue.put_nowait(text.encode() + ending)
+            self.peer._write(text.encode() + ending)
         elif action == "block":
             time.sleep(float(params.get("seconds", 1)))
         elif action == "reverse":

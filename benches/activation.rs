@@ -1,0 +1,432 @@
+//! Activation: cold start to the first agent, agent start and resume against a warm turn, and
+//! memory per agent, each next to the Python SDK doing the same in the same run
+//! (`scripts/sdk_activation.py`, same scripted model, same no-op tool).
+//!
+//! `cargo bench --bench activation` (or `scripts/bench`). Prints a Markdown report for
+//! BENCHMARKS.md.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use agy_bridge::{
+    Agent, AgentConfig, Bridge, BridgeConfig, ModelConfig, setup as venv, testing::ScriptedModel,
+    tools::FnTool,
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Counts the bytes the Rust side holds, for the bytes-per-agent figures.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const COLD_RUNS: usize = 5;
+const ACTIVATIONS: usize = 10;
+const MEMORY_AGENTS: usize = 16;
+/// Set in the child process that measures one cold start.
+const COLD_CHILD: &str = "AGY_BENCH_COLD_CHILD";
+
+fn agent_config(model_url: &str) -> AgentConfig {
+    let noop = FnTool::new(
+        "noop",
+        "Does nothing.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("ok")) },
+    );
+    AgentConfig::new(ModelConfig::openai_compatible(model_url, "bench")).tool(noop)
+}
+
+async fn turn(agent: &Agent, prompt: &str) -> f64 {
+    let t = Instant::now();
+    let mut reply = agent.chat(prompt).await.unwrap();
+    while reply.next().await.is_some() {}
+    reply.finish().await.unwrap();
+    ms(t.elapsed())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The child side of a cold start: start a bridge and one agent, say READY with the worker's
+/// start-up phases, stop.
+fn cold_child(model_url: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let data = tempfile::tempdir().unwrap();
+        let prestarted = std::env::var("AGY_BENCH_PRESTARTED")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let start = Instant::now();
+        let bridge = Bridge::start(
+            BridgeConfig::default()
+                .data_dir(data.path())
+                .prestarted_harnesses(prestarted),
+        )
+        .await
+        .unwrap();
+        let bridge_start_ms = ms(start.elapsed());
+        let ready = Instant::now();
+        let _agent = bridge.create_agent(agent_config(model_url)).await.unwrap();
+        let t = bridge.startup_timings();
+        println!(
+            "READY {}",
+            json!({
+                "interpreter_ms": ms(t.interpreter),
+                "sdk_import_ms": ms(t.sdk_import),
+                "initialize_ms": ms(t.ready),
+                "create_agent_ms": ms(ready.elapsed()),
+                "before_spawn_ms": bridge_start_ms - ms(t.ready),
+            })
+        );
+        bridge.shutdown().await;
+    });
+}
+
+/// Spawns `cmd`, returns the time until it prints a line starting with READY, and the rest of
+/// that line.
+fn time_to_ready(mut cmd: Command) -> (f64, String) {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("READY"))
+        .expect("the child reports READY");
+    let elapsed = ms(started.elapsed());
+    assert!(child.wait().unwrap().success());
+    (elapsed, line["READY".len()..].trim().to_owned())
+}
+
+struct Cold {
+    bridge: Vec<f64>,
+    bridge_no_prestart: Vec<f64>,
+    sdk: Vec<f64>,
+    phases: Vec<Value>,
+}
+
+fn cold_start(model_url: &str, python: &Path) -> Cold {
+    let mut cold = Cold {
+        bridge: Vec::new(),
+        bridge_no_prestart: Vec::new(),
+        sdk: Vec::new(),
+        phases: Vec::new(),
+    };
+    let exe = std::env::current_exe().unwrap();
+    for _ in 0..COLD_RUNS {
+        // Alternating, so that load changes hit all three alike.
+        let work = tempfile::tempdir().unwrap();
+        let mut sdk = Command::new(python);
+        sdk.arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/sdk_activation.py"
+        ))
+        .args(["cold", model_url])
+        .arg(work.path());
+        cold.sdk.push(time_to_ready(sdk).0);
+        for prestarted in ["1", "0"] {
+            let mut bridge = Command::new(&exe);
+            bridge
+                .env(COLD_CHILD, model_url)
+                .env("AGY_BENCH_PRESTARTED", prestarted);
+            let (elapsed, phases) = time_to_ready(bridge);
+            if prestarted == "1" {
+                cold.bridge.push(elapsed);
+                cold.phases.push(serde_json::from_str(&phases).unwrap());
+            } else {
+                cold.bridge_no_prestart.push(elapsed);
+            }
+        }
+    }
+    cold
+}
+
+#[derive(Default)]
+struct Activation {
+    create_ms: Vec<f64>,
+    first_turn_ms: Vec<f64>,
+    warm_turn_ms: Vec<f64>,
+    resumed_turn_ms: Vec<f64>,
+}
+
+impl Activation {
+    fn from_sdk(v: &Value) -> Self {
+        let col = |k: &str| -> Vec<f64> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect()
+        };
+        Self {
+            create_ms: col("start_ms"),
+            first_turn_ms: col("first_turn_ms"),
+            warm_turn_ms: col("warm_turn_ms"),
+            resumed_turn_ms: col("resumed_turn_ms"),
+        }
+    }
+
+    /// (start + first turn, resumed turn) minus the warm turn, medians.
+    fn over_warm(&self) -> (f64, f64, f64) {
+        let warm = median(self.warm_turn_ms.clone());
+        let start: Vec<f64> = self
+            .create_ms
+            .iter()
+            .zip(&self.first_turn_ms)
+            .map(|(c, f)| c + f)
+            .collect();
+        (
+            warm,
+            median(start) - warm,
+            median(self.resumed_turn_ms.clone()) - warm,
+        )
+    }
+}
+
+/// Agents started, chatted with, hibernated and resumed one after the other. With spares, each
+/// activation waits for the spare to be back first: the steady state of a service whose
+/// activations are further apart than a harness start (~0.1 s).
+async fn activations(model_url: &str, prestarted: usize) -> Activation {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(data.path())
+            .prestarted_harnesses(prestarted),
+    )
+    .await
+    .unwrap();
+    let spare_ready = || async {
+        while bridge.stats().spare_harness_pids.len() < prestarted {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // One warm-up activation (page cache, the model's connection pool).
+    let warm_up = bridge.create_agent(agent_config(model_url)).await.unwrap();
+    turn(&warm_up, "warm up").await;
+    warm_up.close().await.unwrap();
+
+    let mut a = Activation::default();
+    for i in 0..ACTIVATIONS {
+        spare_ready().await;
+        let t = Instant::now();
+        let agent = bridge.create_agent(agent_config(model_url)).await.unwrap();
+        a.create_ms.push(ms(t.elapsed()));
+        a.first_turn_ms
+            .push(turn(&agent, &format!("first {i}")).await);
+        a.warm_turn_ms
+            .push(turn(&agent, &format!("warm {i}")).await);
+        agent.disconnect().await.unwrap();
+        spare_ready().await;
+        a.resumed_turn_ms
+            .push(turn(&agent, &format!("again {i}")).await);
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+    a
+}
+
+struct Memory {
+    rust_live: f64,
+    rust_idle: f64,
+    worker_live: f64,
+    harness_live: f64,
+    spare_harness: f64,
+}
+
+/// Bytes per agent: the Rust side's heap (counted by this binary's allocator) with the agents
+/// live and then hibernated, the worker's RSS growth, and the harnesses' RSS.
+async fn memory(model_url: &str) -> Memory {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(BridgeConfig::default().data_dir(data.path()))
+        .await
+        .unwrap();
+    let warm_up = bridge.create_agent(agent_config(model_url)).await.unwrap();
+    turn(&warm_up, "warm up").await;
+    warm_up.close().await.unwrap();
+    while bridge.stats().spare_harness_pids.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let spare_harness = bridge.stats().harness_rss_bytes.unwrap_or(0) as f64;
+    let worker_before = bridge.stats().rss_bytes.unwrap_or(0) as f64;
+    let rust_before = LIVE_BYTES.load(Ordering::Relaxed) as f64;
+    let mut agents = Vec::new();
+    for i in 0..MEMORY_AGENTS {
+        let agent = bridge.create_agent(agent_config(model_url)).await.unwrap();
+        turn(&agent, &format!("hello {i}")).await;
+        agents.push(agent);
+    }
+    let n = MEMORY_AGENTS as f64;
+    let rust_live = (LIVE_BYTES.load(Ordering::Relaxed) as f64 - rust_before) / n;
+    let stats = bridge.stats();
+    let worker_live = (stats.rss_bytes.unwrap_or(0) as f64 - worker_before) / n;
+    let harness_live = (stats.harness_rss_bytes.unwrap_or(0) as f64 - spare_harness) / n;
+    for agent in &agents {
+        agent.disconnect().await.unwrap();
+    }
+    let rust_idle = (LIVE_BYTES.load(Ordering::Relaxed) as f64 - rust_before) / n;
+    futures::future::join_all(agents.into_iter().map(Agent::close)).await;
+    bridge.shutdown().await;
+    Memory {
+        rust_live,
+        rust_idle,
+        worker_live,
+        harness_live,
+        spare_harness,
+    }
+}
+
+async fn sdk_activations(python: &Path, model_url: &str) -> Activation {
+    let work = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/sdk_activation.py"
+        ))
+        .args(["agents", model_url])
+        .arg(work.path())
+        .arg(ACTIVATIONS.to_string())
+        .output()
+        .await
+        .expect("the SDK baseline runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Activation::from_sdk(&serde_json::from_slice(&out.stdout).expect("baseline JSON"))
+}
+
+fn main() {
+    if let Ok(url) = std::env::var(COLD_CHILD) {
+        cold_child(&url);
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let env = venv::ensure(Default::default(), None)
+            .await
+            .expect("python env");
+        let model = ScriptedModel::start().await.unwrap();
+        let url = model.base_url().to_owned();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        eprintln!("measuring (load average {})…", load.trim());
+
+        let cold = {
+            let (url, python) = (url.clone(), env.python.clone());
+            tokio::task::spawn_blocking(move || cold_start(&url, &python))
+                .await
+                .unwrap()
+        };
+        let sdk = sdk_activations(&env.python, &url).await;
+        let with_spare = activations(&url, 1).await;
+        let without = activations(&url, 0).await;
+        let mem = memory(&url).await;
+
+        println!("## Run of {} (activation)", now());
+        println!("\nLoad average at start: {}\n", load.trim());
+        let sdk_cold = median(cold.sdk.clone());
+        println!(
+            "### Cold start: process start → first agent ready (ms, median of {COLD_RUNS}; ratio = figure / Python SDK)\n"
+        );
+        println!("| process | ms | ratio |");
+        println!("|---|---|---|");
+        println!("| Python SDK script (baseline) | {sdk_cold:.0} | 1.00 |");
+        for (name, runs) in [
+            ("bridge, harness pre-started during the SDK import (default)", &cold.bridge),
+            ("bridge, `prestarted_harnesses(0)`", &cold.bridge_no_prestart),
+        ] {
+            let m = median(runs.clone());
+            println!("| {name} | {m:.0} | {:.2} |", m / sdk_cold);
+        }
+        let phase = |k: &str| median(cold.phases.iter().filter_map(|p| p[k].as_f64()).collect());
+        println!("\nBridge start-up timeline (default, medians, ms):\n");
+        println!("| phase | ms |");
+        println!("|---|---|");
+        println!("| `Bridge::start` before the worker's spawn (venv lookup: runs the base `python3` once) | {:.0} |", phase("before_spawn_ms"));
+        println!("| interpreter start → `__main__` | {:.0} |", phase("interpreter_ms"));
+        println!("| SDK import (in a thread; the first spare harness starts meanwhile) | {:.0} |", phase("sdk_import_ms"));
+        println!("| spawn → `initialize` answered | {:.0} |", phase("initialize_ms"));
+        println!("| `create_agent` after that | {:.0} |", phase("create_agent_ms"));
+
+        println!(
+            "\n### Agent start and resume (ms, median of {ACTIVATIONS}; over warm = figure − warm text turn of the same process)\n"
+        );
+        println!("| who | warm turn | start (create + first turn) over warm | resumed turn over warm | start alone |");
+        println!("|---|---|---|---|---|");
+        for (name, a) in [
+            ("Python SDK (baseline: `Agent.__aenter__`, resume = a new `Agent` on the conversation)", &sdk),
+            ("bridge, pre-started harness (default)", &with_spare),
+            ("bridge, `prestarted_harnesses(0)`", &without),
+        ] {
+            let (warm, start, resume) = a.over_warm();
+            println!(
+                "| {name} | {warm:.1} | {start:.1} | {resume:.1} | {:.1} |",
+                median(a.create_ms.clone())
+            );
+        }
+
+        println!("\n### Memory per agent ({MEMORY_AGENTS} agents, each after one turn)\n");
+        println!("| figure | KiB per agent |");
+        println!("|---|---|");
+        println!("| Rust heap, live agent (counted by the allocator) | {:.1} |", mem.rust_live / 1024.0);
+        println!("| Rust heap, hibernated agent | {:.1} |", mem.rust_idle / 1024.0);
+        println!("| worker RSS growth, live agent | {:.0} |", mem.worker_live / 1024.0);
+        println!("| `localharness` RSS, live agent | {:.0} |", mem.harness_live / 1024.0);
+        println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
+    });
+}
+
+fn now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
