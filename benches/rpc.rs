@@ -341,8 +341,9 @@ fn ms_stats(mut samples: Vec<f64>) -> Rtt {
 }
 
 /// A no-op Rust tool called through `tool/call` as the SDK's proxy calls it, timed in the
-/// worker: (sequential round trip, calls/s with 32 in flight).
-async fn tool_call_floor() -> (Rtt, f64) {
+/// worker: (sequential round trip, calls/s with 32 in flight), for a default tool (run on a
+/// blocking-pool thread) and for a `nonblocking()` one (run on the runtime).
+async fn tool_call_floor() -> [(Rtt, f64); 2] {
     let data = tempfile::tempdir().unwrap();
     let bridge = Bridge::start(
         BridgeConfig::default()
@@ -352,40 +353,51 @@ async fn tool_call_floor() -> (Rtt, f64) {
     .await
     .unwrap();
     let model = ScriptedModel::start().await.unwrap();
-    let noop = FnTool::new(
-        "noop",
-        "Does nothing.",
-        json!({"type": "object", "properties": {}}),
-        |_, _| async { Ok(json!("ok")) },
-    );
+    let noop = |name: &str| {
+        FnTool::new(
+            name,
+            "Does nothing.",
+            json!({"type": "object", "properties": {}}),
+            |_, _| async { Ok(json!("ok")) },
+        )
+    };
     let agent = bridge
         .create_agent(
-            AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench")).tool(noop),
+            AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "bench"))
+                .tool(noop("noop"))
+                .tool(noop("noop_inline").nonblocking()),
         )
         .await
         .unwrap();
-    let call = json!({"agent_id": agent.id(), "tool": "noop", "args": {}});
-    let (rtt, _) = reverse_result(
-        &bridge
-            .call_raw(
-                "worker/ping_rust",
-                json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
-            )
-            .await
-            .unwrap(),
-    );
-    let (_, rate) = reverse_result(
-        &bridge
-            .call_raw(
-                "worker/ping_rust",
-                json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
-            )
-            .await
-            .unwrap(),
-    );
+    let mut out = [
+        (Rtt { p50: 0.0, p99: 0.0 }, 0.0),
+        (Rtt { p50: 0.0, p99: 0.0 }, 0.0),
+    ];
+    for (slot, tool) in out.iter_mut().zip(["noop", "noop_inline"]) {
+        let call = json!({"agent_id": agent.id(), "tool": tool, "args": {}});
+        let (rtt, _) = reverse_result(
+            &bridge
+                .call_raw(
+                    "worker/ping_rust",
+                    json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
+                )
+                .await
+                .unwrap(),
+        );
+        let (_, rate) = reverse_result(
+            &bridge
+                .call_raw(
+                    "worker/ping_rust",
+                    json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
+                )
+                .await
+                .unwrap(),
+        );
+        *slot = (rtt, rate);
+    }
     agent.close().await.unwrap();
     bridge.shutdown().await;
-    (rtt, rate)
+    out
 }
 
 /// A no-op Rust tool: its reverse round trip as the worker sees it, and a chat turn with one
@@ -615,10 +627,12 @@ fn main() {
                 "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} |",
                 v.name, v.fwd.p50, v.fwd.p99, v.rev.p50, v.rev.p99, v.rev32, v.big_ms
             );
-            println!(
-                "\nno-op Rust tool via tool/call: p50 {:.1} µs, p99 {:.1} µs, {:.0} calls/s with 32 in flight",
-                tools.0.p50, tools.0.p99, tools.1
-            );
+            for ((rtt, rate), name) in tools.iter().zip(["default", "nonblocking()"]) {
+                println!(
+                    "\nno-op Rust tool ({name}) via tool/call: p50 {:.1} µs, p99 {:.1} µs, {rate:.0} calls/s with 32 in flight",
+                    rtt.p50, rtt.p99
+                );
+            }
             return;
         }
         let mut rates = Vec::new();

@@ -166,6 +166,54 @@ async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_hea
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nonblocking_tools_have_the_same_guards() {
+    let (bridge, model, _data) = start().await;
+    let inline = FnTool::new(
+        "inline",
+        "Answers at once.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("answered on the runtime")) },
+    )
+    .nonblocking();
+    let boom = FnTool::new(
+        "boom",
+        "Panics.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { panic!("the tool exploded") },
+    )
+    .nonblocking();
+    let slow = FnTool::new(
+        "slow",
+        "Never ends.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Value::Null)
+        },
+    )
+    .with_timeout(Duration::from_millis(200))
+    .nonblocking();
+    let agent = bridge
+        .create_agent(agent_config(&model).tool(inline).tool(boom).tool(slow))
+        .await
+        .unwrap();
+    for (call, expected) in [
+        ("inline", "answered on the runtime"),
+        ("boom", "tool boom panicked: the tool exploded"),
+        ("slow", "tool slow timed out after 200ms"),
+    ] {
+        model.push(Reply::tool_call(call, json!({})));
+        let (text, outcome) = collect(agent.chat("go").await.unwrap()).await;
+        outcome.unwrap();
+        assert!(
+            text.contains(expected),
+            "{call}: expected {expected:?} in {text:?}"
+        );
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_10_mib_tool_result_reaches_the_model() {
     let (bridge, model, _data) = start().await;
     let big = FnTool::new(

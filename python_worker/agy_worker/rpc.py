@@ -5,10 +5,12 @@ awaits a handler: every inbound request runs in its own task (or, for the few me
 registered with ``inline_method``, is answered on the spot), notifications are dispatched
 synchronously in arrival order, responses resolve pending futures.
 
-Writes go straight to the pipe transport, in order, without a writer task: a task hop costs a
-loop iteration on every message in each direction. While the reader handles one chunk of input
-the writes are corked and leave as one ``write`` at its end, so a burst of answers costs one
-system call. The transport buffers what the pipe does not take at once. The module knows
+Writes go to the pipe transport without a writer task (a task hop costs a loop iteration on
+every message): what is written during one loop iteration leaves in one ``write`` at its end
+(a callback scheduled with ``call_soon``), and what the reader callback writes while handling
+a chunk of input leaves when it returns. So a burst of answers or of concurrent calls costs
+one system call, and a lone message leaves within the same iteration. The transport buffers
+what the pipe does not take at once. The module knows
 nothing about agents; ``host.py`` registers the methods.
 """
 
@@ -203,6 +205,7 @@ class Peer:
         # Output not yet handed to the transport: before start(), and while corked.
         self._held: list[bytes] = []
         self._corked = True
+        self._flush_scheduled = False
         self._transport: asyncio.WriteTransport | None = None
         self._write_closed = False
         self._closed: RpcError | None = None
@@ -270,11 +273,17 @@ class Peer:
             self._write_closed = True
 
     def _write(self, data: bytes) -> None:
-        """Sends one encoded message (with its newline), in order with everything before it."""
-        if self._corked or self._transport is None:
-            self._held.append(data)
-        else:
-            self._transport_write(data)
+        """Sends one encoded message (with its newline), in order with everything before it.
+        Messages written in one loop iteration leave together, at its end."""
+        self._held.append(data)
+        if not self._corked and not self._flush_scheduled and self._transport is not None:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        if not self._corked:
+            self._uncork()
 
     async def flush_and_close(self) -> None:
         """Writes everything sent so far, then stops writing."""

@@ -248,6 +248,14 @@ pub trait Tool: Send + Sync + 'static {
     fn timeout(&self) -> Option<Duration> {
         None
     }
+    /// Whether the tool promises never to block its thread (it only awaits). Such a tool runs
+    /// on the runtime's own threads, skipping the hand-off to a blocking-pool thread that every
+    /// other tool call pays (a thread wake-up, ~10–15 µs; see BENCHMARKS.md). A tool that
+    /// blocks anyway stalls the runtime's thread it runs on, and deadlines on that thread wait
+    /// for it. Default `false`.
+    fn nonblocking(&self) -> bool {
+        false
+    }
 }
 
 type ToolFn =
@@ -275,6 +283,7 @@ pub struct FnTool {
     description: String,
     parameters: Value,
     timeout: Option<Duration>,
+    nonblocking: bool,
     f: Arc<ToolFn>,
 }
 
@@ -303,6 +312,7 @@ impl FnTool {
             description: description.into(),
             parameters,
             timeout: None,
+            nonblocking: false,
             f: Arc::new(move |args, ctx| f(args, ctx).boxed()),
         }
     }
@@ -339,6 +349,14 @@ impl FnTool {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Promises that the tool never blocks its thread, so it runs on the runtime's threads
+    /// without a hand-off (see [`Tool::nonblocking`]).
+    #[must_use]
+    pub const fn nonblocking(mut self) -> Self {
+        self.nonblocking = true;
+        self
+    }
 }
 
 impl Tool for FnTool {
@@ -356,6 +374,9 @@ impl Tool for FnTool {
     }
     fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+    fn nonblocking(&self) -> bool {
+        self.nonblocking
     }
 }
 
@@ -481,8 +502,13 @@ impl ToolRegistry {
                 message: "no such tool".into(),
             })?;
         let progress = Arc::clone(&ctx.progress);
-        // Off the async threads: a tool that blocks its thread holds only that thread.
-        let call = super::user_code::run(tool.call(args, ctx));
+        // Off the async threads (a tool that blocks its thread holds only that thread), unless
+        // the tool promised never to block.
+        let call = if tool.nonblocking() {
+            super::user_code::run_here(tool.call(args, ctx)).boxed()
+        } else {
+            super::user_code::run(tool.call(args, ctx)).boxed()
+        };
         let outcome = match tool.timeout().or(self.default_timeout) {
             Some(timeout) => {
                 let mut call = std::pin::pin!(call);

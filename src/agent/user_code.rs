@@ -52,6 +52,16 @@ where
     }
 }
 
+/// Runs `callback` on the current task, only guarding against its panic: for callbacks that
+/// promised never to block their thread ([`crate::Tool::nonblocking`]).
+pub(crate) async fn run_here<F: Future>(callback: F) -> Result<F::Output, Interrupted> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(callback)
+        .catch_unwind()
+        .await
+        .map_err(|panic| Interrupted::Panicked(crate::rpc::panic_message(panic.as_ref())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +82,13 @@ mod tests {
         assert!(!stuck.is_finished());
         released.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(stuck.await.unwrap(), Ok(7));
+    }
+
+    #[tokio::test]
+    async fn a_callback_run_here_reports_its_panic() {
+        assert_eq!(run_here(async { 7 }).await, Ok(7));
+        let panicked = run_here(async { panic!("boom") }).await;
+        assert_eq!(panicked, Err::<(), _>(Interrupted::Panicked("boom".into())));
     }
 
     #[tokio::test]

@@ -532,9 +532,23 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// Writes queued messages in order; whatever is queued when the writer wakes leaves in one
+/// write (one system call for a burst of concurrent answers or calls).
 async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(line) = rx.recv().await {
-        if let Err(e) = writer.write_all(&line).await {
+    const BATCH: usize = 64;
+    let mut lines = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut lines, BATCH).await > 0 {
+        let data = if lines.len() == 1 {
+            lines.pop().unwrap_or_default()
+        } else {
+            batch.clear();
+            for line in lines.drain(..) {
+                batch.extend_from_slice(&line);
+            }
+            std::mem::take(&mut batch)
+        };
+        if let Err(e) = writer.write_all(&data).await {
             tracing::debug!("writing to the peer failed: {e}");
             return;
         }
@@ -543,6 +557,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver
         {
             tracing::debug!("flushing to the peer failed: {e}");
             return;
+        }
+        if lines.len() <= 1 && data.capacity() <= 1 << 20 {
+            batch = data; // keep the allocation for the next burst
         }
     }
     let _ = writer.shutdown().await;
