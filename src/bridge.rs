@@ -407,7 +407,38 @@ async fn start_pool(
     pool: PoolConfig,
 ) -> Result<Arc<Pool>> {
     let python = pool.python.clone().unwrap_or_else(|| config.python.clone());
-    let env = venv::ensure(python, config.setup_progress.clone()).await?;
+    let options = |env| worker_options(config, dirs, &pool, env);
+    let ensure = venv::ensure(python.clone(), config.setup_progress.clone());
+    // Start the workers on the venv used last time while `ensure` confirms it is still the
+    // right one (it runs the base interpreter, ~0.1 s on a pyenv shim); keep them if it is.
+    let env = match venv::remembered(&python) {
+        Some(guess) => {
+            let (env, started) =
+                tokio::join!(ensure, start_slots(config, &pool, options(guess.clone())));
+            let env = env?;
+            match started {
+                Ok(slots) if env.same_as(&guess) => return Ok(Arc::new(Pool::new(pool, slots))),
+                Ok(slots) => {
+                    tracing::info!("the remembered venv is not the configured one any more");
+                    futures::future::join_all(slots.iter().map(|s| s.supervisor.shutdown())).await;
+                }
+                Err(e) => tracing::info!("workers on the remembered venv did not start: {e}"),
+            }
+            env
+        }
+        None => ensure.await?,
+    };
+    let slots = start_slots(config, &pool, options(env)).await?;
+    Ok(Arc::new(Pool::new(pool, slots)))
+}
+
+/// How `pool`'s workers are started on `env`.
+fn worker_options(
+    config: &BridgeConfig,
+    dirs: &ConversationDirs,
+    pool: &PoolConfig,
+    env: venv::PythonEnv,
+) -> WorkerOptions {
     let mut options = WorkerOptions::new(env);
     options.max_message_size = config.max_message_size;
     options.write_queue = config.channel_capacity;
@@ -423,6 +454,15 @@ async fn start_pool(
         storage_directory: dirs.save_dir.clone(),
         env: dirs.harness_env(),
     });
+    options
+}
+
+/// Starts `pool`'s workers, each under its supervisor.
+async fn start_slots(
+    config: &BridgeConfig,
+    pool: &PoolConfig,
+    options: WorkerOptions,
+) -> Result<Vec<Arc<Slot>>> {
     let restart = pool
         .restart
         .clone()
@@ -439,8 +479,7 @@ async fn start_pool(
             Ok::<_, Error>(Arc::new(Slot::new(name, supervisor, router, recycle)))
         }
     });
-    let slots = futures::future::try_join_all(starts).await?;
-    Ok(Arc::new(Pool::new(pool, slots)))
+    futures::future::try_join_all(starts).await
 }
 
 /// Hibernates agents idle past their delay, until the bridge is gone.

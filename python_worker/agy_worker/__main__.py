@@ -5,9 +5,18 @@ Start-up order matters:
    so a stray ``print`` anywhere (SDK, tools, C extensions) can never corrupt the stream;
 2. configure logging to stderr before the SDK is imported (the SDK logs via the root logger);
 3. serve the protocol at once and import the SDK in a thread meanwhile.
+
+The cyclic garbage collector is off until the SDK is imported: the import allocates hundreds
+of thousands of objects (pydantic models) and creates almost no garbage, so the collections it
+triggers are wasted work, ~20 % of the import (see BENCHMARKS.md). Afterwards everything the
+import made is frozen (never scanned again) and collection resumes.
 """
 
 from __future__ import annotations
+
+import gc
+
+gc.disable()
 
 import os
 import sys

@@ -4,6 +4,7 @@ shutdown and failure injection. Agents are served by `host.AgentHost`."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import importlib.metadata
 import logging
@@ -64,7 +65,12 @@ class Worker:
                 self.peer.method(name, getattr(self, attr))
 
     async def _import_sdk(self) -> str:
-        await asyncio.to_thread(importlib.import_module, "google.antigravity")
+        try:
+            await asyncio.to_thread(importlib.import_module, "google.antigravity")
+        finally:
+            # __main__ turned the collector off for the start-up imports (see there).
+            gc.freeze()
+            gc.enable()
         self.sdk_imported_at = time.time()
         version = importlib.metadata.version("google-antigravity")
         self.offloop_start = offloop.install(version, self.harnesses)

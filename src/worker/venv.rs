@@ -431,6 +431,7 @@ pub fn ensure_blocking(
             elapsed: started.elapsed(),
             reused: true,
         });
+        remember(&venvs, config, &dir);
         return Ok(managed_env(&dir));
     }
 
@@ -464,7 +465,58 @@ pub fn ensure_blocking(
         .map(|()| managed_env(&dir))
     };
     let _ = FileExt::unlock(&lock);
+    if result.is_ok() {
+        remember(&venvs, config, &dir);
+    }
     result
+}
+
+/// The file naming the venv that `config`'s base interpreter led to last time.
+fn memo_path(venvs: &Path, config: &PythonConfig) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let base = config.base_interpreter();
+    let digest = Sha256::digest(base.as_os_str().as_encoded_bytes());
+    venvs.join(format!("last-{}", &embedded::hex(&digest)[..16]))
+}
+
+fn remember(venvs: &Path, config: &PythonConfig, dir: &Path) {
+    let path = memo_path(venvs, config);
+    let name = dir.file_name().unwrap_or_default().as_encoded_bytes();
+    if std::fs::read(&path).is_ok_and(|old| old == name) {
+        return;
+    }
+    if let Err(e) = secure_dir::write_private_file(&path, name) {
+        tracing::debug!("remembering the venv in {}: {e}", path.display());
+    }
+}
+
+/// The managed venv that `config` led to last time, if it is still complete: a guess that lets
+/// the bridge start its workers while [`ensure`] runs the base interpreter to confirm it (on
+/// a pyenv shim that alone takes ~0.1 s). The caller must keep the guess only when `ensure`
+/// returns the same venv. `None` for unmanaged interpreters and without a (valid) memo.
+pub(crate) fn remembered(config: &PythonConfig) -> Option<PythonEnv> {
+    if config.ready_python().is_some() {
+        return None;
+    }
+    let venvs = cache_dir(config).join("venvs");
+    // Only a cache directory no one else can write is trusted to point at code to run.
+    secure_dir::ensure_private_dir(&venvs).ok()?;
+    let name = std::fs::read_to_string(memo_path(&venvs, config)).ok()?;
+    if name.len() != 16 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let dir = venvs.join(name);
+    let stamp = read_stamp(&dir)?;
+    is_complete(&dir, &stamp.key).then(|| managed_env(&dir))
+}
+
+impl PythonEnv {
+    /// Whether `self` and `other` run the same interpreter with the same path.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        self.python == other.python
+            && self.pythonpath == other.pythonpath
+            && self.venv_dir == other.venv_dir
+    }
 }
 
 fn managed_env(dir: &Path) -> PythonEnv {
@@ -742,4 +794,59 @@ fn run(step: &str, cmd: &mut Command, report: &dyn Fn(SetupEvent)) -> Result<()>
         format!("the command failed ({status})"),
         &tail,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A venv directory that passes `is_complete` (files only, nothing runs).
+    fn fake_venv(venvs: &Path, name: &str) -> PathBuf {
+        let dir = venvs.join(name);
+        let purelib = dir.join("lib");
+        for file in [
+            "agy_worker/__main__.py",
+            "google/antigravity/__init__.py",
+            "google/antigravity/bin/localharness",
+        ] {
+            std::fs::create_dir_all(purelib.join(file).parent().unwrap()).unwrap();
+            std::fs::write(purelib.join(file), b"").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin").join("python"), b"").unwrap();
+        let stamp = Stamp {
+            key: "k".repeat(64),
+            purelib,
+        };
+        std::fs::write(dir.join(STAMP), serde_json::to_vec(&stamp).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_venv_used_last_is_remembered_per_base_interpreter_and_only_while_complete() {
+        let cache = tempfile::tempdir().unwrap();
+        let config = PythonConfig::default()
+            .cache_dir(cache.path())
+            .base_python("/opt/python-a/bin/python3");
+        let venvs = cache.path().join("venvs");
+        secure_dir::ensure_private_dir(cache.path()).unwrap();
+        secure_dir::ensure_private_dir(&venvs).unwrap();
+        assert!(remembered(&config).is_none(), "nothing remembered yet");
+
+        let dir = fake_venv(&venvs, "0123456789abcdef");
+        remember(&venvs, &config, &dir);
+        let env = remembered(&config).expect("remembered");
+        assert!(env.same_as(&managed_env(&dir)));
+        let other = config.clone().base_python("/opt/python-b/bin/python3");
+        assert!(
+            remembered(&other).is_none(),
+            "another interpreter has its own memo"
+        );
+
+        // An incomplete venv is no guess; neither is a memo that names something else.
+        std::fs::remove_file(dir.join("bin").join("python")).unwrap();
+        assert!(remembered(&config).is_none());
+        std::fs::write(memo_path(&venvs, &config), b"../../etc").unwrap();
+        assert!(remembered(&config).is_none());
+    }
 }
