@@ -163,6 +163,18 @@ pub fn stale_entries(config: &PythonConfig) -> Result<Vec<PathBuf>> {
             if path.extension().is_some_and(|e| e == "lock") || Some(&path) == current.as_ref() {
                 continue;
             }
+            if path
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"last-"))
+            {
+                // A memo of the venv used last (see `remembered`): kept while it names this one.
+                let names = std::fs::read(&path).unwrap_or_default();
+                let current_name = current.as_ref().and_then(|c| c.file_name());
+                if current_name.is_none_or(|c| c.as_encoded_bytes() != names) {
+                    stale.push(path);
+                }
+                continue;
+            }
             let lock_path = path.with_extension("lock");
             let busy = std::fs::File::open(&lock_path)
                 .is_ok_and(|f| !f.try_lock_exclusive().unwrap_or(false));
