@@ -635,12 +635,13 @@ fn main() {
             }
             return;
         }
+        let sdk_rate = sdk_scaling(&model, &env.python).await;
         let mut rates = Vec::new();
         for workers in [1, 2, 4] {
             rates.push((workers, scaling(&model, workers).await));
         }
         if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("scaling") {
-            print_scaling(&rates);
+            print_scaling(sdk_rate, &rates);
             return;
         }
         let base = baseline(&env.python).await;
@@ -754,7 +755,7 @@ fn main() {
             fmt(&cold.usable_ms),
             fmt(&warm.usable_ms)
         );
-        print_scaling(&rates);
+        print_scaling(sdk_rate, &rates);
         println!("\n### Chat turns and crashes\n");
         println!("| figure | value |");
         println!("|---|---|");
@@ -808,14 +809,42 @@ async fn scaling(model: &ScriptedModel, workers: usize) -> f64 {
     rate
 }
 
-fn print_scaling(rates: &[(usize, f64)]) {
-    println!(
-        "\n### Throughput of 32 concurrent agents (text turns/s; ratio = figure / 1 worker)\n"
+/// Turns per second of the same 32 agents run by the Python SDK in one asyncio loop
+/// (`scripts/sdk_activation.py throughput`), same model, same rounds.
+async fn sdk_scaling(model: &ScriptedModel, python: &std::path::Path) -> f64 {
+    let work = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/sdk_activation.py"
+        ))
+        .args(["throughput", &model.base_url()])
+        .arg(work.path())
+        .arg("32")
+        .output()
+        .await
+        .expect("the SDK baseline runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    println!("| workers | turns/s | ratio |");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("baseline JSON");
+    v["turns_per_sec"].as_f64().unwrap()
+}
+
+fn print_scaling(sdk: f64, rates: &[(usize, f64)]) {
+    println!(
+        "\n### Throughput of 32 concurrent agents (text turns/s; ratio = figure / the Python SDK's 32 agents in one asyncio loop)\n"
+    );
+    println!("| who | turns/s | ratio |");
     println!("|---|---|---|");
+    println!("| Python SDK, one process, one event loop (baseline) | {sdk:.1} | 1.00 |");
     for (workers, rate) in rates {
-        println!("| {workers} | {rate:.1} | {:.2} |", rate / rates[0].1);
+        println!(
+            "| bridge, {workers} worker(s) | {rate:.1} | {:.2} |",
+            rate / sdk
+        );
     }
 }
 
