@@ -69,6 +69,15 @@ async fn a_thousand_create_close_cycles_leak_nothing() {
     eprintln!(
         "fds {fds} -> {fds_after}, worker fds {worker_fds} -> {worker_fds_after}, RSS {rss} -> {rss_after} KiB"
     );
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{worker}/fd")) {
+        let mut targets: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|t| t.display().to_string())
+            .collect();
+        targets.sort();
+        eprintln!("worker fds: {targets:?}");
+    }
     // A per-agent leak would add ~1,000; a handful is lazily grown state (thread pool, epoll).
     assert!(
         fds_after <= fds + 32,

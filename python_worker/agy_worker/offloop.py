@@ -96,6 +96,11 @@ def _reap(process: subprocess.Popen[bytes], stderr_thread: Any, timeout: float) 
             process.wait(timeout=1)
     if stderr_thread is not None:
         stderr_thread.join(timeout=1.0)
+    # The SDK leaves the pipes to the garbage collector; release them now that nothing reads.
+    if stderr_thread is None or not stderr_thread.is_alive():
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     return process.returncode
 
 

@@ -20,3 +20,10 @@ def test_reaping_escalates_to_kill_when_the_process_ignores_eof():
     process.stdin.close()
     # sleep ignores EOF: the wait times out, terminate ends it.
     assert _reap(process, None, timeout=0.1) == -15
+
+
+def test_reaping_releases_the_pipes_the_sdk_leaves_open():
+    process = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.close()
+    assert _reap(process, None, timeout=10) == 0
+    assert process.stdout.closed and process.stderr.closed
