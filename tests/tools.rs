@@ -15,7 +15,7 @@ use agy_bridge::{
     testing::{Reply, ScriptedModel},
     tools::{FnTool, ToolError},
 };
-use common::{HANG, agent_config, collect, start};
+use common::{HANG, agent_config, collect, config, start};
 use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -315,7 +315,12 @@ async fn duplicate_tool_names_are_refused_before_anything_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_tool_schema_is_refused_before_a_harness_starts() {
-    let (bridge, model, _data) = start().await;
+    // No pre-started harness either, so that any harness in the worker's group is one too many.
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data).prestarted_harnesses(0))
+        .await
+        .unwrap();
+    let model = ScriptedModel::start().await.unwrap();
     let broken = FnTool::new(
         "broken",
         "Has a schema the harness cannot use.",
