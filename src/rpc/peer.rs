@@ -445,7 +445,16 @@ impl Peer {
     }
 
     fn spawn_request(&self, id: Value, method: String, params: Value) {
-        let work = self.inner.handler.request(method.clone(), params);
+        let mut work = self.inner.handler.request(method.clone(), params);
+        // A handler that is ready at once (a ping, a refusal, a `nonblocking` tool that does
+        // not wait) is answered here, without a task. One that waits goes on in a task, which
+        // polls it again with its own waker straight away.
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll_unpin(&mut cx))) {
+            Ok(std::task::Poll::Pending) => {}
+            Ok(std::task::Poll::Ready(result)) => return self.answer_now(&id, &result),
+            Err(panic) => return self.answer_now(&id, &Err(handler_panicked(&method, &*panic))),
+        }
         let (abort, registration) = AbortHandle::new_pair();
         let key = id.to_string();
         self.state().inflight.insert(key.clone(), abort);
@@ -454,27 +463,49 @@ impl Peer {
             let work = std::panic::AssertUnwindSafe(work).catch_unwind();
             let result = match Abortable::new(work, registration).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(panic)) => Err(RpcError::new(
-                    codes::INTERNAL_ERROR,
-                    format!(
-                        "the handler of {method} panicked: {}",
-                        panic_message(panic.as_ref())
-                    ),
-                )),
+                Ok(Err(panic)) => Err(handler_panicked(&method, &*panic)),
                 Err(_) => Err(RpcError::new(
                     codes::REQUEST_CANCELLED,
                     format!("{method} was cancelled"),
                 )),
             };
             peer.state().inflight.remove(&key);
-            let mut line = message::encode_response(&id, &result);
-            if line.len() - 1 > peer.inner.max {
-                let err = RpcError::too_large(line.len() - 1, peer.inner.max);
-                line = message::encode_response(&id, &Err(err));
-            }
-            let _ = peer.inner.writer.send(line).await;
+            let _ = peer
+                .inner
+                .writer
+                .send(peer.response_line(&id, &result))
+                .await;
         });
     }
+
+    /// The answer to request `id`, or a too-large error in its place.
+    fn response_line(&self, id: &Value, result: &Result<Value, RpcError>) -> Vec<u8> {
+        let line = message::encode_response(id, result);
+        if line.len() - 1 > self.inner.max {
+            let err = RpcError::too_large(line.len() - 1, self.inner.max);
+            return message::encode_response(id, &Err(err));
+        }
+        line
+    }
+
+    /// Queues an answer from the reader, which cannot wait: when the queue is full, a task
+    /// waits for room (answers may leave in any order).
+    fn answer_now(&self, id: &Value, result: &Result<Value, RpcError>) {
+        let line = self.response_line(id, result);
+        if let Err(mpsc::error::TrySendError::Full(line)) = self.inner.writer.try_send(line) {
+            let writer = self.inner.writer.clone();
+            tokio::spawn(async move {
+                let _ = writer.send(line).await;
+            });
+        }
+    }
+}
+
+fn handler_panicked(method: &str, panic: &(dyn std::any::Any + Send)) -> RpcError {
+    RpcError::new(
+        codes::INTERNAL_ERROR,
+        format!("the handler of {method} panicked: {}", panic_message(panic)),
+    )
 }
 
 /// The close reason of a connection closed from this side before any reason was given.
@@ -590,6 +621,11 @@ mod tests {
                         Ok(json!("slow done"))
                     }
                     "$/ping" => Ok(json!("pong")),
+                    "panic_now" => panic!("at once"),
+                    "panic_later" => {
+                        tokio::task::yield_now().await;
+                        panic!("after waiting")
+                    }
                     _ => Err(RpcError::new(codes::METHOD_NOT_FOUND, method)),
                 }
             }
@@ -661,6 +697,22 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_is_an_error_answer_whether_it_is_ready_at_once_or_not() {
+        let (a, b) = pair(1 << 20, 1 << 20);
+        for (method, message) in [("panic_now", "at once"), ("panic_later", "after waiting")] {
+            let err = a.call(method, Value::Null, T).await.unwrap_err();
+            assert!(
+                matches!(&err, CallError::Remote(e) if e.code == codes::INTERNAL_ERROR
+                    && e.message == format!("the handler of {method} panicked: {message}")),
+                "{err}"
+            );
+        }
+        // Both peers carry on.
+        assert_eq!(a.call("echo", json!(1), T).await.unwrap(), json!(1));
+        assert_eq!(b.call("echo", json!(2), T).await.unwrap(), json!(2));
     }
 
     #[tokio::test]
