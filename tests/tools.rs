@@ -64,6 +64,12 @@ async fn count_calls(ctx: ToolContext) -> u64 {
     ctx.update("calls", |n: Option<u64>| n.unwrap_or(0) + 1)
 }
 
+/// Adds two numbers.
+#[llm_tool(nonblocking)]
+async fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn llm_tool_gets_typed_args_and_its_schema_reaches_the_model() {
     let (bridge, model, _data) = start().await;
@@ -193,10 +199,22 @@ async fn nonblocking_tools_have_the_same_guards() {
     )
     .with_timeout(Duration::from_millis(200))
     .nonblocking();
+    use agy_bridge::Tool;
+    assert!(Add.nonblocking() && Tool::nonblocking(&inline) && !CountCalls.nonblocking());
     let agent = bridge
-        .create_agent(agent_config(&model).tool(inline).tool(boom).tool(slow))
+        .create_agent(
+            agent_config(&model)
+                .tool(inline)
+                .tool(Add)
+                .tool(boom)
+                .tool(slow),
+        )
         .await
         .unwrap();
+    model.push(Reply::tool_call("add", json!({"a": 2, "b": 40})));
+    let (text, outcome) = collect(agent.chat("add").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("42"), "{text}");
     for (call, expected) in [
         ("inline", "answered on the runtime"),
         ("boom", "tool boom panicked: the tool exploded"),

@@ -19,22 +19,36 @@ use syn::{
 ///   not part of the schema;
 /// - the return type is `Result<T: Serialize, E: Display>` (an `Err` reaches the model as the
 ///   error message) or any `T: Serialize`;
-/// - `async fn`s run on the runtime; plain `fn`s run on the blocking thread pool.
+/// - like every tool, it runs on the blocking thread pool, so that one that blocks its thread
+///   cannot stall the runtime; `#[llm_tool(nonblocking)]` on an `async fn` that only awaits
+///   runs it on the runtime instead, without that hand-off (`Tool::nonblocking`).
 #[proc_macro_attribute]
 pub fn llm_tool(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[llm_tool] takes no arguments",
-        )
-        .to_compile_error()
-        .into();
-    }
+    let nonblocking = match attr.to_string().as_str() {
+        "" => false,
+        "nonblocking" => true,
+        _ => {
+            return syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "#[llm_tool] takes no arguments other than `nonblocking`",
+            )
+            .to_compile_error()
+            .into();
+        }
+    };
     let func = parse_macro_input!(item as ItemFn);
-    expand(func).unwrap_or_else(|e| e.to_compile_error()).into()
+    expand(func, nonblocking)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
 }
 
-fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+fn expand(mut func: ItemFn, nonblocking: bool) -> syn::Result<proc_macro2::TokenStream> {
+    if nonblocking && func.sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            func.sig.fn_token.span(),
+            "#[llm_tool(nonblocking)] needs an `async fn`: a plain `fn` runs on a blocking-pool thread",
+        ));
+    }
     if !func.sig.generics.params.is_empty() {
         return Err(syn::Error::new(
             func.sig.generics.span(),
@@ -126,6 +140,9 @@ fn expand(mut func: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                 }
                 fn parameters(&self) -> ::agy_bridge::__private::serde_json::Value {
                     ::agy_bridge::tools::schema_for::<__Args>()
+                }
+                fn nonblocking(&self) -> bool {
+                    #nonblocking
                 }
                 fn call(
                     &self,

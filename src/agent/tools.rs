@@ -14,6 +14,11 @@
 //!   blocks without awaiting cannot be interrupted in Rust: the model is told at once that the
 //!   tool timed out, but the thread stays busy until the blocking call returns. Give blocking
 //!   calls their own deadlines (socket timeouts, non-blocking opens).
+//! - The hand-off to a pooled thread costs a thread wake-up per call (tens of µs). A tool that
+//!   only awaits and never blocks can skip it: `#[llm_tool(nonblocking)]` on an `async fn`,
+//!   [`FnTool::nonblocking`], or [`Tool::nonblocking`] returning `true`. It then runs on the
+//!   runtime's threads (with the same panic guard, timeout and cancellation); if it blocks
+//!   anyway, it stalls the thread it runs on.
 //!
 //! ```
 //! use agy_bridge::tools::{ToolContext, ToolRegistry};
