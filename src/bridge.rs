@@ -415,16 +415,22 @@ async fn start_pool(
         Some(guess) => {
             let (env, started) =
                 tokio::join!(ensure, start_slots(config, &pool, options(guess.clone())));
-            let env = env?;
-            match started {
-                Ok(slots) if env.same_as(&guess) => return Ok(Arc::new(Pool::new(pool, slots))),
-                Ok(slots) => {
-                    tracing::info!("the remembered venv is not the configured one any more");
-                    futures::future::join_all(slots.iter().map(|s| s.supervisor.shutdown())).await;
+            match (env, started) {
+                (Ok(env), Ok(slots)) if env.same_as(&guess) => {
+                    return Ok(Arc::new(Pool::new(pool, slots)));
                 }
-                Err(e) => tracing::info!("workers on the remembered venv did not start: {e}"),
+                (env, Ok(slots)) => {
+                    tracing::info!(
+                        "stopping the workers started on the remembered venv: it is not the one configured now"
+                    );
+                    futures::future::join_all(slots.iter().map(|s| s.supervisor.shutdown())).await;
+                    env?
+                }
+                (env, Err(e)) => {
+                    tracing::info!("workers on the remembered venv did not start: {e}");
+                    env?
+                }
             }
-            env
         }
         None => ensure.await?,
     };

@@ -275,8 +275,6 @@ class HarnessPool:
         self._lock = threading.Lock()
         self._refill: asyncio.Task[None] | None = None
         self._closed = False
-        self.handed_out = 0
-        self.started = 0
 
     @classmethod
     def from_prestart(cls, prestart: Prestart, on_change: Callable[[list[int]], None]) -> HarnessPool | None:
@@ -307,8 +305,6 @@ class HarnessPool:
                 "spare harness %d had exited (%s); not used", spare.process.pid, spare.process.returncode
             )
             _kill(spare.process)
-        if found is not None:
-            self.handed_out += 1
         if found is not None or dead:
             self._changed()
         self.fill()
@@ -332,7 +328,6 @@ class HarnessPool:
                 log.warning("pre-starting a harness failed; harnesses start on demand", exc_info=True)
                 self._closed = True
                 return
-            self.started += 1
             if self._closed:
                 _kill(harness.process)
                 return

@@ -10,8 +10,9 @@ every message): what is written during one loop iteration leaves in one ``write`
 (a callback scheduled with ``call_soon``), and what the reader callback writes while handling
 a chunk of input leaves when it returns. So a burst of answers or of concurrent calls costs
 one system call, and a lone message leaves within the same iteration. The transport buffers
-what the pipe does not take at once. The module knows
-nothing about agents; ``host.py`` registers the methods.
+what the pipe does not take at once.
+
+The module knows nothing about agents; ``host.py`` registers the methods.
 """
 
 from __future__ import annotations
