@@ -5,6 +5,10 @@
 //! then; a successful model call clears it, other operations do not. `chat` itself never
 //! retries: the caller (or [`crate::Agent::chat_with_retry`]) owns retries, and the SDK's OpenAI
 //! path makes none, so nothing is retried twice.
+//!
+//! With a PostgreSQL store, a hit is also recorded in the store and every bridge on it reads
+//! the key's backoff before a turn (`agent::wait_for_quota`, `agent::settle_quota`), so one
+//! replica's 429 backs the key off in all of them.
 
 use parking_lot::Mutex;
 use std::{
@@ -19,6 +23,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Backoff state of one API key.
 #[derive(Debug, Default)]
 pub struct QuotaState {
+    /// The key's digest (never the key), as bridges sharing a store know it.
+    key: String,
     inner: Mutex<Inner>,
 }
 
@@ -69,6 +75,20 @@ impl QuotaState {
         wait
     }
 
+    /// The key's digest this state belongs to.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Blocks the key for `wait` from now (a backoff another bridge recorded), unless it is
+    /// blocked longer already.
+    pub fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut inner = self.inner();
+        inner.blocked_until = Some(inner.blocked_until.map_or(until, |u| u.max(until)));
+    }
+
     /// Clears the backoff after a successful model call.
     pub fn record_success(&self) {
         let mut inner = self.inner();
@@ -102,7 +122,12 @@ impl QuotaRegistry {
     #[must_use]
     pub fn state_for_key(&self, key: &str) -> Arc<QuotaState> {
         let mut states = self.states.lock();
-        Arc::clone(states.entry(key.to_owned()).or_default())
+        Arc::clone(states.entry(key.to_owned()).or_insert_with(|| {
+            Arc::new(QuotaState {
+                key: key.to_owned(),
+                inner: Mutex::default(),
+            })
+        }))
     }
 }
 

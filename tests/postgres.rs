@@ -20,7 +20,8 @@ use std::{
 };
 
 use agy_bridge::{
-    AgentConfig, Bridge, BridgeConfig, Error, ModelConfig, StoreConfig, testing::ScriptedModel,
+    AgentConfig, AgentErrorKind, Bridge, BridgeConfig, Error, ModelConfig, StoreConfig,
+    testing::{Reply, ScriptedModel},
 };
 use common::{HANG, collect};
 use futures::StreamExt as _;
@@ -657,6 +658,95 @@ async fn conversations_are_listed_and_deleted_in_the_store() {
         .unwrap_err();
     assert!(matches!(err, Error::UnknownConversation { .. }), "{err}");
     bridge.shutdown().await;
+    schema.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_hit_backs_the_key_off_in_every_bridge_on_the_store() {
+    let schema = Schema::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Bridge::start(bridge_config(&data_a, &schema).holder("replica-a"))
+        .await
+        .unwrap();
+    let b = Bridge::start(bridge_config(&data_b, &schema).holder("replica-b"))
+        .await
+        .unwrap();
+    let agent_a = a
+        .create_agent(agent_config(&model.base_url()))
+        .await
+        .unwrap();
+    let agent_b = b
+        .create_agent(agent_config(&model.base_url()))
+        .await
+        .unwrap();
+    model.push(Reply::http_error(
+        429,
+        r#"{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "3s"}]}}"#,
+    ));
+    let err = collect(agent_a.chat("hello").await.unwrap())
+        .await
+        .1
+        .unwrap_err();
+    let refused_at = std::time::Instant::now();
+    assert!(
+        matches!(
+            err,
+            Error::Agent {
+                kind: AgentErrorKind::Quota,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let rows = schema.sql("SELECT count(*) FROM {s}.quota").await;
+    assert_eq!(
+        first_value(&rows).as_deref(),
+        Some("1"),
+        "the hit is shared"
+    );
+
+    // B never saw the 429 itself, yet its turn waits out A's backoff before reaching the model.
+    let key = ModelConfig::openai_compatible(model.base_url(), "scripted").quota_key();
+    assert!(b.quota().state_for_key(&key).remaining().is_zero());
+    let asked_before = model.requests().len();
+    let (text, outcome) = collect(agent_b.chat("and me?").await.unwrap()).await;
+    outcome.unwrap();
+    assert_eq!(text, "You said: and me?");
+    assert_eq!(model.requests().len(), asked_before + 1);
+    // A lower bound only: a slow machine can only make it longer.
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(2500),
+        "B's turn ran {:?} after A was refused for 3 s",
+        refused_at.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    schema.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_schema_is_migrated_to_the_current_one() {
+    let schema = Schema::new().await;
+    let data = tempfile::tempdir().unwrap();
+    Bridge::start(bridge_config(&data, &schema))
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+    // As the first release of the store left it: no quota table, version 1.
+    schema
+        .sql("DROP TABLE {s}.quota; UPDATE {s}.schema_version SET version = 1")
+        .await;
+    Bridge::start(bridge_config(&data, &schema))
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+    let version = schema.sql("SELECT version FROM {s}.schema_version").await;
+    assert_eq!(first_value(&version).as_deref(), Some("2"));
+    let quota = schema.sql("SELECT count(*) FROM {s}.quota").await;
+    assert_eq!(first_value(&quota).as_deref(), Some("0"));
     schema.drop_it().await;
 }
 

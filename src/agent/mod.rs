@@ -239,7 +239,7 @@ impl Agent {
     /// # Errors
     /// [`Error::AgentBusy`] if a turn is running; a worker error.
     pub async fn send(&self, prompt: impl Into<Content>) -> Result<()> {
-        self.quota.wait_for_quota().await;
+        wait_for_quota(&self.quota, &self.core.context.store).await;
         let params = SendParams {
             agent_id: self.core.id.clone(),
             prompt: prompt.into().to_wire(),
@@ -284,7 +284,7 @@ impl Agent {
                 }
             },
         };
-        track_quota(&self.quota, reply)
+        settle_quota(&self.quota, &self.core.context.store, reply).await
     }
 
     /// Halts the running turn, if any (its `ChatResponse` then ends with [`Error::Cancelled`]).
@@ -558,6 +558,35 @@ impl Agent {
         .instrument(span)
         .await
     }
+}
+
+/// Waits out the key's quota backoff: this bridge's, and the one recorded in a shared store by
+/// any bridge. The store is advisory here: when it cannot be read, the turn goes ahead.
+pub(crate) async fn wait_for_quota(quota: &QuotaState, store: &crate::store::Store) {
+    match store.quota_wait(quota.key()).await {
+        Ok(wait) if !wait.is_zero() => quota.block_for(wait),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reading the shared quota backoff: {e}"),
+    }
+    quota.wait_for_quota().await;
+}
+
+/// [`track_quota`], and shares a quota hit with every bridge on the store.
+pub(crate) async fn settle_quota<T>(
+    quota: &QuotaState,
+    store: &crate::store::Store,
+    reply: Result<T>,
+) -> Result<T> {
+    let reply = track_quota(quota, reply);
+    if let Err(Error::Agent {
+        kind: AgentErrorKind::Quota,
+        ..
+    }) = &reply
+        && let Err(e) = store.quota_hit(quota.key(), quota.remaining()).await
+    {
+        tracing::warn!("sharing a quota backoff: {e}");
+    }
+    reply
 }
 
 /// Records quota hits and model successes for the agent's API key.

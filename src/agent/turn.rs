@@ -9,7 +9,7 @@ use std::sync::{
 use tokio::sync::{OwnedRwLockReadGuard, watch};
 use tracing::Instrument;
 
-use super::{life::LiveUse, outcome_from, track_quota};
+use super::{life::LiveUse, outcome_from, settle_quota, wait_for_quota};
 use crate::{
     error::{Error, Result},
     protocol::{
@@ -89,7 +89,7 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
             let route = route;
             let live = live;
             let _gate = gate;
-            quota.wait_for_quota().await;
+            wait_for_quota(&quota, &core.context.store).await;
             core.context.pace_turn().await;
             let params = ChatParams {
                 agent_id: core.id.clone(),
@@ -101,7 +101,9 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
                 .call::<AgentChat>(&params, core.context.chat_timeout)
                 .await;
             route.slot.turn_ended();
-            let outcome = track_quota(&quota, reply).map(outcome_from)?;
+            let outcome = settle_quota(&quota, &core.context.store, reply)
+                .await
+                .map(outcome_from)?;
             saved(&live, outcome).await
         }
         .instrument(span),

@@ -151,6 +151,26 @@ impl Lease {
 }
 
 impl Store {
+    /// Shares a quota hit on an API key (its digest) with every bridge on the store.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn quota_hit(&self, key: &str, wait: std::time::Duration) -> Result<()> {
+        match self {
+            Self::Local(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => pg.quota_hit(key, wait).await,
+        }
+    }
+
+    /// How long bridges on the store must leave the key (its digest) alone.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    pub(crate) async fn quota_wait(&self, key: &str) -> Result<std::time::Duration> {
+        match self {
+            Self::Local(_) => Ok(std::time::Duration::ZERO),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => pg.quota_wait(key).await,
+        }
+    }
+
     /// Opens the configured store (creating or migrating the PostgreSQL schema).
     pub(crate) async fn open(
         config: &StoreConfig,

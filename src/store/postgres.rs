@@ -8,6 +8,8 @@
 //!   (`holder`, `lease_until`, and the fencing token `fence`, bumped at every acquisition).
 //! - `snapshots`: `(conversation_id, version)` → the compressed state, its size and SHA-256;
 //!   the two newest versions are kept.
+//! - `quota` (version 2): key digest → until when the model refused it for quota, so that
+//!   every bridge on the store backs the key off, not only the one that was refused.
 //!
 //! All lease times are the database server's (`now()`), so replicas' clocks do not matter. A
 //! save is accepted only from the current holder with the current fence, in the same
@@ -25,7 +27,7 @@ use super::{ConversationInfo, Lease, LeaseSettings, snapshot::Snapshot};
 use crate::error::{Error, Result};
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 pub(crate) struct PostgresStore {
     pool: Pool,
@@ -143,7 +145,60 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         }
+        if current < 2 {
+            // Version 2: quota backoff shared by every bridge on the store, per key digest.
+            tx.batch_execute(&format!(
+                "CREATE TABLE {s}.quota (
+                     key text PRIMARY KEY,
+                     blocked_until timestamptz NOT NULL
+                 );
+                 DELETE FROM {s}.schema_version;
+                 INSERT INTO {s}.schema_version VALUES (2);"
+            ))
+            .await
+            .map_err(store_error)?;
+        }
         tx.commit().await.map_err(store_error)
+    }
+
+    /// Records that the key (its digest) is blocked for `wait` from now, by the database's
+    /// clock, unless it is blocked longer already.
+    pub(crate) async fn quota_hit(&self, key: &str, wait: Duration) -> Result<()> {
+        let s = &self.schema;
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.quota (key, blocked_until)
+                     VALUES ($1, now() + make_interval(secs => $2::float8))
+                     ON CONFLICT (key) DO UPDATE
+                     SET blocked_until = greatest({s}.quota.blocked_until, excluded.blocked_until)"
+                ),
+                &[&key, &wait.as_secs_f64()],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// How long the key (its digest) stays blocked, by the database's clock.
+    pub(crate) async fn quota_wait(&self, key: &str) -> Result<Duration> {
+        let s = &self.schema;
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT extract(epoch FROM blocked_until - now())::float8
+                     FROM {s}.quota WHERE key = $1 AND blocked_until > now()"
+                ),
+                &[&key],
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(row.map_or(Duration::ZERO, |row| {
+            Duration::try_from_secs_f64(row.get::<_, f64>(0)).unwrap_or(Duration::ZERO)
+        }))
     }
 
     pub(crate) async fn exists(&self, id: &str) -> Result<bool> {
