@@ -340,6 +340,19 @@ fn ms_stats(mut samples: Vec<f64>) -> Rtt {
     }
 }
 
+/// `tool` of `agent` called through `tool/call` as the SDK's proxy calls it, timed in the
+/// worker: (sequential round trip, calls/s with 32 in flight).
+async fn tool_calls(bridge: &Bridge, agent: &Agent, tool: &str) -> (Rtt, f64) {
+    let call = json!({"agent_id": agent.id(), "tool": tool, "args": {}});
+    let timed = |count: usize, concurrency: usize| {
+        let params = json!({"count": count, "concurrency": concurrency, "method": "tool/call", "params": call});
+        async move { reverse_result(&bridge.call_raw("worker/ping_rust", params).await.unwrap()) }
+    };
+    let (rtt, _) = timed(REVERSE, 1).await;
+    let (_, rate) = timed(REVERSE * 4, 32).await;
+    (rtt, rate)
+}
+
 /// A no-op Rust tool called through `tool/call` as the SDK's proxy calls it, timed in the
 /// worker: (sequential round trip, calls/s with 32 in flight), for a default tool (run on a
 /// blocking-pool thread) and for a `nonblocking()` one (run on the runtime).
@@ -374,26 +387,7 @@ async fn tool_call_floor() -> [(Rtt, f64); 2] {
         (Rtt { p50: 0.0, p99: 0.0 }, 0.0),
     ];
     for (slot, tool) in out.iter_mut().zip(["noop", "noop_inline"]) {
-        let call = json!({"agent_id": agent.id(), "tool": tool, "args": {}});
-        let (rtt, _) = reverse_result(
-            &bridge
-                .call_raw(
-                    "worker/ping_rust",
-                    json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
-                )
-                .await
-                .unwrap(),
-        );
-        let (_, rate) = reverse_result(
-            &bridge
-                .call_raw(
-                    "worker/ping_rust",
-                    json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
-                )
-                .await
-                .unwrap(),
-        );
-        *slot = (rtt, rate);
+        *slot = tool_calls(&bridge, &agent, tool).await;
     }
     agent.close().await.unwrap();
     bridge.shutdown().await;
@@ -419,25 +413,7 @@ async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBenc
         )
         .await
         .unwrap();
-    let call = json!({"agent_id": agent.id(), "tool": "noop", "args": {}});
-    let (call_rtt, _) = reverse_result(
-        &bridge
-            .call_raw(
-                "worker/ping_rust",
-                json!({"count": REVERSE, "concurrency": 1, "method": "tool/call", "params": call}),
-            )
-            .await
-            .unwrap(),
-    );
-    let (_, calls32) = reverse_result(
-        &bridge
-            .call_raw(
-                "worker/ping_rust",
-                json!({"count": REVERSE * 4, "concurrency": 32, "method": "tool/call", "params": call}),
-            )
-            .await
-            .unwrap(),
-    );
+    let (call_rtt, calls32) = tool_calls(&bridge, &agent, "noop").await;
     let mut bridge_turns = Vec::new();
     for i in 0..=TURNS {
         model.push(Reply::tool_call("noop", json!({})));
