@@ -20,6 +20,9 @@ use agy_bridge::{
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
+use support::median;
+
+mod support;
 
 /// Counts the bytes the Rust side holds, for the bytes-per-agent figures.
 struct Counting;
@@ -77,11 +80,6 @@ async fn turn(agent: &Agent, prompt: &str) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The child side of a cold start: start a bridge and one agent, say READY with the worker's
@@ -320,24 +318,14 @@ async fn memory(model_url: &str) -> Memory {
 }
 
 async fn sdk_activations(python: &Path, model_url: &str) -> Activation {
-    let work = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/sdk_activation.py"
-        ))
-        .args(["agents", model_url])
-        .arg(work.path())
-        .arg(ACTIVATIONS.to_string())
-        .output()
-        .await
-        .expect("the SDK baseline runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Activation::from_sdk(&serde_json::from_slice(&out.stdout).expect("baseline JSON"))
+    let count = ACTIVATIONS.to_string();
+    let v = support::sdk_baseline(
+        python,
+        "sdk_activation.py",
+        &["agents", model_url, "{work}", &count],
+    )
+    .await;
+    Activation::from_sdk(&v)
 }
 
 fn main() {
@@ -369,7 +357,7 @@ fn main() {
         let without = activations(&url, 0).await;
         let mem = memory(&url).await;
 
-        println!("## Run of {} (activation)", now());
+        println!("## Run of {} (activation)", support::run_date());
         println!("\nLoad average at start: {}\n", load.trim());
         let sdk_cold = median(cold.sdk.clone());
         println!(
@@ -421,12 +409,4 @@ fn main() {
         println!("| `localharness` RSS, live agent | {:.0} |", mem.harness_live / 1024.0);
         println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
     });
-}
-
-fn now() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }

@@ -23,6 +23,8 @@ use agy_bridge::{
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Value, json};
 
+mod support;
+
 /// Deadline of one call in the benchmarks (a hang, not a slow machine).
 const CALL: Duration = Duration::from_secs(120);
 const PINGS: usize = 3000;
@@ -433,24 +435,13 @@ async fn tool_bench(model: &ScriptedModel, python: &std::path::Path) -> ToolBenc
         model.push(Reply::tool_call("noop", json!({})));
         model.push(Reply::text("done"));
     }
-    let work = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/sdk_direct_turn.py"
-        ))
-        .arg(model.base_url())
-        .arg(TURNS.to_string())
-        .arg(work.path())
-        .output()
-        .await
-        .expect("the SDK baseline runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sdk: Value = serde_json::from_slice(&out.stdout).expect("baseline JSON");
+    let turns = TURNS.to_string();
+    let sdk = support::sdk_baseline(
+        python,
+        "sdk_direct_turn.py",
+        &[&model.base_url(), &turns, "{work}"],
+    )
+    .await;
     let sdk_turns: Vec<f64> = sdk["turn_ms"]
         .as_array()
         .unwrap()
@@ -638,7 +629,7 @@ fn main() {
         let cold = crash_recovery(&model, false).await;
         let warm = crash_recovery(&model, true).await;
 
-        println!("## Run of {}", chrono_like_now());
+        println!("## Run of {}", support::run_date());
         println!("\nLoad average at start: {}\n", load.trim());
         println!("### Ping round trips over stdio (µs; ratio = figure / plain asyncio echo)\n");
         println!("| peer | forward p50 | forward p99 | reverse p50 | reverse p99 | reverse calls/s, 32 in flight | 1 MiB echo p50 (ms) |");
@@ -788,24 +779,12 @@ async fn scaling(model: &ScriptedModel, workers: usize) -> f64 {
 /// Turns per second of the same 32 agents run by the Python SDK in one asyncio loop
 /// (`scripts/sdk_activation.py throughput`), same model, same rounds.
 async fn sdk_scaling(model: &ScriptedModel, python: &std::path::Path) -> f64 {
-    let work = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/sdk_activation.py"
-        ))
-        .args(["throughput", &model.base_url()])
-        .arg(work.path())
-        .arg("32")
-        .output()
-        .await
-        .expect("the SDK baseline runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("baseline JSON");
+    let v = support::sdk_baseline(
+        python,
+        "sdk_activation.py",
+        &["throughput", &model.base_url(), "{work}", "32"],
+    )
+    .await;
     v["turns_per_sec"].as_f64().unwrap()
 }
 
@@ -822,12 +801,4 @@ fn print_scaling(sdk: f64, rates: &[(usize, f64)]) {
             rate / sdk
         );
     }
-}
-
-fn chrono_like_now() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }

@@ -14,6 +14,9 @@ use std::{
 use agy_bridge::{
     AgentConfig, Bridge, BridgeConfig, ModelConfig, StoreConfig, testing::ScriptedModel,
 };
+use support::median;
+
+mod support;
 
 const TURNS: usize = 10;
 const HIBERNATED: usize = 100;
@@ -23,11 +26,6 @@ const LENGTHS: [usize; 5] = [1, 5, 10, 20, 40];
 fn database_url() -> String {
     std::env::var("AGY_BRIDGE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Captures the bridge's `saved` events (target `agy_bridge::store`).
