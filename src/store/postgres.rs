@@ -40,6 +40,13 @@ fn store_error(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// What a fenced statement that matched no row means: another bridge took the lease over.
+fn lease_lost(lease: &Lease) -> Error {
+    Error::LeaseLost {
+        conversation_id: lease.conversation_id.clone(),
+    }
+}
+
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -288,9 +295,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         if updated == 0 {
-            return Err(Error::LeaseLost {
-                conversation_id: lease.conversation_id.clone(),
-            });
+            return Err(lease_lost(lease));
         }
         Ok(())
     }
@@ -333,9 +338,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         let Some(row) = bumped else {
-            return Err(Error::LeaseLost {
-                conversation_id: lease.conversation_id.clone(),
-            });
+            return Err(lease_lost(lease));
         };
         let version: i64 = row.get(0);
         let raw_size = i64::try_from(snapshot.raw_size).unwrap_or(i64::MAX);
@@ -456,9 +459,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         if deleted == 0 {
-            return Err(Error::LeaseLost {
-                conversation_id: lease.conversation_id.clone(),
-            });
+            return Err(lease_lost(lease));
         }
         Ok(())
     }
