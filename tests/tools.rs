@@ -122,16 +122,19 @@ async fn llm_tool_gets_typed_args_and_its_schema_reaches_the_model() {
     bridge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_healthy() {
-    let (bridge, model, _data) = start().await;
-    let boom = FnTool::new(
+/// `boom`: panics.
+fn boom_tool() -> FnTool {
+    FnTool::new(
         "boom",
         "Panics.",
         json!({"type": "object", "properties": {}}),
         |_, _| async { panic!("the tool exploded") },
-    );
-    let slow = FnTool::new(
+    )
+}
+
+/// `slow`: never ends, with a 200 ms timeout.
+fn slow_tool() -> FnTool {
+    FnTool::new(
         "slow",
         "Never ends.",
         json!({"type": "object", "properties": {}}),
@@ -140,7 +143,14 @@ async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_hea
             Ok(Value::Null)
         },
     )
-    .with_timeout(Duration::from_millis(200));
+    .with_timeout(Duration::from_millis(200))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_healthy() {
+    let (bridge, model, _data) = start().await;
+    let boom = boom_tool();
+    let slow = slow_tool();
     let agent = bridge
         .create_agent(agent_config(&model).tool(Forecast).tool(boom).tool(slow))
         .await
@@ -181,24 +191,8 @@ async fn nonblocking_tools_have_the_same_guards() {
         |_, _| async { Ok(json!("answered on the runtime")) },
     )
     .nonblocking();
-    let boom = FnTool::new(
-        "boom",
-        "Panics.",
-        json!({"type": "object", "properties": {}}),
-        |_, _| async { panic!("the tool exploded") },
-    )
-    .nonblocking();
-    let slow = FnTool::new(
-        "slow",
-        "Never ends.",
-        json!({"type": "object", "properties": {}}),
-        |_, _| async {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok(Value::Null)
-        },
-    )
-    .with_timeout(Duration::from_millis(200))
-    .nonblocking();
+    let boom = boom_tool().nonblocking();
+    let slow = slow_tool().nonblocking();
     use agy_bridge::Tool;
     assert!(Add.nonblocking() && Tool::nonblocking(&inline) && !CountCalls.nonblocking());
     let agent = bridge
