@@ -286,3 +286,51 @@ async fn a_start_failure_that_retrying_cannot_fix_is_reported_at_once_without_lo
     assert_eq!(bridge.stats().restarts, 1);
     drop(bridge);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_under_an_agent_start_is_replaced_and_the_start_succeeds() {
+    let data = tempfile::tempdir().unwrap();
+    // No spare harness: the start launches its own, which shows the start is under way.
+    let bridge = Bridge::start(config(&data).prestarted_harnesses(0))
+        .await
+        .unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let worker = bridge.stats().worker_pid;
+    let starting = tokio::spawn({
+        let bridge = bridge.clone();
+        let config = agent_config(&model);
+        async move { bridge.create_agent(config).await }
+    });
+    common::eventually("the agent's harness to be launched", || {
+        !children_of(worker).is_empty()
+    })
+    .await;
+    signal(worker, libc::SIGKILL);
+    let agent = tokio::time::timeout(HANG, starting)
+        .await
+        .expect("the start must end, not hang")
+        .unwrap()
+        .expect("the start goes on on the replacement worker");
+    let now = bridge.stats();
+    assert_eq!((now.generation, now.restarts), (2, 1));
+    assert_eq!(agent.worker_pid(), Some(now.worker_pid));
+    let (text, o) = collect(agent.chat("hello").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: hello");
+    bridge.shutdown().await;
+}
+
+/// Live processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&child: &u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+            parent == Some(pid) && !common::process_gone(child)
+        })
+        .collect()
+}

@@ -35,7 +35,7 @@ use crate::{
     worker::{
         live_set::Member,
         pool::{Pool, Slot},
-        supervisor::Worker,
+        supervisor::{Supervisor, Worker},
     },
 };
 
@@ -320,17 +320,8 @@ impl AgentCore {
             let slot = self.pool.place()?;
             slot.router.add_agent(Arc::clone(&self.callbacks));
             let _gate = slot.enter().await;
-            let worker = match slot.supervisor.live().await {
-                Ok(worker) => worker,
-                Err(e) => {
-                    slot.router.remove_agent(&self.id);
-                    return Err(e);
-                }
-            };
-            let created = self
-                .create_on(&worker)
-                .await
-                .inspect_err(|_| slot.router.remove_agent(&self.id))?;
+            let started = self.start_on_live_worker(&slot.supervisor).await;
+            let (worker, created) = started.inspect_err(|_| slot.router.remove_agent(&self.id))?;
             tracing::debug!(agent = %self.id, start_ms = created.start_ms, "agent started");
             Ok((slot, worker.generation, created.harness_pid))
         }
@@ -352,6 +343,26 @@ impl AgentCore {
             _renewal: renewal,
         };
         Ok((live, harness_pid))
+    }
+
+    /// Creates the agent on `supervisor`'s live worker. A worker that dies under the request
+    /// (its crash may not have been seen yet when the request was sent) holds nothing of the
+    /// agent: the start is tried once more on its replacement, as a chat re-opens its agent
+    /// after a failover. A second crash is returned.
+    async fn start_on_live_worker(
+        &self,
+        supervisor: &Arc<Supervisor>,
+    ) -> Result<(Arc<Worker>, AgentCreateResult)> {
+        let worker = supervisor.live().await?;
+        match self.create_on(&worker).await {
+            Err(Error::WorkerCrashed { .. }) if worker.process.peer().is_closed() => {
+                tracing::info!(agent = %self.id, "the worker died under the agent's start; starting it on the replacement");
+                let worker = supervisor.live().await?;
+                let created = self.create_on(&worker).await?;
+                Ok((worker, created))
+            }
+            other => other.map(|created| (worker, created)),
+        }
     }
 
     /// Releases `lease` after a failed activation, and hands the error back.
