@@ -265,7 +265,16 @@ class Prestart:
 
 
 class HarnessPool:
-    """Keeps `count` spare harnesses started for one launch; hands them out and refills."""
+    """Keeps `count` spare harnesses started for one launch; hands them out and refills.
+
+    A start that fails (the binary gone during an upgrade, out of file descriptors or memory)
+    is retried after a pause that doubles from `RETRY_FIRST` up to `RETRY_MAX` seconds and is
+    reset by a start that works: a passing failure does not turn pre-starting off for the
+    worker's life, and a lasting one costs a failed start every few minutes, not a loop.
+    Meanwhile agents start their own harness, as with no pool."""
+
+    RETRY_FIRST = 1.0
+    RETRY_MAX = 300.0
 
     def __init__(self, launch: Launch, count: int, on_change: Callable[[list[int]], None]):
         self.launch = launch
@@ -274,7 +283,9 @@ class HarnessPool:
         self._spares: list[Harness] = []
         self._lock = threading.Lock()
         self._refill: asyncio.Task[None] | None = None
+        self._spawning = False
         self._closed = False
+        self.failed_starts = 0
 
     @classmethod
     def from_prestart(cls, prestart: Prestart, on_change: Callable[[list[int]], None]) -> HarnessPool | None:
@@ -322,18 +333,32 @@ class HarnessPool:
                 missing = self.count - len(self._spares)
             if missing <= 0:
                 return
+            self._spawning = True
             try:
                 harness = await asyncio.to_thread(spawn, self.launch)
-            except Exception:
-                log.warning("pre-starting a harness failed; harnesses start on demand", exc_info=True)
-                self._closed = True
-                return
+            except (OSError, HandshakeError, ValueError) as e:
+                self._spawning = False
+                await asyncio.sleep(self._pause_after(e))
+                continue
+            self._spawning = False
+            self.failed_starts = 0
             if self._closed:
                 _kill(harness.process)
                 return
             with self._lock:
                 self._spares.append(harness)
             self._changed()
+
+    def _pause_after(self, error: Exception) -> float:
+        """Counts a failed start and says how long to wait before the next one."""
+        self.failed_starts += 1
+        pause = min(self.RETRY_FIRST * (1 << min(self.failed_starts - 1, 30)), self.RETRY_MAX)
+        log.warning(
+            "pre-starting a harness failed (%s); agents start their own; retrying in %.0f s",
+            error,
+            pause,
+        )
+        return pause
 
     def _changed(self) -> None:
         try:
@@ -344,7 +369,9 @@ class HarnessPool:
     async def close(self) -> None:
         """Stops refilling and ends every spare (closing its stdin first lets it exit cleanly)."""
         self._closed = True
-        if self._refill is not None and not self._refill.done():
+        if self._refill is not None and not self._refill.done() and not self._spawning:
+            self._refill.cancel()  # pausing before a retry: nothing to finish
+        elif self._refill is not None and not self._refill.done():
             # Not cancelled: a spawn in its thread would finish unseen; _fill ends the harness.
             try:
                 await asyncio.wait_for(asyncio.shield(self._refill), 5)

@@ -127,3 +127,33 @@ def test_the_pool_hands_out_only_exact_launches_replaces_dead_spares_and_ends_it
         assert not _alive(third)  # ended and reaped
 
     asyncio.run(run())
+
+
+def test_a_failed_start_is_retried_after_a_pause_and_close_ends_the_pause(tmp_path):
+    async def run():
+        real = harness_pool.default_binary({})
+        assert real is not None
+        # A binary that is not there yet, as during an upgrade that replaces it.
+        binary = tmp_path / "localharness"
+        launch = Launch.of(str(binary), str(tmp_path), {"HOME": str(tmp_path)}, False)
+        pool = HarnessPool(launch, 1, lambda pids: None)
+        pool.fill()
+        await _wait_for(lambda: pool.failed_starts == 1, "a failed start")
+        assert pool.pids() == [] and pool.take(launch) is None
+        os.symlink(real, binary)
+        await _wait_for(lambda: len(pool.pids()) == 1, "the retry to start a spare")
+        assert pool.failed_starts == 0, "a start that works resets the backoff"
+        spare = pool.pids()[0]
+        await pool.close()
+        assert not _alive(spare)
+
+        # A lasting failure: the pool waits between tries; close ends the wait at once.
+        gone = Launch.of(str(tmp_path / "missing"), str(tmp_path), {}, False)
+        pool = HarnessPool(gone, 1, lambda pids: None)
+        pool.RETRY_FIRST = 3600.0
+        pool.fill()
+        await _wait_for(lambda: pool.failed_starts == 1, "a failed start")
+        await asyncio.wait_for(pool.close(), 60)
+        assert pool.failed_starts == 1, "no start was tried during the pause"
+
+    asyncio.run(run())
