@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use agy_bridge::Bridge;
+use agy_bridge::{Bridge, RestartPolicy};
 use common::{HANG, agent_config, collect, config, eventually, process_gone, wait_gone};
 
 async fn start(
@@ -141,6 +141,35 @@ async fn spares_end_with_their_worker_and_the_replacement_worker_starts_its_own(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_warm_spare_workers_harnesses_are_not_taken_for_the_current_workers() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let bridge = Bridge::start(
+        config(&data)
+            .prestarted_harnesses(1)
+            .restart(RestartPolicy::default().warm_spare(true)),
+    )
+    .await
+    .expect("bridge starts");
+    let worker = bridge.stats().worker_pid;
+    eventually("a warm spare worker with its own spare harness", || {
+        bridge
+            .stats()
+            .spare_pid
+            .is_some_and(|spare| group_members(spare).len() > 1)
+    })
+    .await;
+    let ours = spares(&bridge, 1).await;
+    assert_eq!(group_of(ours[0]), Some(worker));
+    // The warm spare reports its own spare a moment after starting it (once it has answered
+    // its handshake); through that, the stats keep showing the current worker's.
+    for _ in 0..100 {
+        assert_eq!(bridge.stats().spare_harness_pids, ours);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn none_are_started_when_turned_off() {
     let (bridge, model, _data) = start(0).await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
@@ -149,13 +178,21 @@ async fn none_are_started_when_turned_off() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(bridge.stats().spare_harness_pids.is_empty());
     let worker = bridge.worker_info().pid;
-    let harnesses: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid: &u32| pid != worker && !process_gone(pid) && group_of(pid) == Some(worker))
+    let harnesses: Vec<u32> = group_members(worker)
+        .into_iter()
+        .filter(|&pid| pid != worker)
         .collect();
     assert_eq!(harnesses, vec![agent.harness_pid().unwrap()]);
     bridge.shutdown().await;
+}
+
+/// Live processes in process group `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid: &u32| !process_gone(pid) && group_of(pid) == Some(group))
+        .collect()
 }
 
 fn group_of(pid: u32) -> Option<u32> {

@@ -81,7 +81,7 @@ class Worker:
         return version
 
     def _report_spares(self, pids: list[int]) -> None:
-        self.peer.notify(SPARE_HARNESSES, {"pids": pids})
+        self.peer.notify(SPARE_HARNESSES, {"worker_pid": os.getpid(), "pids": pids})
 
     async def initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         theirs = (params or {}).get("protocol_version")

@@ -375,6 +375,9 @@ pub struct ChatEventParams {
 /// `worker/spare_harnesses` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SpareHarnessesParams {
+    /// The reporting worker (a slot's current worker and its warm spare share a connection
+    /// handler, so the report says whose it is).
+    pub worker_pid: u32,
     /// Pids of the harnesses the worker keeps started for agents still to come.
     pub pids: Vec<u32>,
 }

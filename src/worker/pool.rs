@@ -390,7 +390,7 @@ impl Slot {
             // Only those of the current process (a crashed worker's report is stale).
             spare_harness_pids: self
                 .router
-                .spare_harnesses()
+                .spare_harnesses(pid)
                 .into_iter()
                 .filter(|&harness| memory::process_group(harness) == Some(pid))
                 .collect(),

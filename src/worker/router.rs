@@ -25,6 +25,7 @@ use crate::{
     },
     rpc::{Handler, RpcError, codes},
     types::ChatEvent,
+    worker::memory,
 };
 
 type TurnKey = (String, u64);
@@ -36,8 +37,9 @@ type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
 pub(crate) struct Router {
     turns: Turns,
     agents: Mutex<HashMap<String, Arc<AgentState>>>,
-    /// The worker's pre-started harnesses, as it last reported them.
-    spare_harnesses: Mutex<Vec<u32>>,
+    /// Pre-started harnesses as each worker on this connection handler (the slot's current
+    /// worker, its warm spare) last reported them, by worker pid.
+    spare_harnesses: Mutex<HashMap<u32, Vec<u32>>>,
 }
 
 impl Router {
@@ -57,9 +59,13 @@ impl Router {
         self.agents.lock().insert(state.agent_id.clone(), state);
     }
 
-    /// Pids of the pre-started harnesses the worker last reported.
-    pub(crate) fn spare_harnesses(&self) -> Vec<u32> {
-        self.spare_harnesses.lock().clone()
+    /// Pids of the pre-started harnesses the worker `worker_pid` last reported.
+    pub(crate) fn spare_harnesses(&self, worker_pid: u32) -> Vec<u32> {
+        self.spare_harnesses
+            .lock()
+            .get(&worker_pid)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn agent_count(&self) -> usize {
@@ -141,7 +147,13 @@ impl Handler for Router {
     fn notification(&self, method: String, params: Value) {
         if method == SpareHarnesses::NAME {
             match serde_json::from_value::<SpareHarnessesParams>(params) {
-                Ok(p) => *self.spare_harnesses.lock() = p.pids,
+                Ok(p) => {
+                    let mut reports = self.spare_harnesses.lock();
+                    // Reports of workers that have ended since go (their spares went with them;
+                    // a worker leads its own process group while it lives).
+                    reports.retain(|&pid, _| memory::process_group(pid) == Some(pid));
+                    reports.insert(p.worker_pid, p.pids);
+                }
                 Err(e) => tracing::warn!("malformed {method}: {e}"),
             }
             return;
