@@ -131,9 +131,9 @@ pub enum Error {
         /// The SDK's message.
         message: String,
     },
-    /// The agent's live session was ended with [`crate::Agent::disconnect`]; its next turn
-    /// resumes it.
-    #[error("agent `{agent_id}` is disconnected; its next turn resumes it")]
+    /// The agent has no live session on its worker: re-opening it after a model error failed
+    /// (the turn's [`Error::Agent`] said so). Its next turn tries the re-open again.
+    #[error("agent `{agent_id}` has no live session; its next turn re-opens it")]
     AgentDisconnected {
         /// The agent.
         agent_id: String,

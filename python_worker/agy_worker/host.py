@@ -228,7 +228,6 @@ class AgentHost:
         "agent/history": "history",
         "agent/state": "state",
         "agent/clear_history": "clear_history",
-        "agent/disconnect": "disconnect",
         "agent/wait_for_wakeup": "wait_for_wakeup",
         "agent/signal_idle": "signal_idle",
     }
@@ -356,7 +355,7 @@ class AgentHost:
         async with hosted.turn_lock:
             hosted.turn_task = asyncio.current_task()
             try:
-                if hosted.agent is None:  # disconnected earlier: resume the conversation
+                if hosted.agent is None:  # re-opening after a model error failed: try again
                     await self._reopen(hosted)
                 return await self._run_turn(hosted, turn_id, prompt)
             finally:
@@ -543,7 +542,7 @@ class AgentHost:
         if hosted.agent is None:
             raise RpcError(
                 AGENT_DISCONNECTED,
-                f"agent {hosted.agent_id} is disconnected; chat to resume it",
+                f"agent {hosted.agent_id} has no live session; its next turn re-opens it",
                 {"agent_id": hosted.agent_id},
             )
         return hosted.agent.conversation
@@ -565,16 +564,6 @@ class AgentHost:
 
     async def clear_history(self, params: Any) -> dict[str, Any]:
         self._conversation(params).clear_history()
-        return {}
-
-    async def disconnect(self, params: Any) -> dict[str, Any]:
-        """Ends the live session (and its harness) but keeps the agent: the next turn resumes
-        the persisted conversation."""
-        hosted = self._get(params)
-        async with hosted.turn_lock:
-            if hosted.agent is not None:
-                old, hosted.agent = hosted.agent, None
-                await self._close_sdk_agent(hosted.agent_id, old)
         return {}
 
     async def _halt_turn(self, hosted: HostedAgent) -> None:

@@ -30,7 +30,7 @@ pub mod codes {
     pub const INVALID_CONFIG: i64 = -32030;
     /// The agent is already running a turn.
     pub const AGENT_BUSY: i64 = -32040;
-    /// The agent is disconnected (its next turn resumes it).
+    /// The agent has no live session (re-opening it after a model error failed).
     pub const AGENT_DISCONNECTED: i64 = -32041;
     /// A Rust tool failed (its message is shown to the model).
     pub const TOOL_FAILED: i64 = -32050;

@@ -72,7 +72,6 @@ methods! {
     /// Clear the local history.
     AgentClearHistory = "agent/clear_history", RustToWorker, AgentRef => Empty;
     /// End the live session; the next turn resumes it.
-    AgentDisconnect = "agent/disconnect", RustToWorker, AgentRef => Empty;
     /// Wait until the agent starts a turn on its own.
     AgentWaitForWakeup = "agent/wait_for_wakeup", RustToWorker, WakeupParams => bool;
     /// Halt a self-started turn and forget wake-ups.
