@@ -124,6 +124,85 @@ async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_harness_that_cannot_be_restarted_is_a_typed_error_until_it_can() {
+    let (bridge, model, data) = common::start().await;
+    // The agent's harness runs through a launcher that fails while `unavailable` exists, as a
+    // binary removed by a half-finished upgrade would.
+    let venv = agy_bridge::setup::ensure(agy_bridge::PythonConfig::default(), None)
+        .await
+        .unwrap();
+    let real = find_file(venv.venv_dir.as_deref().unwrap(), "bin/localharness")
+        .expect("the SDK's harness");
+    let unavailable = data.path().join("unavailable");
+    let launcher = data.path().join("harness-launcher");
+    std::fs::write(
+        &launcher,
+        format!(
+            "#!/bin/sh\n[ -e '{}' ] && {{ echo 'harness unavailable' >&2; exit 1; }}\nexec '{}' \"$@\"\n",
+            unavailable.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launcher,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let agent = bridge
+        .create_agent(
+            agent_config(&model).env("ANTIGRAVITY_HARNESS_PATH", launcher.display().to_string()),
+        )
+        .await
+        .unwrap();
+    let (_, o) = collect(agent.chat("first").await.unwrap()).await;
+    o.unwrap();
+
+    model.push(Reply::slow_text(
+        (0..400).map(|i| format!("w{i} ")),
+        Duration::from_millis(40),
+    ));
+    let mut reply = agent.chat("talk slowly").await.unwrap();
+    common::first_text(&mut reply).await;
+    std::fs::write(&unavailable, "").unwrap();
+    signal(agent.harness_pid().unwrap(), libc::SIGKILL);
+    let err = common::finish_within(reply).await.unwrap_err();
+    assert!(matches!(err, Error::Agent { .. }), "{err}");
+    // No session now: a typed error, not a hang or a crash.
+    let err = agent.history().await.unwrap_err();
+    assert!(matches!(err, Error::AgentDisconnected { .. }), "{err}");
+
+    // The binary is back: the next turn re-opens the conversation with its history.
+    std::fs::remove_file(&unavailable).unwrap();
+    let (text, o) = collect(agent.chat("back?").await.unwrap()).await;
+    o.unwrap();
+    assert_eq!(text, "You said: back?");
+    let history = agent.history().await.unwrap();
+    assert!(
+        history.iter().any(|s| s.content.contains("first")),
+        "{history:?}"
+    );
+    assert_eq!(bridge.stats().restarts, 0, "only the harness was affected");
+    bridge.shutdown().await;
+}
+
+/// The first file under `dir` whose path ends with `suffix`.
+fn find_file(dir: &std::path::Path, suffix: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.ends_with(suffix) {
+            return Some(path);
+        }
+        if entry.file_type().ok()?.is_dir()
+            && let Some(found) = find_file(&path, suffix)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
     let data = tempfile::tempdir().unwrap();
     let cfg = config(&data).restart(
