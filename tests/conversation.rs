@@ -135,9 +135,7 @@ async fn cancel_stops_a_streaming_reply_and_the_agent_goes_on() {
     assert!(agent.cancel().await.unwrap(), "a turn was running");
     let err = common::finish_within(reply).await.unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
-    let (text, outcome) = collect(agent.chat("next").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: next");
+    common::chat_ok(&agent, "next").await;
     bridge.shutdown().await;
 }
 
@@ -285,9 +283,7 @@ async fn a_429_backs_off_the_key_then_succeeds() {
         "the key is in backoff"
     );
     let requests_before = model.requests().len();
-    let (text, outcome) = collect(agent.chat("hello again").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: hello again");
+    common::chat_ok(&agent, "hello again").await;
     // Ordering, not timing: the retry reached the model only after the backoff ran out.
     assert!(failed_at.elapsed() >= Duration::from_millis(1900));
     assert_eq!(model.requests().len(), requests_before + 1);
@@ -356,9 +352,7 @@ async fn disconnect_resume_and_delete() {
     let history = agent.history().await.unwrap();
     assert!(history.iter().any(|s| s.content.contains("first words")));
     assert!(agent.harness_pid().is_some_and(|pid| pid != harness));
-    let (text, o) = collect(agent.chat("after the break").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: after the break");
+    common::chat_ok(&agent, "after the break").await;
     assert!(
         agent
             .history()
@@ -429,9 +423,7 @@ async fn wait_for_wakeup_sees_a_turn_the_agent_started_itself() {
         "the self-started turn's steps were kept: {history:#?}"
     );
     agent.signal_idle().await.unwrap();
-    let (text, o) = collect(agent.chat("and now me").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: and now me");
+    common::chat_ok(&agent, "and now me").await;
     bridge.shutdown().await;
 }
 

@@ -32,9 +32,7 @@ async fn garbage_and_stray_prints_do_not_break_the_connection() {
         .unwrap();
     bridge.ping().await.unwrap();
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
-    let (text, outcome) = collect(agent.chat("still there?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: still there?");
+    common::chat_ok(&agent, "still there?").await;
     let tail = bridge.worker_stderr_tail();
     assert!(tail.contains("stray print from a tool"), "{tail}");
     assert!(tail.contains("raw write to fd 1"), "{tail}");
@@ -73,9 +71,7 @@ async fn an_answer_merged_with_stray_bytes_is_recovered_or_its_call_fails_at_onc
     bridge.ping().await.unwrap();
     let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
-    let (text, outcome) = collect(agent.chat("still fine?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: still fine?");
+    common::chat_ok(&agent, "still fine?").await;
     bridge.shutdown().await;
 }
 
@@ -89,9 +85,7 @@ async fn a_100_mib_message_fails_only_that_request() {
         matches!(err, Error::MessageTooLarge { size, limit } if size > 100 * MIB && limit == 64 * MIB),
         "{err}"
     );
-    let (text, outcome) = collect(agent.chat("small again").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: small again");
+    common::chat_ok(&agent, "small again").await;
     bridge.shutdown().await;
 }
 

@@ -28,9 +28,7 @@ async fn an_idle_agent_hibernates_and_its_next_call_brings_it_back_with_its_hist
     assert_eq!(bridge.stats().agents, 0, "nothing on the worker");
 
     // The same handle carries on, with the history of before.
-    let (text, outcome) = collect(agent.chat("and now?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: and now?");
+    common::chat_ok(&agent, "and now?").await;
     assert!(agent.harness_pid().is_some());
     let history = agent.history().await.unwrap();
     assert!(history.iter().any(|s| s.content.contains("kumquat")));

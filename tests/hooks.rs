@@ -182,9 +182,7 @@ async fn hook_points_fire_in_order_with_their_data() {
     let (_, outcome) = collect(agent.chat("something forbidden").await.unwrap()).await;
     let err = outcome.unwrap_err();
     assert!(err.to_string().contains("no forbidden topics"), "{err}");
-    let (text, outcome) = collect(agent.chat("fine again").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: fine again");
+    common::chat_ok(&agent, "fine again").await;
 
     take(&log);
     agent.close().await.unwrap();

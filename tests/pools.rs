@@ -173,9 +173,7 @@ async fn named_pools_have_their_own_workers_environment_and_caps() {
         "{err}"
     );
     for agent in batch.iter().chain([&plain]) {
-        let (text, outcome) = collect(agent.chat("hi").await.unwrap()).await;
-        outcome.unwrap();
-        assert_eq!(text, "You said: hi");
+        common::chat_ok(agent, "hi").await;
     }
     bridge.shutdown().await;
 }
@@ -256,9 +254,7 @@ async fn recycling_waits_for_running_turns_and_keeps_every_conversation() {
         "history lost: {:?}",
         last.messages()
     );
-    let (text, outcome) = collect(slow.chat("still there?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: still there?");
+    common::chat_ok(&slow, "still there?").await;
     bridge.shutdown().await;
 }
 
@@ -283,9 +279,7 @@ async fn an_uncollected_send_turn_does_not_block_recycling() {
     let outcome = agent.wait_for_idle().await.unwrap().expect("the sent turn");
     assert_eq!(outcome.text, "You said: fire and forget");
     assert_eq!(agent.wait_for_idle().await.unwrap(), None, "collected once");
-    let (text, outcome) = collect(agent.chat("next").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: next");
+    common::chat_ok(&agent, "next").await;
     assert_ne!(agent.worker_pid(), Some(old_pid));
     bridge.shutdown().await;
 }

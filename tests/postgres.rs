@@ -305,7 +305,7 @@ async fn two_processes_opening_one_conversation_at_once_one_wins() {
         .await
         .unwrap();
     let id = agent.conversation_id().to_owned();
-    collect(agent.chat("hello").await.unwrap()).await.1.unwrap();
+    common::chat_ok(&agent, "hello").await;
     agent.close().await.unwrap();
     bridge.shutdown().await;
 
@@ -506,10 +506,7 @@ async fn an_unreachable_database_is_a_typed_error_and_nothing_is_lost() {
         .await
         .unwrap();
     let id = agent.conversation_id().to_owned();
-    collect(agent.chat("saved turn").await.unwrap())
-        .await
-        .1
-        .unwrap();
+    common::chat_ok(&agent, "saved turn").await;
 
     // The database goes away (or restarts) mid-conversation.
     proxy.cut();
@@ -565,10 +562,7 @@ async fn a_corrupt_stored_snapshot_is_refused_and_the_local_copy_kept() {
         .await
         .unwrap();
     let id = agent.conversation_id().to_owned();
-    collect(agent.chat("version one").await.unwrap())
-        .await
-        .1
-        .unwrap();
+    common::chat_ok(&agent, "version one").await;
     agent.close().await.unwrap();
     let local_db = here.path().join(format!("conversations/{id}.db"));
     let before = std::fs::read(&local_db).unwrap();
@@ -582,10 +576,7 @@ async fn a_corrupt_stored_snapshot_is_refused_and_the_local_copy_kept() {
         .open_agent(&id, agent_config(&model.base_url()))
         .await
         .unwrap();
-    collect(agent.chat("version two").await.unwrap())
-        .await
-        .1
-        .unwrap();
+    common::chat_ok(&agent, "version two").await;
     agent.close().await.unwrap();
     other.shutdown().await;
     for (what, damage) in [
@@ -636,10 +627,7 @@ async fn conversations_are_listed_and_deleted_in_the_store() {
         .await
         .unwrap();
     let id = agent.conversation_id().to_owned();
-    collect(agent.chat("keep me").await.unwrap())
-        .await
-        .1
-        .unwrap();
+    common::chat_ok(&agent, "keep me").await;
     let listed = bridge.list_conversations().await.unwrap();
     let info = listed.iter().find(|c| c.id == id).expect("listed");
     assert_eq!(info.version, Some(1));
@@ -710,9 +698,7 @@ async fn a_quota_hit_backs_the_key_off_in_every_bridge_on_the_store() {
     let key = ModelConfig::openai_compatible(model.base_url(), "scripted").quota_key();
     assert!(b.quota().state_for_key(&key).remaining().is_zero());
     let asked_before = model.requests().len();
-    let (text, outcome) = collect(agent_b.chat("and me?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: and me?");
+    common::chat_ok(&agent_b, "and me?").await;
     assert_eq!(model.requests().len(), asked_before + 1);
     // A lower bound only: a slow machine can only make it longer.
     assert!(

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use agy_bridge::{Bridge, RestartPolicy};
-use common::{HANG, agent_config, collect, config, eventually, process_gone, wait_gone};
+use common::{HANG, agent_config, chat_ok, config, eventually, process_gone, wait_gone};
 
 async fn start(
     prestarted: usize,
@@ -34,12 +34,6 @@ async fn spares(bridge: &Bridge, n: usize) -> Vec<u32> {
     })
     .await;
     bridge.stats().spare_harness_pids
-}
-
-async fn chat_ok(agent: &agy_bridge::Agent, prompt: &str) {
-    let (text, outcome) = collect(agent.chat(prompt).await.unwrap()).await;
-    outcome.expect("the turn completes");
-    assert_eq!(text, format!("You said: {prompt}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

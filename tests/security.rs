@@ -126,9 +126,7 @@ fn readable_by_others(dir: &Path, found: &mut Vec<String>, seen: &mut usize) {
 async fn conversations_and_transcripts_are_owner_only() {
     let (bridge, model, data) = start().await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
-    let (text, outcome) = collect(agent.chat("a private prompt").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: a private prompt");
+    common::chat_ok(&agent, "a private prompt").await;
     let conversation = agent.conversation_id().to_owned();
     agent.close().await.unwrap();
     bridge.shutdown().await;

@@ -36,9 +36,7 @@ async fn a_killed_worker_is_replaced_and_the_agent_keeps_its_history() {
     assert!(matches!(err, Error::WorkerCrashed { .. }), "{err}");
 
     // The same Agent handle just works: a new worker, the conversation resumed.
-    let (text, o) = collect(agent.chat("what was the word?").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: what was the word?");
+    common::chat_ok(&agent, "what was the word?").await;
     let now = bridge.stats();
     assert_eq!((now.generation, now.restarts), (2, 1));
     assert_ne!(now.worker_pid, old.worker_pid);
@@ -74,9 +72,7 @@ async fn a_sent_turn_on_a_killed_worker_fails_with_worker_crashed_and_the_agent_
     assert!(matches!(err, Error::WorkerCrashed { .. }), "{err}");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(agent.wait_for_idle().await.unwrap(), None, "reported once");
-    let (text, o) = collect(agent.chat("still there?").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: still there?");
+    common::chat_ok(&agent, "still there?").await;
     bridge.shutdown().await;
 }
 
@@ -104,9 +100,7 @@ async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
         ),
         "{err}"
     );
-    let (text, o) = collect(agent.chat("still there?").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: still there?");
+    common::chat_ok(&agent, "still there?").await;
     assert!(
         agent
             .history()
@@ -174,9 +168,7 @@ async fn a_harness_that_cannot_be_restarted_is_a_typed_error_until_it_can() {
 
     // The binary is back: the next turn re-opens the conversation with its history.
     std::fs::remove_file(&unavailable).unwrap();
-    let (text, o) = collect(agent.chat("back?").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: back?");
+    common::chat_ok(&agent, "back?").await;
     let history = agent.history().await.unwrap();
     assert!(
         history.iter().any(|s| s.content.contains("first")),
@@ -230,9 +222,7 @@ async fn a_sigstopped_worker_is_found_by_the_heartbeat_and_replaced() {
     })
     .await;
     assert!(wait_gone(stopped, HANG).await, "the hung worker was killed");
-    let (text, o) = collect(agent.chat("hello after the hang").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: hello after the hang");
+    common::chat_ok(&agent, "hello after the hang").await;
     assert_eq!(bridge.stats().generation, 2);
     bridge.shutdown().await;
 }
@@ -312,9 +302,7 @@ async fn a_warm_spare_takes_over_after_a_crash() {
     };
     signal(bridge.stats().worker_pid, libc::SIGKILL);
     common::eventually("the crash to be noticed", || !bridge.stats().worker_alive).await;
-    let (text, o) = collect(agent.chat("on the spare").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: on the spare");
+    common::chat_ok(&agent, "on the spare").await;
     assert_eq!(
         bridge.stats().worker_pid,
         spare,
@@ -393,9 +381,7 @@ async fn a_worker_killed_under_an_agent_start_is_replaced_and_the_start_succeeds
     let now = bridge.stats();
     assert_eq!((now.generation, now.restarts), (2, 1));
     assert_eq!(agent.worker_pid(), Some(now.worker_pid));
-    let (text, o) = collect(agent.chat("hello").await.unwrap()).await;
-    o.unwrap();
-    assert_eq!(text, "You said: hello");
+    common::chat_ok(&agent, "hello").await;
     bridge.shutdown().await;
 }
 

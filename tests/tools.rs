@@ -175,9 +175,7 @@ async fn tool_errors_panics_and_timeouts_reach_the_model_and_the_agent_stays_hea
         assert!(text.contains(expected), "expected {expected:?} in {text:?}");
     }
     bridge.ping().await.unwrap();
-    let (text, outcome) = collect(agent.chat("still fine?").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: still fine?");
+    common::chat_ok(&agent, "still fine?").await;
     bridge.shutdown().await;
 }
 
@@ -402,9 +400,7 @@ async fn cancelling_a_turn_cancels_the_rust_tool_in_flight() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (text, outcome) = collect(agent.chat("after").await.unwrap()).await;
-    outcome.unwrap();
-    assert_eq!(text, "You said: after");
+    common::chat_ok(&agent, "after").await;
     bridge.shutdown().await;
 }
 
@@ -457,9 +453,7 @@ fn timeouts_fire_and_other_agents_run_while_a_tool_blocks_its_thread() {
         // (The scripted reply is the stuck agent's: wait until its tool runs.)
         common::eventually("the tool runs", || entered.load(Ordering::SeqCst)).await;
         // While the tool blocks a runtime thread, another agent completes a turn…
-        let (text, outcome) = collect(free.chat("are you there?").await.unwrap()).await;
-        outcome.unwrap();
-        assert_eq!(text, "You said: are you there?");
+        common::chat_ok(&free, "are you there?").await;
         // …and the blocked turn ends at its chat timeout.
         let (_, outcome) = collect(reply).await;
         let err = outcome.unwrap_err();

@@ -44,6 +44,13 @@ pub async fn collect(
     (text, reply.finish().await)
 }
 
+/// Runs a turn that must complete with the scripted model's default echo of `prompt`.
+pub async fn chat_ok(agent: &agy_bridge::Agent, prompt: &str) {
+    let (text, outcome) = collect(agent.chat(prompt).await.expect("the turn starts")).await;
+    outcome.expect("the turn completes");
+    assert_eq!(text, format!("You said: {prompt}"));
+}
+
 /// Whether a process is gone (or a zombie waiting to be reaped).
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
