@@ -11,6 +11,23 @@ use serde_json::Value;
 use agy_bridge::{Bridge, Error, RestartPolicy, testing::Reply};
 use common::{HANG, agent_config, collect, config, wait_gone};
 
+/// Runs a turn with `first`, then starts a turn the model answers slowly (400 words, 40 ms
+/// apart) and returns it once its text is streaming.
+async fn streaming_after(
+    agent: &agy_bridge::Agent,
+    model: &agy_bridge::testing::ScriptedModel,
+    first: &str,
+) -> agy_bridge::ChatResponse {
+    collect(agent.chat(first).await.unwrap()).await.1.unwrap();
+    model.push(Reply::slow_text(
+        (0..400).map(|i| format!("w{i} ")),
+        Duration::from_millis(40),
+    ));
+    let mut reply = agent.chat("talk slowly").await.unwrap();
+    common::first_text(&mut reply).await;
+    reply
+}
+
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid we own.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
@@ -20,15 +37,7 @@ fn signal(pid: u32, sig: i32) {
 async fn a_killed_worker_is_replaced_and_the_agent_keeps_its_history() {
     let (bridge, model, _data) = common::start().await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
-    let (_, o) = collect(agent.chat("remember the word apricot").await.unwrap()).await;
-    o.unwrap();
-
-    model.push(Reply::slow_text(
-        (0..400).map(|i| format!("w{i} ")),
-        Duration::from_millis(40),
-    ));
-    let mut reply = agent.chat("talk slowly").await.unwrap();
-    common::first_text(&mut reply).await;
+    let reply = streaming_after(&agent, &model, "remember the word apricot").await;
     let old = bridge.stats();
     let old_harness = agent.harness_pid().unwrap();
     signal(old.worker_pid, libc::SIGKILL);
@@ -80,14 +89,7 @@ async fn a_sent_turn_on_a_killed_worker_fails_with_worker_crashed_and_the_agent_
 async fn a_killed_harness_fails_the_turn_and_the_agent_recovers() {
     let (bridge, model, _data) = common::start().await;
     let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
-    let (_, o) = collect(agent.chat("first").await.unwrap()).await;
-    o.unwrap();
-    model.push(Reply::slow_text(
-        (0..400).map(|i| format!("w{i} ")),
-        Duration::from_millis(40),
-    ));
-    let mut reply = agent.chat("talk slowly").await.unwrap();
-    common::first_text(&mut reply).await;
+    let reply = streaming_after(&agent, &model, "first").await;
     signal(agent.harness_pid().unwrap(), libc::SIGKILL);
     let err = common::finish_within(reply).await.unwrap_err();
     assert!(
@@ -149,15 +151,7 @@ async fn a_harness_that_cannot_be_restarted_is_a_typed_error_until_it_can() {
         )
         .await
         .unwrap();
-    let (_, o) = collect(agent.chat("first").await.unwrap()).await;
-    o.unwrap();
-
-    model.push(Reply::slow_text(
-        (0..400).map(|i| format!("w{i} ")),
-        Duration::from_millis(40),
-    ));
-    let mut reply = agent.chat("talk slowly").await.unwrap();
-    common::first_text(&mut reply).await;
+    let reply = streaming_after(&agent, &model, "first").await;
     std::fs::write(&unavailable, "").unwrap();
     signal(agent.harness_pid().unwrap(), libc::SIGKILL);
     let err = common::finish_within(reply).await.unwrap_err();
