@@ -283,8 +283,7 @@ class HarnessPool:
         self._spares: list[Harness] = []
         self._lock = threading.Lock()
         self._refill: asyncio.Task[None] | None = None
-        self._spawning = False
-        self._closed = False
+        self._closed = asyncio.Event()  # set by close; also ends a pause before a retry
         self.failed_starts = 0
 
     @classmethod
@@ -323,26 +322,26 @@ class HarnessPool:
 
     def fill(self) -> None:
         """Starts spares (in a thread each, one at a time) until `count` are ready."""
-        if self._closed or (self._refill is not None and not self._refill.done()):
+        if self._closed.is_set() or (self._refill is not None and not self._refill.done()):
             return
         self._refill = asyncio.ensure_future(self._fill())
 
     async def _fill(self) -> None:
-        while not self._closed:
+        while not self._closed.is_set():
             with self._lock:
                 missing = self.count - len(self._spares)
             if missing <= 0:
                 return
-            self._spawning = True
             try:
                 harness = await asyncio.to_thread(spawn, self.launch)
             except (OSError, HandshakeError, ValueError) as e:
-                self._spawning = False
-                await asyncio.sleep(self._pause_after(e))
+                try:
+                    await asyncio.wait_for(self._closed.wait(), self._pause_after(e))
+                except asyncio.TimeoutError:
+                    pass
                 continue
-            self._spawning = False
             self.failed_starts = 0
-            if self._closed:
+            if self._closed.is_set():
                 _kill(harness.process)
                 return
             with self._lock:
@@ -368,10 +367,8 @@ class HarnessPool:
 
     async def close(self) -> None:
         """Stops refilling and ends every spare (closing its stdin first lets it exit cleanly)."""
-        self._closed = True
-        if self._refill is not None and not self._refill.done() and not self._spawning:
-            self._refill.cancel()  # pausing before a retry: nothing to finish
-        elif self._refill is not None and not self._refill.done():
+        self._closed.set()
+        if self._refill is not None and not self._refill.done():
             # Not cancelled: a spawn in its thread would finish unseen; _fill ends the harness.
             try:
                 await asyncio.wait_for(asyncio.shield(self._refill), 5)

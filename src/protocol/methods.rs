@@ -71,7 +71,6 @@ methods! {
     AgentState = "agent/state", RustToWorker, AgentRef => ConversationState;
     /// Clear the local history.
     AgentClearHistory = "agent/clear_history", RustToWorker, AgentRef => Empty;
-    /// End the live session; the next turn resumes it.
     /// Wait until the agent starts a turn on its own.
     AgentWaitForWakeup = "agent/wait_for_wakeup", RustToWorker, WakeupParams => bool;
     /// Halt a self-started turn and forget wake-ups.
