@@ -13,17 +13,17 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    agent::{Agent, context::AgentContext, life::AgentCore},
-    config::{AgentConfig, BridgeConfig, ConversationDirs},
+    agent::{Agent, callbacks::AgentState, context::AgentContext, life::AgentCore},
+    config::{AgentConfig, BridgeConfig},
     error::{Error, Result},
     protocol::{methods::WorkerPing, wire::WorkerInfo},
     quota::QuotaRegistry,
     rpc::Handler,
-    store::{self, ConversationInfo, LeaseSettings, Store},
+    store::{self, ConversationDirs, ConversationInfo, LeaseSettings, Store},
     worker::{
         HarnessPrestart, StartupTimings, WorkerOptions,
         pool::{DEFAULT_POOL, Pool, PoolConfig, PoolStats, Slot, WorkerStats},
-        router::{AgentState, Router},
+        router::Router,
         supervisor::Supervisor,
         venv,
     },

@@ -37,6 +37,8 @@ mod bridge;
 mod config;
 mod content;
 mod error;
+#[cfg(test)]
+mod layering;
 mod protocol;
 mod quota;
 mod rpc;
@@ -53,15 +55,15 @@ pub use agent::{Agent, hooks, policies, tools};
 pub use agy_bridge_macros::llm_tool;
 pub use bridge::Bridge;
 pub use config::{
-    AgentBehavior, AgentConfig, BridgeConfig, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS,
-    ENV_GEMINI_API_KEY, EnvVars, ModelConfig, default_data_dir,
+    AgentConfig, BridgeConfig, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY,
+    ModelConfig, default_data_dir,
 };
 pub use content::{Content, Part};
 pub use error::{AgentErrorKind, Error, Result};
 pub use hooks::Hooks;
 pub use policies::{PolicyRule, PolicySet};
 pub use protocol::SDK_VERSION;
-pub use protocol::wire::WorkerInfo;
+pub use protocol::wire::{AgentBehavior, WorkerInfo};
 pub use quota::{QuotaRegistry, QuotaState};
 pub use sdk_config::BuiltinTool;
 pub use secrecy::SecretString;
@@ -71,6 +73,7 @@ pub use tools::{FnTool, Tool, ToolContext, ToolError};
 pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, StepToolCall, Usage};
 pub use worker::{
     StartupTimings,
+    child_env::EnvVars,
     pool::{DEFAULT_POOL, PoolConfig, RecyclePolicy, WorkerStats},
     supervisor::RestartPolicy,
 };

@@ -23,7 +23,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def _json_backend() -> tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]:
@@ -211,6 +211,9 @@ class Peer:
         self._write_closed = False
         self._closed: RpcError | None = None
         self.eof = asyncio.Event()
+        # Every message in ("< ") and out ("> "), one per line, when recording (the bridge's
+        # protocol-conformance test; see Worker).
+        self.recorder: BinaryIO | None = None
 
     # registration -------------------------------------------------------------------------
     def method(self, name: str, handler: RequestHandler) -> None:
@@ -276,6 +279,8 @@ class Peer:
     def _write(self, data: bytes) -> None:
         """Sends one encoded message (with its newline), in order with everything before it.
         Messages written in one loop iteration leave together, at its end."""
+        if self.recorder is not None:
+            self.recorder.write(b"> " + data)
         self._held.append(data)
         if not self._corked and not self._flush_scheduled and self._transport is not None:
             self._flush_scheduled = True
@@ -355,6 +360,8 @@ class Peer:
     def _on_line(self, line: bytes) -> None:
         if not line.strip():
             return
+        if self.recorder is not None:
+            self.recorder.write(b"< " + line.rstrip(b"\n") + b"\n")
         try:
             msg = loads(line)
         except ValueError:

@@ -58,6 +58,13 @@ class Worker:
         methods = dict(self.METHODS)
         if os.environ.get("AGY_WORKER_DEBUG") == "1":
             methods.update(self.DEBUG_METHODS)
+            # The bridge's protocol-conformance test records every message, to check each one
+            # against docs/protocol.schema.json. Test-only (it would write API keys to a file),
+            # so only with the debug methods; the file is owner-only and unbuffered.
+            record = os.environ.pop("AGY_WORKER_RECORD", None)
+            if record:
+                fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+                self.peer.recorder = os.fdopen(fd, "ab", buffering=0)
         for name, attr in methods.items():
             if attr in self.INLINE:
                 self.peer.inline_method(name, getattr(self, attr))

@@ -10,6 +10,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures::{FutureExt, future::BoxFuture};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -26,13 +27,8 @@ use crate::{
     },
     rpc::{RpcError, codes as rpc_codes},
     types::ChatEvent,
+    worker::router::{ReverseRequests, TurnEvents},
 };
-
-/// Delivers an event to the agent's running turn, if it has one.
-pub(crate) trait TurnEvents: Send + Sync {
-    /// Sends `event` to the streamed turn of `agent_id`.
-    fn send_to_agent(&self, agent_id: &str, event: ChatEvent);
-}
 
 /// Everything Rust keeps for one agent.
 pub(crate) struct AgentState {
@@ -255,5 +251,34 @@ fn fail_closed(point: &str, failure: &str) -> Result<Value, RpcError> {
             codes::HOOK_FAILED,
             format!("the {point} hook failed: {failure}"),
         )),
+    }
+}
+
+impl ReverseRequests for AgentState {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    fn tool_call(
+        self: Arc<Self>,
+        params: ToolCallParams,
+        events: Arc<dyn TurnEvents>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        async move { self.call_tool(params, &*events).await }.boxed()
+    }
+
+    fn hook_run(
+        self: Arc<Self>,
+        params: HookParams,
+        events: Arc<dyn TurnEvents>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        async move { self.run_hook(params, &*events).await }.boxed()
+    }
+
+    fn policy_confirm(
+        self: Arc<Self>,
+        params: ConfirmParams,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        self.confirm(params).boxed()
     }
 }

@@ -14,8 +14,8 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    config::ConversationDirs,
     error::{Error, Result},
+    store::ConversationDirs,
     store::{Lease, LeaseSettings, Store},
 };
 

@@ -374,3 +374,11 @@ impl Hooks {
         f(data).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hook_points_are_the_protocol_s() {
+        assert_eq!(super::ALL_POINTS, crate::protocol::HOOK_POINTS);
+    }
+}

@@ -318,7 +318,7 @@ impl AgentCore {
         }
         let placed = async {
             let slot = self.pool.place()?;
-            slot.router.add_agent(Arc::clone(&self.callbacks));
+            slot.router.add_agent(Arc::clone(&self.callbacks) as _);
             let _gate = slot.enter().await;
             let started = self.start_on_live_worker(&slot.supervisor).await;
             let (worker, created) = started.inspect_err(|_| slot.router.remove_agent(&self.id))?;

@@ -23,6 +23,23 @@ pub const SDK_VERSION: &str = "0.1.22";
 /// the protocol schema by its tests.
 pub const READ_ONLY_BUILTINS: &[&str] = &["view_file", "read_url_content", "schedule", "finish"];
 
+/// Every hook point the Rust side can register a callback for, in the SDK's order (the
+/// `point` of `hook/run`). `agent::hooks` declares one callback per point; its tests check the
+/// two lists agree, and the worker's tests check its own copy against the schema.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const HOOK_POINTS: &[&str] = &[
+    "pre_turn",
+    "post_turn",
+    "pre_tool_call_decide",
+    "post_tool_call",
+    "on_tool_error",
+    "on_compaction",
+    "on_session_start",
+    "on_session_end",
+    "on_interaction",
+    "stop",
+];
+
 /// Which side sends a method's requests.
 #[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -53,7 +53,7 @@ pub(crate) fn document() -> Value {
         "sdk_version": super::SDK_VERSION,
         "error_codes": error_codes,
         "read_only_builtins": super::READ_ONLY_BUILTINS,
-        "hook_points": crate::agent::hooks::ALL_POINTS,
+        "hook_points": super::HOOK_POINTS,
         "methods": collect.methods,
         "$defs": definitions,
     })

@@ -222,7 +222,7 @@ pub struct AgentSpec {
     /// SDK built-in tools to expose (none by default).
     pub enabled_tools: Vec<String>,
     /// `autonomous`, `interactive` or `minimal`.
-    pub agent_behavior: crate::config::AgentBehavior,
+    pub agent_behavior: AgentBehavior,
     /// The harness's environment on top of the worker's (its `HOME` at least).
     pub env: BTreeMap<String, WireSecret>,
     /// Rust tools.
@@ -440,4 +440,17 @@ pub struct DebugParams {
 pub struct AnsweredParams {
     /// Request ids.
     pub ids: Vec<u64>,
+}
+
+/// How autonomously the agent works (the SDK's `AgentBehavior`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentBehavior {
+    /// Solve the task end to end without asking (the SDK default).
+    #[default]
+    Autonomous,
+    /// Ask the user when unsure; needed for the `ask_question` built-in tool.
+    Interactive,
+    /// Minimal tools and prompt.
+    Minimal,
 }

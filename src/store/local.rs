@@ -10,9 +10,8 @@ use std::{
 
 use fs4::fs_std::FileExt;
 
-use super::{ConversationInfo, Lease};
+use super::{ConversationDirs, ConversationInfo, Lease};
 use crate::{
-    config::ConversationDirs,
     error::{Error, Result},
     secure_dir,
 };

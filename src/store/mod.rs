@@ -12,6 +12,7 @@
 //!   renews its lease while the agent is live; one that died loses it at expiry; one whose
 //!   lease was taken over can never save over newer state.
 
+mod dirs;
 mod local;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -23,10 +24,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::{
-    config::ConversationDirs,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
+
+pub(crate) use dirs::ConversationDirs;
 
 pub(crate) use local::LocalStore;
 #[cfg(feature = "postgres")]

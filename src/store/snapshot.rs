@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::ConversationDirs;
 use crate::{
-    config::ConversationDirs,
     error::{Error, Result},
     secure_dir,
 };

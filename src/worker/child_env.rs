@@ -9,6 +9,8 @@
 
 use std::ffi::{OsStr, OsString};
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// Variables passed through by name: the search path, home and user, locale and time zone,
 /// temporary directory, proxies and CA bundles (a corporate network needs them to reach the
 /// model), and the Google Cloud settings Vertex AI reads (a project name, a region, and the
@@ -60,6 +62,60 @@ pub fn inherited(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
     vars.into_iter().filter(|(k, _)| is_allowed(k)).collect()
+}
+
+/// Environment variables whose values may be secret (tokens, keys): `Debug` shows the names
+/// only, and the values are kept as [`SecretString`]s.
+///
+/// ```
+/// use agy_bridge::EnvVars;
+///
+/// let mut env = EnvVars::default();
+/// env.set("MCP_TOKEN", "t0k3n");
+/// assert_eq!(format!("{env:?}"), r#"EnvVars(["MCP_TOKEN"])"#);
+/// ```
+#[derive(Clone, Default)]
+pub struct EnvVars(Vec<(String, SecretString)>);
+
+impl EnvVars {
+    /// Sets `name` (replacing an earlier value).
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<SecretString>) {
+        let name = name.into();
+        self.0.retain(|(n, _)| *n != name);
+        self.0.push((name, value.into()));
+    }
+
+    /// The variable names, in the order they were set.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Whether no variable is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(name, value)` pairs with the values exposed, for the child process that needs them.
+    pub(crate) fn exposed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.expose_secret()))
+    }
+
+    /// `other`'s variables set over these.
+    pub(crate) fn merged(&self, other: &Self) -> Self {
+        let mut out = self.clone();
+        for (name, value) in &other.0 {
+            out.set(name.clone(), value.clone());
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EnvVars").field(&self.names()).finish()
+    }
 }
 
 #[cfg(test)]

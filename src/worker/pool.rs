@@ -21,8 +21,8 @@ use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use secrecy::SecretString;
 
+use super::child_env::EnvVars;
 use crate::{
-    config::EnvVars,
     error::{Error, Result},
     worker::{
         PythonConfig,

@@ -38,7 +38,7 @@ pub struct WorkerOptions {
     /// The Python environment to run in.
     pub env: PythonEnv,
     /// Environment variables for the worker on top of the allow-listed ones it inherits.
-    pub extra_env: crate::config::EnvVars,
+    pub extra_env: super::child_env::EnvVars,
     /// Message size limit, both directions.
     pub max_message_size: usize,
     /// Capacity of the outgoing message queue.
@@ -76,7 +76,7 @@ impl WorkerOptions {
     pub fn new(env: PythonEnv) -> Self {
         Self {
             env,
-            extra_env: crate::config::EnvVars::default(),
+            extra_env: super::child_env::EnvVars::default(),
             max_message_size: crate::rpc::DEFAULT_MAX_MESSAGE_SIZE,
             write_queue: 1024,
             startup_timeout: Duration::from_secs(120),

@@ -1,9 +1,12 @@
 //! Routes a worker's inbound traffic: streamed chat events to their turn, and reverse requests
 //! (`tool/call`, `hook/run`, `policy/confirm`) to the Rust state of the agent they name.
 //!
-//! Isolation: a reverse request is served only for an agent this bridge created on this
-//! worker; anything else is refused with a typed error and logged. What the agent's own state
-//! then does with it is `agent::callbacks`' job.
+//! Dispatch is typed: each inbound method is matched against the protocol's method table
+//! ([`crate::protocol::methods`]) and its params parsed into that method's `Params` type before
+//! anything looks at them. Isolation: a reverse request is served only for an agent this bridge
+//! created on this worker; anything else is refused with a typed error and logged. What the
+//! agent's own state then does with it is behind [`ReverseRequests`], which the agent layer
+//! implements: this module knows nothing of agents beyond that trait.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -13,15 +16,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub(crate) use crate::agent::callbacks::AgentState;
 use crate::{
-    agent::callbacks::TurnEvents,
     protocol::{
         Method, codes as proto,
         methods::{
             ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, SpareHarnesses, ToolCall,
         },
-        wire::{ChatEventParams, SpareHarnessesParams},
+        wire::{ChatEventParams, ConfirmParams, HookParams, SpareHarnessesParams, ToolCallParams},
     },
     rpc::{Handler, RpcError, codes},
     types::ChatEvent,
@@ -30,13 +31,66 @@ use crate::{
 
 type TurnKey = (String, u64);
 
+/// Delivers an event to an agent's running turn, if it has one.
+pub(crate) trait TurnEvents: Send + Sync {
+    /// Sends `event` to the streamed turn of `agent_id`.
+    fn send_to_agent(&self, agent_id: &str, event: ChatEvent);
+}
+
+/// An agent's Rust side, as the worker's reverse requests reach it: one method per
+/// worker-to-Rust method of the protocol, each with that method's typed params.
+pub(crate) trait ReverseRequests: Send + Sync {
+    /// The agent id the worker names in its requests.
+    fn agent_id(&self) -> &str;
+    /// `tool/call`.
+    fn tool_call(
+        self: Arc<Self>,
+        params: ToolCallParams,
+        events: Arc<dyn TurnEvents>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>>;
+    /// `hook/run`.
+    fn hook_run(
+        self: Arc<Self>,
+        params: HookParams,
+        events: Arc<dyn TurnEvents>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>>;
+    /// `policy/confirm`.
+    fn policy_confirm(
+        self: Arc<Self>,
+        params: ConfirmParams,
+    ) -> BoxFuture<'static, Result<Value, RpcError>>;
+}
+
+/// The params every reverse request starts with: the agent it is for.
+trait ForAgent {
+    fn agent_id(&self) -> &str;
+}
+
+impl ForAgent for ToolCallParams {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
+impl ForAgent for HookParams {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
+impl ForAgent for ConfirmParams {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
 /// The inbound side of one worker connection.
 type Turns = Arc<Mutex<HashMap<TurnKey, mpsc::UnboundedSender<ChatEvent>>>>;
 
 #[derive(Default)]
 pub(crate) struct Router {
     turns: Turns,
-    agents: Mutex<HashMap<String, Arc<AgentState>>>,
+    agents: Mutex<HashMap<String, Arc<dyn ReverseRequests>>>,
     /// Pre-started harnesses as each worker on this connection handler (the slot's current
     /// worker, its warm spare) last reported them, by worker pid.
     spare_harnesses: Mutex<HashMap<u32, Vec<u32>>>,
@@ -55,8 +109,10 @@ impl Router {
 
     /// Registers an agent's state; done before `agent/create` is sent, so reverse requests that
     /// arrive while the agent starts find it.
-    pub(crate) fn add_agent(&self, state: Arc<AgentState>) {
-        self.agents.lock().insert(state.agent_id.clone(), state);
+    pub(crate) fn add_agent(&self, state: Arc<dyn ReverseRequests>) {
+        self.agents
+            .lock()
+            .insert(state.agent_id().to_owned(), state);
     }
 
     /// Pids of the pre-started harnesses the worker `worker_pid` last reported.
@@ -76,16 +132,38 @@ impl Router {
         self.agents.lock().remove(agent_id);
     }
 
-    fn agent(&self, params: &Value) -> Result<Arc<AgentState>, RpcError> {
-        let agent_id = params
-            .get("agent_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    fn agent(&self, agent_id: &str) -> Result<Arc<dyn ReverseRequests>, RpcError> {
         self.agents.lock().get(agent_id).cloned().ok_or_else(|| {
             tracing::warn!(%agent_id, "reverse request for an agent that is not on this worker");
             RpcError::new(proto::UNKNOWN_AGENT, format!("unknown agent {agent_id:?}"))
                 .with_data(json!({ "agent_id": agent_id }))
         })
+    }
+
+    /// Parses a reverse request's params as method `M`'s and finds the agent they name, then
+    /// hands both to `serve`.
+    fn reverse<M>(
+        &self,
+        params: Value,
+        serve: impl FnOnce(
+            Arc<dyn ReverseRequests>,
+            M::Params,
+            Arc<dyn TurnEvents>,
+        ) -> BoxFuture<'static, Result<Value, RpcError>>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>>
+    where
+        M: Method,
+        M::Params: ForAgent,
+    {
+        let served = parse::<M::Params>(params).and_then(|params| {
+            let agent = self.agent(params.agent_id())?;
+            let turns: Arc<dyn TurnEvents> = Arc::new(Arc::clone(&self.turns));
+            Ok(serve(agent, params, turns))
+        });
+        match served {
+            Ok(future) => future,
+            Err(e) => async move { Err(e) }.boxed(),
+        }
     }
 }
 
@@ -114,34 +192,23 @@ impl Handler for Router {
         method: String,
         params: Value,
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
-        if method == Ping::NAME {
-            return async { Ok(json!("pong")) }.boxed();
-        }
-        let reverse = [ToolCall::NAME, HookRun::NAME, PolicyConfirm::NAME];
-        if !reverse.contains(&method.as_str()) {
-            return async move {
+        match method.as_str() {
+            Ping::NAME => async { Ok(json!("pong")) }.boxed(),
+            ToolCall::NAME => self.reverse::<ToolCall>(params, |agent, params, turns| {
+                agent.tool_call(params, turns)
+            }),
+            HookRun::NAME => self
+                .reverse::<HookRun>(params, |agent, params, turns| agent.hook_run(params, turns)),
+            PolicyConfirm::NAME => self
+                .reverse::<PolicyConfirm>(params, |agent, params, _| agent.policy_confirm(params)),
+            _ => async move {
                 Err(RpcError::new(
                     codes::METHOD_NOT_FOUND,
                     format!("the Rust side has no method {method}"),
                 ))
             }
-            .boxed();
+            .boxed(),
         }
-        let agent = match self.agent(&params) {
-            Ok(agent) => agent,
-            Err(e) => return async move { Err(e) }.boxed(),
-        };
-        let turns = Arc::clone(&self.turns);
-        async move {
-            if method == ToolCall::NAME {
-                agent.call_tool(parse(params)?, &turns).await
-            } else if method == HookRun::NAME {
-                agent.run_hook(parse(params)?, &turns).await
-            } else {
-                agent.confirm(parse(params)?).await
-            }
-        }
-        .boxed()
     }
 
     fn notification(&self, method: String, params: Value) {

@@ -1,7 +1,7 @@
 //! Hibernation, the live cap, re-opening conversations by id and single activation, with the
 //! default (local) store: no database involved.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

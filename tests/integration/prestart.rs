@@ -3,7 +3,7 @@
 //! worker's back is never handed out, and spares end with their worker. (That no spare
 //! outlives a SIGKILLed parent is `failures::no_orphans_after_the_parent_is_sigkilled`.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Rust tools called by the real SDK through `tool/call` reverse requests.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{

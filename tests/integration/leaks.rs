@@ -1,7 +1,7 @@
 //! Agent create/close cycles leave nothing behind: no file descriptors in this process, no
 //! processes under the worker, no unbounded growth of the worker's memory.
 
-mod common;
+use crate::common;
 
 use common::{agent_config, start};
 
@@ -38,7 +38,7 @@ fn children(pid: u32) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_create_close_cycles_leak_nothing() {
+async fn soak_a_thousand_create_close_cycles_leak_nothing() {
     let (bridge, model, _data) = start().await;
     let worker = bridge.stats().worker_pid;
     let cycle = || async {

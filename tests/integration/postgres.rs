@@ -6,9 +6,8 @@
 //! The database comes from `AGY_BRIDGE_TEST_DATABASE_URL` (default: the local server's `test`
 //! database); every test works in a schema of its own. An unreachable database fails the
 //! tests, it never skips them.
-#![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
 use std::{
     process::Stdio,
@@ -104,7 +103,7 @@ impl Replica {
         let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "replica",
+                "postgres::replica",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -752,7 +751,7 @@ fn shuffled(n: usize) -> Vec<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_conversations_hibernate_and_resume_with_at_most_16_live_harnesses() {
+async fn soak_a_thousand_conversations_hibernate_and_resume_with_at_most_16_live_harnesses() {
     const CONVERSATIONS: usize = 1000;
     const LIVE: usize = 16;
     let schema = Schema::new().await;

@@ -1,6 +1,6 @@
 //! Typed SDK configuration reaches the SDK and changes what the model sees or how turns run.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! A failing hook, at every hook point: reported as a `HookFailed` event on the turn and a
 //! `tracing` error, and a hook that decides something fails closed.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex, OnceLock};
 

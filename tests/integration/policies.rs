@@ -1,7 +1,7 @@
 //! Policies enforced by the SDK's harness with Rust `ask_user` handlers (`policy/confirm`), and
 //! the no-cross-agent-stall guarantee of the reverse path.
 
-mod common;
+use crate::common;
 
 use std::sync::{
     Arc, Mutex,

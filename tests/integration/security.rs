@@ -2,7 +2,7 @@
 //! write, a cache owned by someone else, conversation files others can read, and secrets in the
 //! environment that a model with `run_command` could print. See docs/security.md.
 
-mod common;
+use crate::common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
@@ -156,7 +156,12 @@ fn commands_the_agent_runs_cannot_read_this_process_s_secrets() {
     // Runs the probe below in a child process whose environment holds the secrets, so that
     // this test binary never has to change its own environment.
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "environment_probe", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "security::environment_probe",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("AGY_TEST_SENTINEL_SECRET", "sentinel-7f3a9e")
         .env("GEMINI_API_KEY", "gemini-sentinel-9b2c41")
         .output()

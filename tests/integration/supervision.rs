@@ -2,7 +2,7 @@
 //! and its agents continue with their history; a hung worker is found by the heartbeat; a
 //! worker that cannot start is retried a bounded number of times.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -492,9 +492,7 @@ fn policy_flags_deny_or_ask_and_each_decision_is_shown() {
 fn ask_asks_on_the_terminal_and_runs_the_tool_when_approved() {
     use std::io::Write;
     let data = tempfile::tempdir().unwrap();
-    let Some(mut child) = ask_calculator_on_a_terminal(&data) else {
-        return;
-    };
+    let mut child = ask_calculator_on_a_terminal(&data);
     child.stdin.take().unwrap().write_all(b"y\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
@@ -557,9 +555,7 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
     // Tells a hang from a slow machine.
     const HANG: Duration = Duration::from_secs(60);
     let data = tempfile::tempdir().unwrap();
-    let Some(mut child) = ask_calculator_on_a_terminal(&data) else {
-        return;
-    };
+    let mut child = ask_calculator_on_a_terminal(&data);
     let screen = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
     let sink = Arc::clone(&screen);
@@ -608,26 +604,26 @@ fn ctrl_c_at_the_ask_question_cancels_the_turn_and_exits() {
 
 /// `chat --ask calculator "What is 6 * 7?"` on a pseudo-terminal (util-linux `script`), with
 /// its keyboard and screen piped; `None` (the test is skipped) where `script` is missing.
-fn ask_calculator_on_a_terminal(data: &tempfile::TempDir) -> Option<std::process::Child> {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed, so no pseudo-terminal");
-        return None;
-    }
+fn ask_calculator_on_a_terminal(data: &tempfile::TempDir) -> std::process::Child {
+    // A missing tool fails the test: a skipped check would pass silently.
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "util-linux `script` (Debian: bsdutils) is needed for a pseudo-terminal"
+    );
     // `exec`: the shell `script` starts must not stay in the terminal's foreground process
     // group, or Ctrl-C kills it too (dash, a common /bin/sh, then exits with 130).
     let command = format!(
         "exec '{}' chat --offline --ask calculator 'What is 6 * 7?'",
         env!("CARGO_BIN_EXE_agy-bridge")
     );
-    let child = Command::new("script")
+    Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env("XDG_DATA_HOME", data.path())
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    Some(child)
+        .unwrap()
 }
 
 /// `agy-bridge chat … | head`: once nobody reads stdout, the CLI stops the turn and exits

@@ -1,6 +1,6 @@
 //! Every hook point, fired by the real SDK and answered by Rust over `hook/run`.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

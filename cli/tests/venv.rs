@@ -1,8 +1,6 @@
 //! The managed venv: concurrent creation by two processes, repair of a corrupted venv, and a
 //! clear error when no Python is available. These run real `python -m venv` + pip installs.
 
-mod common;
-
 use std::{
     os::unix::fs::PermissionsExt,
     process::{Command, Output},

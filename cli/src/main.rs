@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-mod cli;
+mod commands;
 
 use clap::{Parser, Subcommand};
 
@@ -131,16 +131,16 @@ async fn run() -> ExitCode {
             deny,
             json,
         } => {
-            cli::chat::run(cli::chat::ChatOptions {
+            commands::chat::run(commands::chat::ChatOptions {
                 prompt,
                 base_url,
                 model,
                 offline,
                 system,
                 tools: match (tools, no_tools) {
-                    (true, _) => cli::chat::DemoTools::Always,
-                    (_, true) => cli::chat::DemoTools::Never,
-                    _ => cli::chat::DemoTools::OfflineOnly,
+                    (true, _) => commands::chat::DemoTools::Always,
+                    (_, true) => commands::chat::DemoTools::Never,
+                    _ => commands::chat::DemoTools::OfflineOnly,
                 },
                 read_dir,
                 ask,
@@ -152,9 +152,9 @@ async fn run() -> ExitCode {
         Command::Setup {
             offline_wheels,
             download_wheels,
-        } => cli::setup::run(offline_wheels, download_wheels).await,
+        } => commands::setup::run(offline_wheels, download_wheels).await,
         Command::Doctor => {
-            return if cli::doctor::run().await {
+            return if commands::doctor::run().await {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -164,7 +164,7 @@ async fn run() -> ExitCode {
             dry_run,
             older_than,
             data_dir,
-        } => cli::gc::run(&cli::gc::GcOptions {
+        } => commands::gc::run(&commands::gc::GcOptions {
             data_dir,
             older_than: older_than.map(|days| Duration::from_secs(days * 86_400)),
             dry_run,
@@ -173,7 +173,7 @@ async fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            cli::render::error(&e);
+            commands::render::error(&e);
             ExitCode::FAILURE
         }
     }

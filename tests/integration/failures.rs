@@ -1,7 +1,7 @@
 //! Failure modes provoked for real: garbage, stray prints, oversized messages, a worker that is
 //! SIGKILLed mid-chat or exits, and a parent that dies without cleaning up.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -200,9 +200,8 @@ async fn a_worker_that_exits_reports_its_exit_code() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "helper: runs only when spawned by no_orphans_after_the_parent_is_sigkilled"]
 async fn helper_hold_a_live_agent() {
-    let Ok(dir) = std::env::var("AGY_TEST_HELPER_DATA") else {
-        return;
-    };
+    let dir = std::env::var("AGY_TEST_HELPER_DATA")
+        .expect("AGY_TEST_HELPER_DATA is set by the test that spawns this helper");
     let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
     let bridge = Bridge::start(agy_bridge::BridgeConfig::default().data_dir(dir))
         .await
@@ -230,7 +229,7 @@ async fn no_orphans_after_the_parent_is_sigkilled() {
     let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "helper_hold_a_live_agent",
+            "failures::helper_hold_a_live_agent",
             "--ignored",
             "--nocapture",
         ])

@@ -1,6 +1,6 @@
 //! Streamed chat end to end: real worker, real SDK, real localharness, scripted model.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Several workers per bridge: placement, isolation between workers, caps, named pools and
 //! recycling.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

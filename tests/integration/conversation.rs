@@ -1,7 +1,7 @@
 //! The conversation API on the real SDK: history, counters, send/wait, cancel, structured
 //! output, content, errors with recovery, quota, resume and delete, wake-ups.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

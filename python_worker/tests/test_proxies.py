@@ -1,0 +1,150 @@
+"""The SDK-side stand-ins for Rust tools, policies and hooks (proxies.py), against the real SDK
+types. Every reverse request they send is validated against the protocol schema that the Rust
+side generates (docs/protocol.schema.json), so the worker's hand-built payloads cannot drift
+from the Rust types."""
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import jsonschema
+import pytest
+from google.antigravity import types as t
+
+from agy_worker import proxies
+from agy_worker.protocol import HOOK_RUN, POLICY_CONFIRM, TOOL_CALL
+from agy_worker.rpc import RpcError
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
+
+
+def _check(method, part, value):
+    schema = SCHEMA["methods"][method][part]
+    if isinstance(schema, dict):  # `true`: any JSON value (tool and hook results)
+        jsonschema.validate(value, {**schema, "$defs": SCHEMA["$defs"]})
+
+
+class FakePeer:
+    """Answers reverse calls with canned results, checking each against the schema both ways."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    async def call(self, method, params, timeout=None):
+        _check(method, "params", params)
+        self.calls.append((method, params))
+        answer = self.answers[method]
+        if isinstance(answer, Exception):
+            raise answer
+        _check(method, "result", answer)
+        return answer
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_integral_gives_whole_floats_back_their_integer_type_at_any_depth():
+    assert proxies.integral({"a": 6.0, "b": [1.0, 2.5, {"c": 3.0}], "d": "7.0"}) == {
+        "a": 6,
+        "b": [1, 2.5, {"c": 3}],
+        "d": "7.0",
+    }
+    assert isinstance(proxies.integral(6.0), int)
+
+
+def test_a_tool_proxy_sends_a_schema_valid_tool_call_and_maps_errors():
+    peer = FakePeer({TOOL_CALL: {"sky": "clear"}})
+    decl = {"name": "weather", "description": "Looks up the weather.", "parameters": {"type": "object"}}
+    tool = proxies.make_tool(peer, "agent-1", proxies.Callbacks(), decl)
+    assert tool.__name__ == "weather"
+    assert run(tool(city="Oslo", days=2.0)) == {"sky": "clear"}
+    assert peer.calls == [
+        (TOOL_CALL, {"agent_id": "agent-1", "tool": "weather", "args": {"city": "Oslo", "days": 2}})
+    ]
+
+    failing = FakePeer({TOOL_CALL: RpcError(-32050, "the tool failed")})
+    tool = proxies.make_tool(failing, "agent-1", proxies.Callbacks(), decl)
+    with pytest.raises(t.ToolExecutionError, match="the tool failed"):
+        run(tool(city="Oslo"))
+
+
+def test_policies_follow_the_sdk_safety_rule_when_none_are_given():
+    peer = FakePeer({})
+    assert len(proxies.make_policies(peer, "a", proxies.Callbacks(), None, has_writes=False)) == 1
+    # With write tools and no policy, the SDK itself must refuse the agent: hand it nothing.
+    assert proxies.make_policies(peer, "a", proxies.Callbacks(), None, has_writes=True) == []
+
+
+def test_an_ask_user_rule_asks_rust_with_a_schema_valid_confirmation_and_fails_closed():
+    rules = [
+        {"index": 0, "tool": "run_command", "decision": "deny", "reason": "no shell"},
+        {"index": 1, "tool": "weather", "decision": "ask_user", "reason": "costs money"},
+        {"index": 2, "tool": "*", "decision": "allow"},
+    ]
+    peer = FakePeer({POLICY_CONFIRM: True})
+    policies = proxies.make_policies(peer, "agent-7", proxies.Callbacks(), rules, has_writes=True)
+    assert len(policies) == 3
+    handler = proxies._confirm(peer, "agent-7", proxies.Callbacks(), rules[1])
+    call = SimpleNamespace(name="weather", args={"city": "Oslo", "n": 1.0})
+    assert run(handler(call)) is True
+    assert peer.calls[-1] == (
+        POLICY_CONFIRM,
+        {
+            "agent_id": "agent-7",
+            "index": 1,
+            "tool": "weather",
+            "args": {"city": "Oslo", "n": 1},
+            "reason": "costs money",
+        },
+    )
+    refusing = FakePeer({POLICY_CONFIRM: RpcError(-32010, "unknown agent")})
+    handler = proxies._confirm(refusing, "agent-7", proxies.Callbacks(), rules[1])
+    assert run(handler(call)) is False
+
+
+def test_hooks_send_schema_valid_hook_runs_and_turn_their_answers_into_sdk_results():
+    peer = FakePeer({HOOK_RUN: {"allow": False, "message": "not today"}})
+    (hook,) = proxies.make_hooks(peer, "agent-3", proxies.Callbacks(), ["pre_tool_call_decide"])
+    call = SimpleNamespace(id="c1", name="weather", args={"city": "Oslo"})
+    result = run(hook.run(None, call))
+    assert isinstance(result, t.HookResult)
+    assert (result.allow, result.message) == (False, "not today")
+    method, params = peer.calls[0]
+    assert (method, params["agent_id"], params["point"]) == (HOOK_RUN, "agent-3", "pre_tool_call_decide")
+    assert params["data"]["tool"] == "weather"
+
+
+def test_a_failing_pre_turn_hook_refuses_the_turn_visibly():
+    peer = FakePeer({HOOK_RUN: RpcError(-32051, "hook panicked")})
+    (hook,) = proxies.make_hooks(peer, "agent-3", proxies.Callbacks(), ["pre_turn"])
+    result = run(hook.run(None, "hello"))
+    assert result.allow is False
+    assert "hook panicked" in result.message
+
+
+def test_an_unknown_hook_point_is_refused():
+    with pytest.raises(RpcError, match="unknown hook point"):
+        proxies.make_hooks(FakePeer({}), "a", proxies.Callbacks(), ["after_lunch"])
+
+
+def test_cancel_all_cancels_the_reverse_calls_in_flight():
+    async def scenario():
+        callbacks = proxies.Callbacks()
+        started = asyncio.Event()
+
+        async def forever():
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(callbacks.run(forever()))
+        await started.wait()
+        assert len(callbacks.tasks) == 1
+        callbacks.cancel_all()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not callbacks.tasks
+
+    run(scenario())

@@ -1,0 +1,458 @@
+//! [`AgentConfig`]: how an agent is set up, its validation, and its wire spec.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+use super::ModelConfig;
+use crate::{
+    agent::{
+        hooks::Hooks,
+        policies::{PolicyRule, PolicySet},
+        tools::{Tool, ToolRegistry},
+    },
+    error::{Error, Result},
+    protocol::wire::{AgentBehavior, AgentSpec, ContinuationMode, WireSecret},
+    sdk_config::{
+        BudgetConfig, Capabilities, CompactionConfig, InlineSkill, McpServer, RetryConfig,
+        Subagent, SystemInstructions,
+    },
+    store::ConversationDirs,
+    worker::child_env::EnvVars,
+};
+
+/// How an agent is set up.
+///
+/// ```
+/// use agy_bridge::{AgentConfig, BuiltinTool, ModelConfig, PolicyRule};
+///
+/// let config = AgentConfig::new(ModelConfig::openai_compatible("http://127.0.0.1:11434/v1", "llama3"))
+///     .system_instructions("You are a careful code reviewer.")
+///     .builtin_tool(BuiltinTool::ViewFile)
+///     .builtin_tool(BuiltinTool::ListDirectory)
+///     .workspace("/srv/repo")
+///     .policy(PolicyRule::allow_all())
+///     .pool("default");
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The model.
+    pub(crate) model: ModelConfig,
+    /// System instructions (appended to the SDK's prompt, replacing it, or templated).
+    pub(crate) system_instructions: Option<SystemInstructions>,
+    /// SDK built-in tools to expose (SDK names, e.g. `view_file`). Empty by default: no file
+    /// writes or commands unless asked for.
+    pub(crate) builtin_tools: Vec<String>,
+    /// Workspace directories (default: the SDK's, i.e. the worker's cwd).
+    pub(crate) workspaces: Vec<PathBuf>,
+    /// Autonomous (default), interactive or minimal.
+    pub(crate) behavior: AgentBehavior,
+    /// Rust tools.
+    pub(crate) tools: ToolRegistry,
+    /// Lifecycle hooks.
+    pub(crate) hooks: Hooks,
+    /// Resume (or create) this conversation instead of starting a new one. At least 32 of
+    /// `[a-zA-Z0-9-]` (the SDK's rule).
+    pub(crate) conversation_id: Option<String>,
+    /// Further capabilities (disabled tools, subagents, `run_command`, output truncation).
+    pub(crate) capabilities: Capabilities,
+    has_mcp: bool,
+    /// A JSON schema for structured output (see [`AgentConfig::response_schema`]).
+    pub(crate) response_schema: Option<serde_json::Value>,
+    /// Further SDK config fields as JSON, validated by the SDK (e.g. `compaction_config`,
+    /// `budget_config`, `retry_config`); see [`AgentConfig::sdk_option`].
+    pub(crate) sdk_options: Option<serde_json::Value>,
+    /// Tool-call policies. With none, every tool is allowed, unless write built-ins are
+    /// enabled: then the agent is refused (the SDK's safety rule) unless a
+    /// `pre_tool_call_decide` hook decides.
+    pub(crate) policies: PolicySet,
+    /// The worker pool to run on (default: [`crate::worker::pool::DEFAULT_POOL`]).
+    pub(crate) pool: Option<String>,
+    /// Environment variables for this agent's harness (and the commands it runs), on top of
+    /// its worker's.
+    pub(crate) env: EnvVars,
+    /// How long an `ask_user` handler may take before the call is denied.
+    pub(crate) confirmation_timeout: Option<Duration>,
+    /// Idle this long, the agent hibernates (default: its pool's).
+    pub(crate) hibernate_after: Option<Duration>,
+    /// Problems found while building (a bad tool), reported by `create_agent`.
+    problems: Vec<Error>,
+}
+
+impl AgentConfig {
+    /// An agent for `model` with no tools.
+    #[must_use]
+    pub fn new(model: ModelConfig) -> Self {
+        Self {
+            model,
+            system_instructions: None,
+            builtin_tools: Vec::new(),
+            workspaces: Vec::new(),
+            behavior: AgentBehavior::default(),
+            tools: ToolRegistry::new(),
+            hooks: Hooks::new(),
+            policies: PolicySet::new(),
+            conversation_id: None,
+            capabilities: Capabilities::default(),
+            has_mcp: false,
+            response_schema: None,
+            sdk_options: None,
+            pool: None,
+            env: EnvVars::default(),
+            confirmation_timeout: None,
+            hibernate_after: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for this agent's harness and the commands it runs (e.g. a
+    /// token an MCP server needs). Nothing else of this process's environment reaches them
+    /// beyond the worker's allow-list.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.env.set(name, value);
+        self
+    }
+
+    /// Runs the agent on the named pool (see [`BridgeConfig::pool`]).
+    #[must_use]
+    pub fn pool(mut self, name: impl Into<String>) -> Self {
+        self.pool = Some(name.into());
+        self
+    }
+
+    /// Appends `text` to the SDK's built-in system prompt.
+    #[must_use]
+    pub fn system_instructions(mut self, text: impl Into<String>) -> Self {
+        self.system_instructions = Some(SystemInstructions::Append(text.into()));
+        self
+    }
+
+    /// Sets the system instructions in any of the SDK's forms.
+    #[must_use]
+    pub fn system(mut self, instructions: SystemInstructions) -> Self {
+        self.system_instructions = Some(instructions);
+        self
+    }
+
+    /// Capabilities beyond the enabled tools and the behaviour.
+    #[must_use]
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Context compaction (also the hard limit for one message).
+    #[must_use]
+    pub fn compaction(self, config: CompactionConfig) -> Self {
+        self.typed_option("compaction_config", &config)
+    }
+
+    /// Turn budgets.
+    #[must_use]
+    pub fn budget(self, config: BudgetConfig) -> Self {
+        self.typed_option("budget_config", &config)
+    }
+
+    /// The harness's model retries.
+    #[must_use]
+    pub fn retry(self, config: RetryConfig) -> Self {
+        self.typed_option("retry_config", &config)
+    }
+
+    /// Adds an inline skill.
+    #[must_use]
+    pub fn inline_skill(self, skill: InlineSkill) -> Self {
+        self.push_option("inline_skills", &skill)
+    }
+
+    /// Adds a directory of skills.
+    #[must_use]
+    pub fn skills_path(self, path: impl Into<PathBuf>) -> Self {
+        self.push_option("skills_paths", &path.into())
+    }
+
+    /// Adds an MCP server (its tools need a policy, as write tools do).
+    #[must_use]
+    pub fn mcp_server(mut self, server: McpServer) -> Self {
+        self.has_mcp = true;
+        self.push_option("mcp_servers", &server)
+    }
+
+    /// Adds a subagent.
+    #[must_use]
+    pub fn subagent(self, subagent: Subagent) -> Self {
+        self.push_option("subagents", &subagent)
+    }
+
+    fn typed_option(self, name: &str, value: &impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.sdk_option(name, value)
+    }
+
+    fn push_option(mut self, name: &str, value: &impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        let options = self
+            .sdk_options
+            .get_or_insert_with(|| serde_json::json!({}));
+        match options
+            .get_mut(name)
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            Some(list) => list.push(value),
+            None => options[name] = serde_json::json!([value]),
+        }
+        self
+    }
+
+    /// Exposes an SDK built-in tool by its SDK name.
+    #[must_use]
+    pub fn builtin_tool(mut self, name: impl Into<String>) -> Self {
+        self.builtin_tools.push(name.into());
+        self
+    }
+
+    /// Sets the agent's behaviour.
+    #[must_use]
+    pub const fn behavior(mut self, behavior: AgentBehavior) -> Self {
+        self.behavior = behavior;
+        self
+    }
+
+    /// Adds a workspace directory.
+    #[must_use]
+    pub fn workspace(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workspaces.push(dir.into());
+        self
+    }
+
+    /// Adds a Rust tool (e.g. a `#[llm_tool]` struct or an [`crate::agent::tools::FnTool`]). A
+    /// duplicate name is reported by [`crate::Bridge::create_agent`].
+    #[must_use]
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        if let Err(e) = self.tools.register(tool) {
+            self.problems.push(e);
+        }
+        self
+    }
+
+    /// Applies a timeout to every tool call that has none of its own.
+    #[must_use]
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tools.set_default_timeout(Some(timeout));
+        self
+    }
+
+    /// Denies a tool call whose `ask_user` handler has not answered within `limit` (default:
+    /// no limit, a human may take their time). Either way, cancelling the turn (or its chat
+    /// timeout) drops a pending question.
+    #[must_use]
+    pub const fn confirmation_timeout(mut self, limit: Duration) -> Self {
+        self.confirmation_timeout = Some(limit);
+        self
+    }
+
+    /// Hibernates the agent once it has been idle for `after`: its harness (~190 MiB) stops,
+    /// its conversation is saved, and its next call (a turn, `history`, …) activates it again
+    /// with the same handle and history (default: the pool's setting, else never).
+    #[must_use]
+    pub const fn hibernate_after(mut self, after: Duration) -> Self {
+        self.hibernate_after = Some(after);
+        self
+    }
+
+    /// Sets the hooks.
+    #[must_use]
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Adds a policy rule.
+    #[must_use]
+    pub fn policy(mut self, rule: PolicyRule) -> Self {
+        self.policies.push(rule);
+        self
+    }
+
+    /// Continues the conversation with this id (e.g. [`crate::Agent::conversation_id`] of an
+    /// earlier agent, even from another process), or starts it under this id.
+    #[must_use]
+    pub fn conversation_id(mut self, id: impl Into<String>) -> Self {
+        self.conversation_id = Some(id.into());
+        self
+    }
+
+    /// Asks the model for structured output shaped like `T`; read it with
+    /// [`crate::Agent::structured_output`] or [`crate::ChatOutcome::structured_output`].
+    #[must_use]
+    pub fn response_schema<T: schemars::JsonSchema>(mut self) -> Self {
+        self.response_schema = Some(crate::agent::tools::schema_for::<T>());
+        self
+    }
+
+    /// Sets an SDK config field by its SDK name, e.g.
+    /// `sdk_option("compaction_config", json!({"token_threshold": 4000}))` or
+    /// `sdk_option("budget_config", json!({"max_model_calls": 3}))`. The SDK validates it; a
+    /// bad value fails `create_agent` with [`Error::InvalidConfig`] naming the field.
+    #[must_use]
+    pub fn sdk_option(mut self, name: &str, value: serde_json::Value) -> Self {
+        let options = self
+            .sdk_options
+            .get_or_insert_with(|| serde_json::json!({}));
+        options[name] = value;
+        self
+    }
+
+    /// The agent as the worker reads it, for `conversation_id` in `dirs`, talking to `model`
+    /// (already resolved against its pool).
+    pub(crate) fn spec(
+        &self,
+        model: &ModelConfig,
+        conversation_id: &str,
+        dirs: &ConversationDirs,
+    ) -> AgentSpec {
+        let mut env: BTreeMap<_, _> = dirs
+            .harness_env()
+            .into_iter()
+            .map(|(name, value)| (name, WireSecret(value)))
+            .collect();
+        for (name, value) in self.env.exposed() {
+            env.insert(name.to_owned(), WireSecret(value.to_owned()));
+        }
+        let capabilities = serde_json::to_value(&self.capabilities)
+            .ok()
+            .filter(|c| c.as_object().is_some_and(|c| !c.is_empty()));
+        AgentSpec {
+            model: model.to_wire(),
+            conversation_id: conversation_id.to_owned(),
+            save_dir: dirs.save_dir.clone(),
+            app_data_dir: dirs.app_data_dir.clone(),
+            session_continuation_mode: ContinuationMode::CreateOrResume,
+            enabled_tools: self.builtin_tools.clone(),
+            agent_behavior: self.behavior,
+            env,
+            tools: self.tools.declarations(),
+            hooks: self
+                .hooks
+                .points()
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            policies: (!self.policies.is_empty()).then(|| {
+                self.policies
+                    .rules()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.wire(i))
+                    .collect()
+            }),
+            system_instructions: self
+                .system_instructions
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+            capabilities_extra: capabilities,
+            workspaces: self.workspaces.clone(),
+            response_schema: self.response_schema.clone(),
+            sdk_options: self.sdk_options.clone(),
+        }
+    }
+
+    /// Checks the configuration before it is sent to a worker.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the problem.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(problem) = self.problems.first() {
+            return Err(problem.clone());
+        }
+        let writes: Vec<&str> = self
+            .builtin_tools
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !crate::protocol::READ_ONLY_BUILTINS.contains(t))
+            .collect();
+        let unguarded = self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide");
+        if unguarded && (!writes.is_empty() || self.has_mcp) {
+            let what = if writes.is_empty() {
+                "MCP servers are".to_owned()
+            } else {
+                format!("write tools {writes:?} are")
+            };
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "{what} enabled without a safety policy: add \
+                     .policy(PolicyRule::allow_all()) to approve every call, or \
+                     .policy(PolicyRule::deny_all()).policy(PolicyRule::allow(\"tool\")) to \
+                     allow only some"
+                ),
+            });
+        }
+        if !self.builtin_tools.is_empty() && !self.capabilities.disabled_tools.is_empty() {
+            return Err(Error::InvalidConfig {
+                message: "capabilities: enabled built-in tools and disabled_tools are mutually \
+                          exclusive (the SDK's rule)"
+                    .into(),
+            });
+        }
+        if let Some(id) = &self.conversation_id
+            && (id.len() < 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "conversation_id {id:?} must be at least 32 characters of [a-zA-Z0-9-]"
+                ),
+            });
+        }
+        if let Some(name) = self.builtin_tools.iter().find(|b| self.tools.contains(b)) {
+            return Err(Error::InvalidConfig {
+                message: format!("tool {name} is both a Rust tool and an SDK built-in"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_keys_or_environment_values() {
+        const KEY: &str = "sk-live-0123456789";
+        let model = ModelConfig::gemini(KEY);
+        let agent = AgentConfig::new(model.clone()).env("MCP_TOKEN", KEY);
+        let vertex = ModelConfig::Vertex {
+            project: None,
+            location: None,
+            api_key: Some(KEY.into()),
+            model: None,
+        };
+        let pool = crate::worker::pool::PoolConfig::new("p")
+            .gemini_api_key(KEY)
+            .env("OTHER", KEY);
+        let bridge = crate::config::BridgeConfig::default()
+            .worker_env("X", KEY)
+            .pool(pool.clone());
+        let quota = crate::quota::QuotaRegistry::new();
+        let _ = quota.state_for_key(&model.quota_key());
+        let _ = quota.state_for_key(&vertex.quota_key());
+        for shown in [
+            format!("{model:?}"),
+            format!("{agent:?}"),
+            format!("{vertex:?}"),
+            format!("{pool:?}"),
+            format!("{bridge:?}"),
+            format!("{quota:?}"),
+        ] {
+            assert!(!shown.contains(KEY), "{shown}");
+        }
+        assert!(format!("{agent:?}").contains("MCP_TOKEN"));
+        // The wire form is the one place the key is exposed: the worker needs it.
+        let wire = serde_json::to_value(model.to_wire()).unwrap();
+        assert_eq!(wire["api_key"], KEY);
+        assert!(!format!("{:?}", model.to_wire()).contains(KEY));
+    }
+}
