@@ -116,7 +116,7 @@ impl AgentConfig {
         self
     }
 
-    /// Runs the agent on the named pool (see [`BridgeConfig::pool`]).
+    /// Runs the agent on the named pool (see [`BridgeConfig::pool`](crate::BridgeConfig::pool)).
     #[must_use]
     pub fn pool(mut self, name: impl Into<String>) -> Self {
         self.pool = Some(name.into());

@@ -362,7 +362,7 @@ impl BridgeConfig {
     /// (default 1; 0 turns it off). An agent start or resume then skips the harness's own
     /// start-up (~80–100 ms) and only hands the conversation to a harness that is already
     /// running; a replacement starts in the background. A spare is used by agents whose
-    /// harness environment is the bridge's default (no [`AgentConfig::env`]); others start
+    /// harness environment is the bridge's default (no [`AgentConfig::env`](crate::AgentConfig::env)); others start
     /// their own. Each spare costs an idle harness's memory (about 50 MiB here), appears in
     /// [`crate::WorkerStats::spare_harness_pids`] and ends with its worker.
     #[must_use]
