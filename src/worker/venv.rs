@@ -649,7 +649,10 @@ fn build(
                 .arg(dir),
             report,
         )?;
-        phase(format!("installing {}", requirements.join(" ")));
+        phase(format!(
+            "installing {}{source} with uv",
+            requirements.join(" ")
+        ));
         run(
             &format!("installing {}", requirements.join(" ")),
             Command::new(uv)
