@@ -655,8 +655,10 @@ fn build(
         ));
         run(
             &format!("installing {}", requirements.join(" ")),
+            // Copies, not uv's default hard links into its cache: a damaged venv file must
+            // not damage the cache that the repair reinstalls from (nor other venvs).
             Command::new(uv)
-                .args(["pip", "install", "--python"])
+                .args(["pip", "install", "--link-mode", "copy", "--python"])
                 .arg(&python)
                 .args(&offline)
                 .args(&requirements),
