@@ -26,6 +26,10 @@ from .rpc import INVALID_PARAMS, Peer, RpcError
 
 log = logging.getLogger("agy_worker.host")
 
+# How long a finished turn waits for hooks the SDK runs beside it (on_session_start) before
+# answering, so that their failure is reported in the turn (see Callbacks.settle_hooks).
+HOOK_SETTLE_SECS = 10.0
+
 _HTTP_STATUS = re.compile(r"status (\d{3})")
 # "Retry-After: 7", "retry after 7s", or Google's "retryDelay": "7s".
 _RETRY_AFTER = re.compile(r"(?i)retry[-_ ]?(?:after|delay)[\"']?\s*[:=]?\s*[\"']?(\d+(?:\.\d+)?)")
@@ -436,6 +440,7 @@ class AgentHost:
                     notify(CHAT_EVENT, {"agent_id": agent_id, "turn_id": turn_id, "event": event})
             text = await response.text()
             stop = response.stop_reason
+            await hosted.callbacks.settle_hooks(HOOK_SETTLE_SECS)
             return {
                 "text": text,
                 "usage": _usage(response.usage_metadata),

@@ -40,16 +40,31 @@ class Callbacks:
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.hooks: set[asyncio.Task[Any]] = set()
 
-    async def run(self, coro: Awaitable[Any]) -> Any:
+    async def run(self, coro: Awaitable[Any], *, hook: bool = False) -> Any:
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
+            if hook:
+                self.hooks.add(task)
         try:
             return await coro
         finally:
             if task is not None:
                 self.tasks.discard(task)
+                self.hooks.discard(task)
+
+    async def settle_hooks(self, timeout: float) -> None:
+        """Waits (at most `timeout` seconds) for the hook calls in flight.
+
+        The SDK runs some hooks (`on_session_start`) concurrently with the turn, so a turn can
+        end while one is still with Rust; waiting for it keeps its outcome (a failure report)
+        inside the turn that started it. A hook still running after `timeout` is left running.
+        """
+        pending = {task for task in self.hooks if task is not asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def cancel_all(self) -> None:
         log.info("cancelling %d reverse calls in flight", len(self.tasks))
@@ -143,7 +158,9 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
 
     async def call(point: str, data: dict[str, Any]) -> Any:
         data["agent_id"] = agent_id
-        return await callbacks.run(peer.call(HOOK_RUN, {"agent_id": agent_id, "point": point, "data": data}))
+        return await callbacks.run(
+            peer.call(HOOK_RUN, {"agent_id": agent_id, "point": point, "data": data}), hook=True
+        )
 
     def decide(result: Any) -> Any:
         return t.HookResult(

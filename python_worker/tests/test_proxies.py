@@ -148,3 +148,37 @@ def test_cancel_all_cancels_the_reverse_calls_in_flight():
         assert not callbacks.tasks
 
     run(scenario())
+
+
+def test_settle_hooks_waits_for_a_hook_in_flight_and_gives_up_on_a_hung_one():
+    async def scenario():
+        callbacks = proxies.Callbacks()
+        release = asyncio.Event()
+        order: list[str] = []
+
+        async def slow_hook():
+            await release.wait()
+            order.append("hook answered")
+
+        async def hung_hook():
+            await asyncio.Event().wait()
+
+        async def tool():
+            await asyncio.Event().wait()
+
+        slow = asyncio.ensure_future(callbacks.run(slow_hook(), hook=True))
+        tool_task = asyncio.ensure_future(callbacks.run(tool()))
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        await callbacks.settle_hooks(30)
+        order.append("turn answered")
+        assert order == ["hook answered", "turn answered"]
+        assert slow.done() and not tool_task.done()  # only hooks are waited for
+
+        hung = asyncio.ensure_future(callbacks.run(hung_hook(), hook=True))
+        await asyncio.sleep(0)
+        await callbacks.settle_hooks(0.05)
+        assert not hung.done()  # bounded: left running, not cancelled
+        callbacks.cancel_all()
+
+    run(scenario())

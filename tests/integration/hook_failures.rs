@@ -144,7 +144,11 @@ async fn decide_hooks_fail_closed_and_every_failure_is_reported() {
         .create_agent(with(
             Hooks::new()
                 .post_tool_call(|_| async { panic!("post_tool_call bug") })
-                .on_session_start(|_| async { panic!("on_session_start bug") }),
+                // Slow: the SDK runs it beside the turn, so the turn has to wait for its report.
+                .on_session_start(|_| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    panic!("on_session_start bug")
+                }),
         ))
         .await
         .unwrap();
