@@ -413,8 +413,7 @@ async fn start_pool(
     // right one (it runs the base interpreter, ~0.1 s on a pyenv shim); keep them if it is.
     let env = match venv::remembered(&python) {
         Some(guess) => {
-            let (env, started) =
-                tokio::join!(ensure, start_slots(config, &pool, options(guess.clone())));
+            let (env, started) = tokio::join!(ensure, start_slots(&pool, options(guess.clone())));
             match (env, started) {
                 (Ok(env), Ok(slots)) if env.same_as(&guess) => {
                     return Ok(Arc::new(Pool::new(pool, slots)));
@@ -434,7 +433,7 @@ async fn start_pool(
         }
         None => ensure.await?,
     };
-    let slots = start_slots(config, &pool, options(env)).await?;
+    let slots = start_slots(&pool, options(env)).await?;
     Ok(Arc::new(Pool::new(pool, slots)))
 }
 
@@ -454,9 +453,7 @@ fn worker_options(
     options.debug_methods = config.debug_methods;
     options.extra_env = config.worker_env.merged(&pool.env);
     options.prestart = Some(HarnessPrestart {
-        count: pool
-            .prestarted_harnesses
-            .unwrap_or(config.prestarted_harnesses),
+        count: pool.prestarted_harnesses.unwrap_or(1),
         storage_directory: dirs.save_dir.clone(),
         env: dirs.harness_env(),
     });
@@ -464,15 +461,8 @@ fn worker_options(
 }
 
 /// Starts `pool`'s workers, each under its supervisor.
-async fn start_slots(
-    config: &BridgeConfig,
-    pool: &PoolConfig,
-    options: WorkerOptions,
-) -> Result<Vec<Arc<Slot>>> {
-    let restart = pool
-        .restart
-        .clone()
-        .unwrap_or_else(|| config.restart.clone());
+async fn start_slots(pool: &PoolConfig, options: WorkerOptions) -> Result<Vec<Arc<Slot>>> {
+    let restart = pool.restart.clone().unwrap_or_default();
     let starts = (0..pool.workers.max(1)).map(|_| {
         let router = Arc::new(Router::default());
         let options = options.clone();

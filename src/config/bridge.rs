@@ -61,7 +61,7 @@ fn chat_timeout_from(value: Option<&str>) -> Duration {
 ///     .workers(2)
 ///     .chat_timeout(Duration::from_secs(60))
 ///     .restart(RestartPolicy::default().warm_spare(true));
-/// assert_eq!(config.workers, 2);
+/// assert_eq!(config.default_pool.workers, 2);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -94,25 +94,13 @@ pub struct BridgeConfig {
     /// Minimum time between two turns started through this bridge, to avoid request bursts
     /// (the seed's `inter_agent_delay`). Default zero: quota backoff handles 429s per key.
     pub inter_agent_delay: Duration,
-    /// Number of worker processes; agents go to the least-loaded one (default 1).
-    pub workers: usize,
-    /// At most this many agents per worker (default: no limit); `create_agent` fails with
-    /// [`Error::Capacity`] when every worker is full.
-    pub max_agents_per_worker: Option<usize>,
-    /// Restart budget, heartbeat and warm spare of the default pool's workers.
-    pub restart: RestartPolicy,
-    /// When the default pool's workers are recycled (default: never).
-    pub recycle: RecyclePolicy,
+    /// The default pool ([`DEFAULT_POOL`]): its workers, caps, restart and recycle policies,
+    /// hibernation and prestarted harnesses. Named pools ([`BridgeConfig::pool`]) take its
+    /// interpreter, restart policy and prestarted-harness count where they set none. The
+    /// builder methods below (`workers`, `restart`, `max_live_agents`, ...) set its fields.
+    pub default_pool: PoolConfig,
     /// Further named worker pools (see [`BridgeConfig::pool`]).
     pub pools: Vec<PoolConfig>,
-    /// At most this many agents of the default pool live at once (see
-    /// [`crate::PoolConfig::max_live_agents`]).
-    pub max_live_agents: Option<usize>,
-    /// Agents of the default pool idle this long hibernate (default: never).
-    pub hibernate_after: Option<Duration>,
-    /// `localharness` processes each worker keeps started for agents still to come (default
-    /// 1); see [`BridgeConfig::prestarted_harnesses`].
-    pub prestarted_harnesses: usize,
     /// Where conversations live beyond this process (default: the data directory only).
     pub store: StoreConfig,
     /// How long a conversation's lease lasts without renewal (default 30 s). A bridge that
@@ -154,15 +142,11 @@ impl Default for BridgeConfig {
             worker_env: EnvVars::default(),
             setup_progress: None,
             channel_capacity: 1024,
-            workers: 1,
-            max_agents_per_worker: None,
             inter_agent_delay: Duration::ZERO,
-            restart: RestartPolicy::default(),
-            recycle: RecyclePolicy::default(),
+            default_pool: PoolConfig::new(DEFAULT_POOL)
+                .restart(RestartPolicy::default())
+                .prestarted_harnesses(1),
             pools: Vec::new(),
-            max_live_agents: None,
-            hibernate_after: None,
-            prestarted_harnesses: 1,
             store: StoreConfig::default(),
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
@@ -176,7 +160,7 @@ impl BridgeConfig {
     /// Runs `n` worker processes (agents are placed on the least-loaded one).
     #[must_use]
     pub const fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.default_pool.workers = n;
         self
     }
 
@@ -191,15 +175,17 @@ impl BridgeConfig {
 
     /// The default pool plus the named ones, each with the bridge's settings filled in.
     pub(crate) fn resolved_pools(&self) -> Result<Vec<PoolConfig>> {
-        let mut default = PoolConfig::new(DEFAULT_POOL)
-            .workers(self.workers)
-            .python(self.python.clone())
-            .restart(self.restart.clone());
-        default.max_agents_per_worker = self.max_agents_per_worker;
-        default.recycle = self.recycle.clone();
-        default.max_live_agents = self.max_live_agents;
-        default.hibernate_after = self.hibernate_after;
-        default.prestarted_harnesses = Some(self.prestarted_harnesses);
+        let mut default = self.default_pool.clone();
+        default.name = DEFAULT_POOL.to_owned();
+        let python = default
+            .python
+            .get_or_insert_with(|| self.python.clone())
+            .clone();
+        let restart = default
+            .restart
+            .get_or_insert_with(RestartPolicy::default)
+            .clone();
+        let prestarted = *default.prestarted_harnesses.get_or_insert(1);
         let mut pools = vec![default];
         for pool in &self.pools {
             if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
@@ -211,10 +197,9 @@ impl BridgeConfig {
                 });
             }
             let mut pool = pool.clone();
-            pool.python.get_or_insert_with(|| self.python.clone());
-            pool.restart.get_or_insert_with(|| self.restart.clone());
-            pool.prestarted_harnesses
-                .get_or_insert(self.prestarted_harnesses);
+            pool.python.get_or_insert_with(|| python.clone());
+            pool.restart.get_or_insert_with(|| restart.clone());
+            pool.prestarted_harnesses.get_or_insert(prestarted);
             pools.push(pool);
         }
         Ok(pools)
@@ -324,21 +309,21 @@ impl BridgeConfig {
     /// Caps the agents per worker of the default pool.
     #[must_use]
     pub const fn max_agents_per_worker(mut self, n: usize) -> Self {
-        self.max_agents_per_worker = Some(n);
+        self.default_pool.max_agents_per_worker = Some(n);
         self
     }
 
     /// Restart budget, heartbeat and warm spare of the default pool's workers.
     #[must_use]
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
-        self.restart = policy;
+        self.default_pool.restart = Some(policy);
         self
     }
 
     /// When the default pool's workers are recycled.
     #[must_use]
     pub const fn recycle(mut self, policy: RecyclePolicy) -> Self {
-        self.recycle = policy;
+        self.default_pool.recycle = policy;
         self
     }
 
@@ -346,7 +331,7 @@ impl BridgeConfig {
     /// [`crate::PoolConfig::max_live_agents`]).
     #[must_use]
     pub const fn max_live_agents(mut self, n: usize) -> Self {
-        self.max_live_agents = Some(n);
+        self.default_pool.max_live_agents = Some(n);
         self
     }
 
@@ -354,7 +339,7 @@ impl BridgeConfig {
     /// [`crate::AgentConfig::hibernate_after`] wins).
     #[must_use]
     pub const fn hibernate_after(mut self, after: Duration) -> Self {
-        self.hibernate_after = Some(after);
+        self.default_pool.hibernate_after = Some(after);
         self
     }
 
@@ -367,7 +352,7 @@ impl BridgeConfig {
     /// [`crate::WorkerStats::spare_harness_pids`] and ends with its worker.
     #[must_use]
     pub const fn prestarted_harnesses(mut self, n: usize) -> Self {
-        self.prestarted_harnesses = n;
+        self.default_pool.prestarted_harnesses = Some(n);
         self
     }
 
@@ -431,5 +416,33 @@ mod tests {
             default.operation_timeout,
             default.chat_timeout + Duration::from_secs(120)
         );
+    }
+
+    #[test]
+    fn the_default_pool_is_one_pool_config_whose_settings_named_pools_inherit() {
+        let config = BridgeConfig::default()
+            .workers(3)
+            .max_live_agents(5)
+            .prestarted_harnesses(2)
+            .restart(RestartPolicy::default().warm_spare(true))
+            .python("/opt/py/bin/python3")
+            .pool(PoolConfig::new("gpu"))
+            .pool(PoolConfig::new("small").prestarted_harnesses(0));
+        let pools = config.resolved_pools().unwrap();
+        let names: Vec<_> = pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, [DEFAULT_POOL, "gpu", "small"]);
+        let (default, gpu, small) = (&pools[0], &pools[1], &pools[2]);
+        assert_eq!((default.workers, default.max_live_agents), (3, Some(5)));
+        assert_eq!((gpu.workers, gpu.max_live_agents), (1, None));
+        assert_eq!(gpu.prestarted_harnesses, Some(2));
+        assert_eq!(small.prestarted_harnesses, Some(0));
+        assert_eq!(format!("{:?}", gpu.restart), format!("{:?}", default.restart));
+        assert_eq!(
+            gpu.python.as_ref().and_then(|p| p.python.clone()),
+            Some(PathBuf::from("/opt/py/bin/python3"))
+        );
+
+        let clash = BridgeConfig::default().pool(PoolConfig::new(DEFAULT_POOL));
+        assert!(matches!(clash.resolved_pools(), Err(Error::InvalidConfig { .. })));
     }
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 async fn agents_spread_over_workers_and_chat_concurrently_with_tools() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = config(&data).workers(2);
-    cfg.max_agents_per_worker = Some(3);
+    cfg.default_pool.max_agents_per_worker = Some(3);
     let bridge = Bridge::start(cfg).await.unwrap();
     let model = agy_bridge::testing::ScriptedModel::with_responder(std::sync::Arc::new(
         |req: &agy_bridge::testing::RecordedRequest| {
@@ -313,7 +313,7 @@ async fn stats_report_memory_and_an_rss_ceiling_recycles() {
 async fn four_workers_serve_32_agents_chatting_with_tools_at_once() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = config(&data).workers(4);
-    cfg.max_agents_per_worker = Some(8);
+    cfg.default_pool.max_agents_per_worker = Some(8);
     let bridge = Bridge::start(cfg).await.unwrap();
     let model = ScriptedModel::with_responder(std::sync::Arc::new(
         |req: &agy_bridge::testing::RecordedRequest| match req.tool_result() {
