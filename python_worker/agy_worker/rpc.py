@@ -57,7 +57,9 @@ REQUEST_CANCELLED = -32800
 MESSAGE_TOO_LARGE = -32001
 CONNECTION_CLOSED = -32002
 
-# Built into the peer: which of these request ids have been answered (see _answered_among).
+# Built into the peer: cancelling a request in flight, and which of these request ids have been
+# answered (see _answered_among).
+CANCEL_REQUEST = "$/cancelRequest"
 ANSWERED = "$/answered"
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
@@ -336,11 +338,11 @@ class Peer:
             # by now; only an answer that already arrived makes the cancel pointless.
             answered = fut.done() and not fut.cancelled()
             if not answered and self._closed is None:
-                self._send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": req_id}})
+                self._send({"jsonrpc": "2.0", "method": CANCEL_REQUEST, "params": {"id": req_id}})
             raise
         except asyncio.TimeoutError:
             if self._closed is None:
-                self._send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": req_id}})
+                self._send({"jsonrpc": "2.0", "method": CANCEL_REQUEST, "params": {"id": req_id}})
             raise
         finally:
             self._pending.pop(req_id, None)
@@ -426,7 +428,7 @@ class Peer:
             fut.set_exception(RpcError(INVALID_REQUEST, f"malformed error object in the answer: {err!r}"))
 
     def _on_notification(self, method: str, params: Any) -> None:
-        if method == "$/cancelRequest":
+        if method == CANCEL_REQUEST:
             target = params.get("id") if isinstance(params, dict) else None
             task = self._inflight.get(target) if _valid_id(target) else None
             if task is not None:

@@ -45,3 +45,11 @@ def test_error_codes_match():
 def test_shared_constants_match():
     assert sorted(protocol.READ_ONLY_BUILTINS) == sorted(SCHEMA["read_only_builtins"])
     assert list(protocol.HOOK_POINTS) == SCHEMA["hook_points"]
+
+
+def test_json_rpc_constants_match():
+    jsonrpc = SCHEMA["jsonrpc"]
+    assert {name: getattr(rpc, name) for name in jsonrpc["codes"]} == jsonrpc["codes"]
+    assert rpc.CANCEL_REQUEST == jsonrpc["cancel_method"]
+    assert rpc.ANSWERED == jsonrpc["answered_method"]
+    assert rpc.DEFAULT_MAX_MESSAGE == jsonrpc["default_max_message_size"]

@@ -44,6 +44,10 @@ pub(crate) fn document() -> Value {
         .iter()
         .map(|(name, code)| ((*name).to_owned(), json!(code)))
         .collect();
+    let jsonrpc_codes: Map<String, Value> = crate::rpc::codes::ALL
+        .iter()
+        .map(|(name, code)| ((*name).to_owned(), json!(code)))
+        .collect();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$comment": "Generated from src/protocol by `AGY_BRIDGE_BLESS=1 cargo test --lib protocol`; do not edit.",
@@ -52,6 +56,12 @@ pub(crate) fn document() -> Value {
         "worker_version": super::WORKER_VERSION,
         "sdk_version": super::SDK_VERSION,
         "error_codes": error_codes,
+        "jsonrpc": {
+            "codes": jsonrpc_codes,
+            "cancel_method": crate::rpc::CANCEL_METHOD,
+            "answered_method": crate::rpc::ANSWERED_METHOD,
+            "default_max_message_size": crate::rpc::DEFAULT_MAX_MESSAGE_SIZE,
+        },
         "read_only_builtins": super::READ_ONLY_BUILTINS,
         "hook_points": super::HOOK_POINTS,
         "methods": collect.methods,

@@ -5,6 +5,9 @@ use serde_json::Value;
 
 /// Standard and bridge-specific JSON-RPC error codes.
 pub mod codes {
+    /// The line is not valid JSON (the worker answers it; Rust skips such a line and logs it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub const PARSE_ERROR: i64 = -32700;
     /// The JSON is not a valid request object.
     pub const INVALID_REQUEST: i64 = -32600;
     /// The method does not exist.
@@ -17,6 +20,18 @@ pub mod codes {
     pub const REQUEST_CANCELLED: i64 = -32800;
     /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
     pub const MESSAGE_TOO_LARGE: i64 = -32001;
+
+    /// Every JSON-RPC-level code by name, for the protocol schema.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, i64)] = &[
+        ("PARSE_ERROR", PARSE_ERROR),
+        ("INVALID_REQUEST", INVALID_REQUEST),
+        ("METHOD_NOT_FOUND", METHOD_NOT_FOUND),
+        ("INVALID_PARAMS", INVALID_PARAMS),
+        ("INTERNAL_ERROR", INTERNAL_ERROR),
+        ("REQUEST_CANCELLED", REQUEST_CANCELLED),
+        ("MESSAGE_TOO_LARGE", MESSAGE_TOO_LARGE),
+    ];
 }
 
 /// A request id. We send integers; we answer whatever the peer sent.

@@ -13,5 +13,7 @@ pub use error::{CallError, CloseReason};
 pub use message::{RpcError, codes};
 #[cfg(test)]
 pub(crate) use peer::ANSWERED_METHOD;
+#[cfg(test)]
+pub(crate) use peer::CANCEL_METHOD;
 pub(crate) use peer::panic_message;
 pub use peer::{DEFAULT_MAX_MESSAGE_SIZE, Handler, OnClose, Peer, PeerConfig};

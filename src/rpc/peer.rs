@@ -31,7 +31,7 @@ use super::{
 /// Default limit for one message in either direction: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
-const CANCEL_METHOD: &str = "$/cancelRequest";
+pub(crate) const CANCEL_METHOD: &str = "$/cancelRequest";
 /// Asks the peer which of a list of request ids it has already answered (see
 /// [`Peer::check_answered`]).
 pub const ANSWERED_METHOD: &str = "$/answered";
