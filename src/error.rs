@@ -291,7 +291,9 @@ impl Error {
 }
 
 /// How the worker classified a failed turn (from the exception class and HTTP status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AgentErrorKind {
@@ -312,8 +314,11 @@ pub enum AgentErrorKind {
     /// Another terminal execution error.
     Execution,
     /// An unexpected error inside the worker.
-    #[serde(other)]
     Internal,
+    /// A kind this bridge does not know (a newer worker sent it); logged as a warning with the
+    /// kind the worker named.
+    #[serde(other)]
+    Unknown,
 }
 
 impl std::fmt::Display for AgentErrorKind {
@@ -328,6 +333,7 @@ impl std::fmt::Display for AgentErrorKind {
             Self::InvalidRequest => "invalid request",
             Self::Execution => "execution",
             Self::Internal => "internal",
+            Self::Unknown => "unknown",
         };
         f.write_str(s)
     }

@@ -5,6 +5,7 @@ import base64
 
 import pytest
 from google.antigravity import types as t
+from schema_check import SCHEMA, validate
 
 from agy_worker.host import classify_exception, dedupe_steps, to_prompt
 from agy_worker.protocol import AGENT_ERROR
@@ -14,6 +15,7 @@ from agy_worker.rpc import INVALID_PARAMS, RpcError
 def _kind(exc):
     error = classify_exception(exc)
     assert error.code == AGENT_ERROR
+    validate(error.data, SCHEMA["error_data"]["AGENT_ERROR"])
     return error.data
 
 

@@ -1,14 +1,11 @@
 """The worker's method table, error codes and constants against the protocol schema that the
 Rust side generates from its types (docs/protocol.schema.json)."""
 
-import json
-from pathlib import Path
+from schema_check import SCHEMA
 
 from agy_worker import PROTOCOL_VERSION, __version__, protocol, rpc
 from agy_worker.host import AgentHost
 from agy_worker.worker import Worker
-
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
 
 
 def _methods(direction):

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
@@ -52,6 +54,31 @@ pub mod codes {
         ("TOOL_FAILED", TOOL_FAILED),
         ("HOOK_FAILED", HOOK_FAILED),
     ];
+}
+
+/// The `data` of an [`codes::AGENT_ERROR`] answer: how the worker classified a failed turn.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct AgentErrorData {
+    /// The classification (an unknown one reads as [`AgentErrorKind::Unknown`]).
+    pub kind: AgentErrorKind,
+    /// The SDK exception's class name (for logs; Rust never decides by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+    /// The model server's HTTP status, when the failure carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// How long the model server asked to wait, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<f64>,
+    /// The SDK session died with the turn (the worker re-opens it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_dead: Option<bool>,
+    /// Whether re-opening the dead session worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// Why re-opening the dead session failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopen_error: Option<String>,
 }
 
 impl From<CallError> for Error {
@@ -115,23 +142,49 @@ fn from_remote(remote: RpcError) -> Error {
         },
         codes::INVALID_CONFIG => Error::InvalidConfig { message },
         codes::VERSION_MISMATCH => Error::VersionMismatch { message },
-        codes::AGENT_ERROR => Error::Agent {
-            kind: field("kind")
-                .and_then(|k| serde_json::from_value(k).ok())
-                .unwrap_or(AgentErrorKind::Internal),
-            http_status: field("http_status")
-                .and_then(|s| s.as_u64())
-                .and_then(|s| u16::try_from(s).ok()),
-            retry_after: field("retry_after_secs")
-                .and_then(|s| s.as_f64())
-                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
-            message,
-        },
+        codes::AGENT_ERROR => agent_error(message, data),
         _ => Error::Rpc {
             code,
             message,
             data: data.filter(|d| !matches!(d, Value::Null)),
         },
+    }
+}
+
+/// An [`codes::AGENT_ERROR`] answer as [`Error::Agent`]; data that does not fit
+/// [`AgentErrorData`], or a kind this bridge does not know, is logged and read as
+/// [`AgentErrorKind::Unknown`].
+fn agent_error(message: String, data: Option<Value>) -> Error {
+    let named_kind = data
+        .as_ref()
+        .and_then(|d| d.get("kind"))
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "none".to_owned());
+    let data = match serde_json::from_value::<AgentErrorData>(data.unwrap_or(Value::Null)) {
+        Ok(data) => data,
+        Err(e) => {
+            tracing::warn!(kind = %named_kind, "malformed agent error data ({e}): {message}");
+            AgentErrorData {
+                kind: AgentErrorKind::Unknown,
+                exception: None,
+                http_status: None,
+                retry_after_secs: None,
+                session_dead: None,
+                recovered: None,
+                reopen_error: None,
+            }
+        }
+    };
+    if data.kind == AgentErrorKind::Unknown {
+        tracing::warn!(kind = %named_kind, "the worker named an agent error kind this bridge does not know: {message}");
+    }
+    Error::Agent {
+        kind: data.kind,
+        http_status: data.http_status,
+        retry_after: data
+            .retry_after_secs
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+        message,
     }
 }
 
@@ -157,6 +210,19 @@ mod tests {
         assert!(
             matches!(quota, Error::Agent { kind: AgentErrorKind::Quota, http_status: Some(429), retry_after: Some(d), .. } if d.as_millis() == 2500)
         );
+        let newer = Error::from(remote(
+            codes::AGENT_ERROR,
+            serde_json::json!({"kind": "solar_flare", "http_status": 503}),
+        ));
+        assert!(matches!(
+            newer,
+            Error::Agent { kind: AgentErrorKind::Unknown, http_status: Some(503), .. }
+        ));
+        let malformed = Error::from(remote(codes::AGENT_ERROR, serde_json::json!({"kind": 7})));
+        assert!(matches!(
+            malformed,
+            Error::Agent { kind: AgentErrorKind::Unknown, .. }
+        ));
         assert!(matches!(
             Error::from(CallError::Lost { id: 7 }),
             Error::ResponseLost { request_id: 7 }

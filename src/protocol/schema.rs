@@ -39,6 +39,9 @@ pub(crate) fn document() -> Value {
         methods: Map::new(),
     };
     super::methods::each(&mut collect);
+    let agent_error = collect
+        .generator
+        .subschema_for::<super::errors::AgentErrorData>();
     let definitions = collect.generator.take_definitions(true);
     let error_codes: Map<String, Value> = codes::ALL
         .iter()
@@ -56,6 +59,7 @@ pub(crate) fn document() -> Value {
         "worker_version": super::WORKER_VERSION,
         "sdk_version": super::SDK_VERSION,
         "error_codes": error_codes,
+        "error_data": { "AGENT_ERROR": agent_error },
         "jsonrpc": {
             "codes": jsonrpc_codes,
             "cancel_method": crate::rpc::CANCEL_METHOD,
