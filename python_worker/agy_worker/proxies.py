@@ -207,6 +207,20 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
             ),
         ),
     }
+
+    def _fail_closed(point: str, e: RpcError) -> Any:
+        """What a hook answers when Rust could not run it (the agent is gone, the call was
+        refused, ...): decide-hooks refuse, as Rust's own failure path does; None raises."""
+        refusal = f"{point} hook failed: {e.message}"
+        if point in ("pre_turn", "pre_tool_call_decide"):
+            # (A raising pre_turn hook would make the SDK silently skip the turn.)
+            return t.HookResult(allow=False, message=refusal)
+        if point == "stop":
+            return t.StopHookResult(decision=t.StopDecision.ALLOW_STOP, reason="")
+        if point == "on_interaction":
+            return t.QuestionHookResult.model_validate({"responses": [], "cancelled": True})
+        return None
+
     out = []
     for point in points:
         if point not in specs:
@@ -225,11 +239,10 @@ def make_hooks(peer: Peer, agent_id: str, callbacks: Callbacks, points: list[str
             try:
                 result = await call(_point, _w(data))
             except RpcError as e:
-                if _point == "pre_turn":
-                    # A raising pre_turn hook makes the SDK silently skip the turn; refuse it
-                    # visibly instead.
-                    return t.HookResult(allow=False, message=f"pre_turn hook failed: {e.message}")
-                raise
+                closed = _fail_closed(_point, e)
+                if closed is None:
+                    raise
+                return closed
             return _r(result) if _r is not None else None
 
         cls = type(f"Rust{base.__name__}", (base,), {"run": run})

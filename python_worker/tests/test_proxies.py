@@ -176,3 +176,17 @@ def test_settle_hooks_waits_for_a_hook_in_flight_and_gives_up_on_a_hung_one():
         callbacks.cancel_all()
 
     run(scenario())
+
+
+def test_decide_hooks_fail_closed_when_rust_cannot_run_them():
+    refusing = FakePeer({HOOK_RUN: RpcError(-32602, "invalid params")})
+    decide, stop, ask = proxies.make_hooks(
+        refusing, "agent-3", proxies.Callbacks(), ["pre_tool_call_decide", "stop", "on_interaction"]
+    )
+    call = SimpleNamespace(id="c1", name="rm", args={})
+    result = run(decide.run(None, call))
+    assert result.allow is False and "invalid params" in result.message
+    args = t.StopArgs(response_text="done", trajectory_id="tr-1", continuation_count=0)
+    assert run(stop.run(None, args)).decision == t.StopDecision.ALLOW_STOP
+    questions = t.AskQuestionInteractionSpec(questions=[])
+    assert run(ask.run(None, questions)).cancelled is True

@@ -205,17 +205,11 @@ impl AgentState {
         params: HookParams,
         events: &dyn TurnEvents,
     ) -> Result<Value, RpcError> {
-        let HookParams {
-            point, mut data, ..
-        } = params;
-        if let Value::Object(map) = &mut data {
-            map.insert("agent_id".into(), json!(self.agent_id));
-        }
+        let HookParams { mut call, .. } = params;
+        call.set_agent_id(&self.agent_id);
+        let point = call.point();
         let hooks = self.hooks.clone();
-        let running = {
-            let point = point.clone();
-            user_code::run(async move { hooks.run(&point, data).await })
-        };
+        let running = user_code::run(async move { hooks.run(call).await });
         let failure = match running.await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(message)) => message,
@@ -231,11 +225,11 @@ impl AgentState {
         events.send_to_agent(
             &self.agent_id,
             ChatEvent::HookFailed {
-                point: point.clone(),
+                point: point.to_owned(),
                 message: failure.clone(),
             },
         );
-        fail_closed(&point, &failure)
+        fail_closed(point, &failure)
     }
 }
 

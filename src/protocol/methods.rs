@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::{
     Direction, Method,
+    hooks::HookAnswer,
     wire::{
         AgentCreateParams, AgentCreateResult, AgentRef, AnsweredParams, CancelResult,
         ChatEventParams, ChatParams, ChatResult, ConfirmParams, DebugParams, EchoParams,
@@ -84,7 +85,7 @@ methods! {
     /// Run a Rust tool; answers the tool's JSON result.
     ToolCall = "tool/call", WorkerToRust, ToolCallParams => Value;
     /// Run a Rust hook; answers the hook's result.
-    HookRun = "hook/run", WorkerToRust, HookParams => Value;
+    HookRun = "hook/run", WorkerToRust, HookParams => HookAnswer;
     /// Ask an `ask_user` handler.
     PolicyConfirm = "policy/confirm", WorkerToRust, ConfirmParams => bool;
 }

@@ -4,6 +4,7 @@
 //! ([`schema`], checked into `docs/protocol.schema.json`, which the Python worker's tests read).
 
 pub(crate) mod errors;
+pub(crate) mod hooks;
 pub(crate) mod methods;
 #[cfg(test)]
 pub(crate) mod schema;

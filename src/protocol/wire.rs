@@ -399,11 +399,9 @@ pub struct ToolCallParams {
 pub struct HookParams {
     /// The agent.
     pub agent_id: String,
-    /// The hook point.
-    pub point: String,
-    /// The point's data (see docs/protocol.md).
-    #[serde(default)]
-    pub data: Value,
+    /// The hook point and its data (see docs/protocol.md).
+    #[serde(flatten)]
+    pub call: super::hooks::HookCall,
 }
 
 /// `policy/confirm` params.
