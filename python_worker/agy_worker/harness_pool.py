@@ -10,11 +10,11 @@ agent (model, tools, policies, conversation id) goes later, over the WebSocket, 
 to an agent start whose launch is exactly the same as what the SDK would have started; anything
 else starts its own harness as before.
 
-The bridge says what to pre-start in the environment variable `AGY_WORKER_PRESTART` (JSON:
-`count`, `storage_directory`, `env`), read once at worker start, so the first spare starts
-while the SDK is still being imported. Spares live in the worker's process group and hold a
-pipe to the worker on their stdin: they go when the worker goes (the bridge kills the group,
-the worker kills it on exit, and a harness exits at EOF on its stdin).
+The bridge says what to pre-start in `initialize` (`harness_prestart`: `count`,
+`storage_directory`, `env`), its first request, which the worker handles while the SDK is
+still being imported: the first spare starts alongside the import. Spares live in the worker's
+process group and hold a pipe to the worker on their stdin: they go when the worker goes (the
+bridge kills the group, the worker kills it on exit, and a harness exits at EOF on its stdin).
 
 The `InputConfig`/`OutputConfig` messages are encoded here by hand (five fields, wire format
 per the SDK's descriptor) so that spawning needs no SDK import; `tests/test_harness_pool.py`
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -38,7 +37,6 @@ from typing import Any
 
 log = logging.getLogger("agy_worker.harness_pool")
 
-PRESTART_ENV = "AGY_WORKER_PRESTART"
 HARNESS_PATH_ENV = "ANTIGRAVITY_HARNESS_PATH"
 SDK_DISTRIBUTION = "google-antigravity"
 
@@ -246,20 +244,18 @@ class Prestart:
     env: dict[str, str]
 
     @classmethod
-    def from_environment(cls) -> Prestart | None:
-        """Reads (and removes, so harnesses do not inherit it) `AGY_WORKER_PRESTART`."""
-        raw = os.environ.pop(PRESTART_ENV, None)
-        if not raw:
+    def from_params(cls, spec: Any) -> Prestart | None:
+        """Reads `initialize`'s `harness_prestart`; None when absent, zero or malformed."""
+        if not spec:
             return None
         try:
-            spec = json.loads(raw)
             prestart = cls(
                 int(spec["count"]),
                 str(spec["storage_directory"]),
                 {str(k): str(v) for k, v in (spec.get("env") or {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            log.warning("ignoring %s: %s", PRESTART_ENV, e)
+            log.warning("ignoring harness_prestart: %s", e)
             return None
         return prestart if prestart.count > 0 else None
 

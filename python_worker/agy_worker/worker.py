@@ -46,13 +46,9 @@ class Worker:
         self.stop = asyncio.Event()
         self.sdk_imported_at: float | None = None
         self.offloop_start = False
-        # Spare harnesses start now, while the SDK is imported (see harness_pool.py).
-        prestart = harness_pool.Prestart.from_environment()
-        self.harnesses = (
-            harness_pool.HarnessPool.from_prestart(prestart, self._report_spares) if prestart else None
-        )
-        if self.harnesses is not None:
-            self.harnesses.fill()
+        # Spare harnesses: set up by `initialize`, which arrives while the SDK is imported.
+        self.harnesses: harness_pool.HarnessPool | None = None
+        self._started: asyncio.Future[str] | None = None
         self.sdk_ready = asyncio.ensure_future(self._import_sdk())
         self.host = AgentHost(self.peer, self.sdk_ready)
         methods = dict(self.METHODS)
@@ -79,7 +75,16 @@ class Worker:
             gc.freeze()
             gc.enable()
         self.sdk_imported_at = time.time()
-        version = importlib.metadata.version("google-antigravity")
+        return importlib.metadata.version("google-antigravity")
+
+    async def _start(self, prestart: harness_pool.Prestart | None) -> str:
+        """Starts the spare harnesses (alongside the SDK import), then installs the off-loop
+        agent start that hands them out. Once per worker: the first `initialize` decides."""
+        if prestart is not None:
+            self.harnesses = harness_pool.HarnessPool.from_prestart(prestart, self._report_spares)
+            if self.harnesses is not None:
+                self.harnesses.fill()
+        version = await self.sdk_ready
         self.offloop_start = offloop.install(version, self.harnesses)
         if not self.offloop_start and self.harnesses is not None:
             await self.harnesses.close()  # only the patched start can hand spares out
@@ -98,7 +103,10 @@ class Worker:
                 f"protocol version mismatch: Rust speaks {theirs}, this worker speaks {PROTOCOL_VERSION}",
                 {"worker_protocol_version": PROTOCOL_VERSION},
             )
-        sdk_version = await self.sdk_ready
+        if self._started is None:
+            prestart = harness_pool.Prestart.from_params((params or {}).get("harness_prestart"))
+            self._started = asyncio.ensure_future(self._start(prestart))
+        sdk_version = await asyncio.shield(self._started)
         return {
             "protocol_version": PROTOCOL_VERSION,
             "worker_version": __version__,

@@ -6,13 +6,15 @@ import os
 import signal
 
 import pytest
+from google.antigravity.proto import localharness_pb2 as pb2
 from hypothesis import given
 from hypothesis import strategies as st
+from schema_check import SCHEMA, validate
 
 from agy_worker import harness_pool
 from agy_worker.harness_pool import HarnessPool, Launch, Prestart
 
-pb2 = pytest.importorskip("google.antigravity.proto.localharness_pb2")
+_INITIALIZE = SCHEMA["methods"]["initialize"]["params"]
 
 text = st.text(max_size=40)
 
@@ -55,16 +57,13 @@ def test_client_info_is_what_the_sdk_sends():
     assert harness_pool.default_binary({}) == lc._get_default_binary_path({})
 
 
-def test_prestart_comes_from_the_environment_and_is_not_inherited(monkeypatch):
-    monkeypatch.setenv(
-        harness_pool.PRESTART_ENV, '{"count": 2, "storage_directory": "/d", "env": {"HOME": "/h"}}'
-    )
-    assert Prestart.from_environment() == Prestart(2, "/d", {"HOME": "/h"})
-    assert harness_pool.PRESTART_ENV not in os.environ
-    monkeypatch.setenv(harness_pool.PRESTART_ENV, "{not json")
-    assert Prestart.from_environment() is None
-    monkeypatch.setenv(harness_pool.PRESTART_ENV, '{"count": 0, "storage_directory": "/d"}')
-    assert Prestart.from_environment() is None
+def test_prestart_comes_from_initialize_and_fits_the_schema():
+    spec = {"count": 2, "storage_directory": "/d", "env": {"HOME": "/h"}}
+    validate({"protocol_version": 2, "crate_version": "0.2.0", "harness_prestart": spec}, _INITIALIZE)
+    assert Prestart.from_params(spec) == Prestart(2, "/d", {"HOME": "/h"})
+    assert Prestart.from_params(None) is None
+    assert Prestart.from_params({"storage_directory": "/d"}) is None  # malformed: no count
+    assert Prestart.from_params({"count": 0, "storage_directory": "/d"}) is None
 
 
 def _alive(pid):

@@ -33,6 +33,22 @@ pub struct InitializeParams {
     pub protocol_version: u32,
     /// This crate's version.
     pub crate_version: String,
+    /// Harnesses to keep started ahead (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_prestart: Option<HarnessPrestart>,
+}
+
+/// What a worker pre-starts `localharness` processes with: the storage directory and
+/// environment of the bridge's agents (see `agy_worker/harness_pool.py`). No secrets: agents
+/// with their own environment start their own harness.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HarnessPrestart {
+    /// How many to keep ready.
+    pub count: usize,
+    /// The agents' `save_dir`.
+    pub storage_directory: std::path::PathBuf,
+    /// The harness environment every agent spec carries (`HOME`).
+    pub env: BTreeMap<String, String>,
 }
 
 /// `initialize` result: who the worker is.

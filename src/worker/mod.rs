@@ -11,5 +11,6 @@ pub mod supervisor;
 pub mod venv;
 mod venv_check;
 
-pub use process::{HarnessPrestart, StartupTimings, WorkerOptions, WorkerProcess};
+pub use crate::protocol::wire::HarnessPrestart;
+pub use process::{StartupTimings, WorkerOptions, WorkerProcess};
 pub use venv::{PythonConfig, SetupEvent, SetupProgress};

@@ -27,7 +27,7 @@ use crate::{
         self, Method,
         errors::close_reason,
         methods::{Initialize, WorkerShutdown},
-        wire::{Empty, InitializeParams, WorkerInfo},
+        wire::{Empty, HarnessPrestart, InitializeParams, WorkerInfo},
     },
     rpc::{Handler, Peer, PeerConfig},
 };
@@ -55,19 +55,6 @@ pub struct WorkerOptions {
     pub debug_methods: bool,
     /// Harnesses the worker keeps started ahead, and what they are started with.
     pub prestart: Option<HarnessPrestart>,
-}
-
-/// What a worker pre-starts `localharness` processes with: the storage directory and
-/// environment of the bridge's agents (see `agy_worker/harness_pool.py`). No secrets: agents
-/// with their own environment start their own harness.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HarnessPrestart {
-    /// How many to keep ready.
-    pub count: usize,
-    /// The agents' `save_dir`.
-    pub storage_directory: std::path::PathBuf,
-    /// The harness environment every agent spec carries (`HOME`).
-    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl WorkerOptions {
@@ -190,10 +177,6 @@ impl WorkerProcess {
         if options.debug_methods {
             cmd.env("AGY_WORKER_DEBUG", "1");
         }
-        if let Some(prestart) = options.prestart.as_ref().filter(|p| p.count > 0) {
-            let spec = serde_json::to_string(prestart).expect("paths and strings serialize");
-            cmd.env("AGY_WORKER_PRESTART", spec);
-        }
         cmd.envs(options.extra_env.exposed());
         // Everything the worker and its harnesses write (conversations, transcripts) is
         // owner-only.
@@ -285,6 +268,7 @@ impl WorkerProcess {
         let params = InitializeParams {
             protocol_version: protocol::PROTOCOL_VERSION,
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
+            harness_prestart: options.prestart.clone().filter(|p| p.count > 0),
         };
         let info = worker
             .call::<Initialize>(&params, options.startup_timeout)
