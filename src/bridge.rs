@@ -343,11 +343,12 @@ impl Bridge {
     #[cfg(feature = "testing")]
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
         let worker = self.inner.first_slot().supervisor.live().await?;
-        Ok(worker
+        worker
             .process
             .peer()
             .call(method, params, self.inner.config.operation_timeout)
-            .await?)
+            .await
+            .map_err(crate::protocol::errors::from_call)
     }
 
     /// The per-API-key quota backoff shared by this bridge's agents.

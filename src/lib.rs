@@ -74,7 +74,7 @@ pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, StepToolCall, U
 pub use worker::{
     StartupTimings,
     child_env::EnvVars,
-    pool::{DEFAULT_POOL, PoolConfig, RecyclePolicy, WorkerStats},
+    pool::{DEFAULT_POOL, PoolConfig, PoolStats, RecyclePolicy, WorkerStats},
     supervisor::RestartPolicy,
 };
 

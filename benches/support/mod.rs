@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Runs `scripts/<script>` with `python` (each `{work}` in `args` becomes a fresh temporary
 /// directory) and returns the JSON it prints. Panics, with the script's stderr, if it fails.
-pub async fn sdk_baseline(python: &Path, script: &str, args: &[&str]) -> Value {
+pub(crate) async fn sdk_baseline(python: &Path, script: &str, args: &[&str]) -> Value {
     let work = tempfile::tempdir().unwrap();
     let work = work.path().to_str().expect("a UTF-8 temporary directory");
     let out = tokio::process::Command::new(python)
@@ -29,13 +29,13 @@ pub async fn sdk_baseline(python: &Path, script: &str, args: &[&str]) -> Value {
 }
 
 /// The middle sample (the upper one of the two for an even count).
-pub fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 /// Now, in UTC, for the report's heading.
-pub fn run_date() -> String {
+pub(crate) fn run_date() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

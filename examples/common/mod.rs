@@ -6,7 +6,7 @@ use agy_bridge::{
 };
 
 /// The model to use, and the scripted server when offline (keep it alive while chatting).
-pub async fn model(offline_script: Vec<Reply>) -> (ModelConfig, Option<ScriptedModel>) {
+pub(crate) async fn model(offline_script: Vec<Reply>) -> (ModelConfig, Option<ScriptedModel>) {
     if std::env::var("GEMINI_API_KEY").is_ok() {
         eprintln!("(using Gemini from GEMINI_API_KEY)");
         return (ModelConfig::gemini_from_env().expect("key is set"), None);

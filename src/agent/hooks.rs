@@ -26,8 +26,7 @@ use serde_json::Value;
 use crate::protocol::hooks::HookCall;
 pub use crate::protocol::hooks::{
     Answer, Answers, Compaction, Interaction, PostToolCall, PostTurn, PreToolCall, PreTurn,
-    Question, QuestionOption, Session, Stop, StopDecision, ToolDecision, ToolFailure,
-    TurnDecision,
+    Question, QuestionOption, Session, Stop, StopDecision, ToolDecision, ToolFailure, TurnDecision,
 };
 
 type HookFn = Arc<dyn Fn(HookCall) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
@@ -46,7 +45,8 @@ where
         let f = Arc::clone(&f);
         async move {
             let point = call.point();
-            let ctx = extract(call).ok_or_else(|| format!("a {point} call reached another hook"))?;
+            let ctx =
+                extract(call).ok_or_else(|| format!("a {point} call reached another hook"))?;
             let out = f(ctx).await;
             serde_json::to_value(out).map_err(|e| e.to_string())
         }

@@ -436,13 +436,19 @@ mod tests {
         assert_eq!((gpu.workers, gpu.max_live_agents), (1, None));
         assert_eq!(gpu.prestarted_harnesses, Some(2));
         assert_eq!(small.prestarted_harnesses, Some(0));
-        assert_eq!(format!("{:?}", gpu.restart), format!("{:?}", default.restart));
+        assert_eq!(
+            format!("{:?}", gpu.restart),
+            format!("{:?}", default.restart)
+        );
         assert_eq!(
             gpu.python.as_ref().and_then(|p| p.python.clone()),
             Some(PathBuf::from("/opt/py/bin/python3"))
         );
 
         let clash = BridgeConfig::default().pool(PoolConfig::new(DEFAULT_POOL));
-        assert!(matches!(clash.resolved_pools(), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(
+            clash.resolved_pools(),
+            Err(Error::InvalidConfig { .. })
+        ));
     }
 }

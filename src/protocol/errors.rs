@@ -13,31 +13,31 @@ use crate::{
 };
 
 /// Error codes of our protocol, beyond JSON-RPC's own (`-32700`…`-32600`, `-32800`).
-pub mod codes {
+pub(crate) mod codes {
     /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub const MESSAGE_TOO_LARGE: i64 = crate::rpc::codes::MESSAGE_TOO_LARGE;
+    pub(crate) const MESSAGE_TOO_LARGE: i64 = crate::rpc::codes::MESSAGE_TOO_LARGE;
     /// The connection closed before an answer arrived (only the worker answers with it).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub const CONNECTION_CLOSED: i64 = -32002;
+    pub(crate) const CONNECTION_CLOSED: i64 = -32002;
     /// `initialize`: the two sides speak different protocol versions.
-    pub const VERSION_MISMATCH: i64 = -32003;
+    pub(crate) const VERSION_MISMATCH: i64 = -32003;
     /// The agent id is not hosted by this worker / not known to this bridge.
-    pub const UNKNOWN_AGENT: i64 = -32010;
+    pub(crate) const UNKNOWN_AGENT: i64 = -32010;
     /// The tool is not registered for that agent.
-    pub const UNKNOWN_TOOL: i64 = -32011;
+    pub(crate) const UNKNOWN_TOOL: i64 = -32011;
     /// The turn failed; `data.kind` classifies it.
-    pub const AGENT_ERROR: i64 = -32020;
+    pub(crate) const AGENT_ERROR: i64 = -32020;
     /// The configuration was rejected.
-    pub const INVALID_CONFIG: i64 = -32030;
+    pub(crate) const INVALID_CONFIG: i64 = -32030;
     /// The agent is already running a turn.
-    pub const AGENT_BUSY: i64 = -32040;
+    pub(crate) const AGENT_BUSY: i64 = -32040;
     /// The agent has no live session (re-opening it after a model error failed).
-    pub const AGENT_DISCONNECTED: i64 = -32041;
+    pub(crate) const AGENT_DISCONNECTED: i64 = -32041;
     /// A Rust tool failed (its message is shown to the model).
-    pub const TOOL_FAILED: i64 = -32050;
+    pub(crate) const TOOL_FAILED: i64 = -32050;
     /// A Rust hook failed.
-    pub const HOOK_FAILED: i64 = -32051;
+    pub(crate) const HOOK_FAILED: i64 = -32051;
 
     /// Every code of ours by name, for the protocol schema.
     #[cfg(test)]
@@ -81,21 +81,21 @@ pub(crate) struct AgentErrorData {
     pub reopen_error: Option<String>,
 }
 
-impl From<CallError> for Error {
-    fn from(error: CallError) -> Self {
-        match error {
-            CallError::Closed(reason) => closed(&reason),
-            CallError::TooLarge { size, limit } => Self::MessageTooLarge { size, limit },
-            CallError::Timeout { method, timeout } => Self::Timeout {
-                operation: method,
-                duration: timeout,
-            },
-            CallError::Cancelled => Self::Cancelled,
-            CallError::Remote(remote) => from_remote(remote),
-            CallError::Lost { id } => Self::ResponseLost { request_id: id },
-            CallError::Encode { method, message } => {
-                Self::Protocol(format!("cannot encode the params of {method}: {message}"))
-            }
+/// A failed call as the crate's typed error (a function, not a `From` impl, so that the rpc
+/// layer's error stays out of the public API).
+pub(crate) fn from_call(error: CallError) -> Error {
+    match error {
+        CallError::Closed(reason) => closed(&reason),
+        CallError::TooLarge { size, limit } => Error::MessageTooLarge { size, limit },
+        CallError::Timeout { method, timeout } => Error::Timeout {
+            operation: method,
+            duration: timeout,
+        },
+        CallError::Cancelled => Error::Cancelled,
+        CallError::Remote(remote) => from_remote(remote),
+        CallError::Lost { id } => Error::ResponseLost { request_id: id },
+        CallError::Encode { method, message } => {
+            Error::Protocol(format!("cannot encode the params of {method}: {message}"))
         }
     }
 }
@@ -196,40 +196,47 @@ mod tests {
     fn remote_codes_become_typed_errors() {
         let remote = |code, data| CallError::Remote(RpcError::new(code, "m").with_data(data));
         assert!(matches!(
-            Error::from(remote(codes::UNKNOWN_AGENT, serde_json::json!({"agent_id": "a"}))),
+            from_call(remote(codes::UNKNOWN_AGENT, serde_json::json!({"agent_id": "a"}))),
             Error::UnknownAgent { agent_id } if agent_id == "a"
         ));
         assert!(matches!(
-            Error::from(remote(codes::VERSION_MISMATCH, Value::Null)),
+            from_call(remote(codes::VERSION_MISMATCH, Value::Null)),
             Error::VersionMismatch { .. }
         ));
-        let quota = Error::from(remote(
+        let quota = from_call(remote(
             codes::AGENT_ERROR,
             serde_json::json!({"kind": "quota", "http_status": 429, "retry_after_secs": 2.5}),
         ));
         assert!(
             matches!(quota, Error::Agent { kind: AgentErrorKind::Quota, http_status: Some(429), retry_after: Some(d), .. } if d.as_millis() == 2500)
         );
-        let newer = Error::from(remote(
+        let newer = from_call(remote(
             codes::AGENT_ERROR,
             serde_json::json!({"kind": "solar_flare", "http_status": 503}),
         ));
         assert!(matches!(
             newer,
-            Error::Agent { kind: AgentErrorKind::Unknown, http_status: Some(503), .. }
+            Error::Agent {
+                kind: AgentErrorKind::Unknown,
+                http_status: Some(503),
+                ..
+            }
         ));
-        let malformed = Error::from(remote(codes::AGENT_ERROR, serde_json::json!({"kind": 7})));
+        let malformed = from_call(remote(codes::AGENT_ERROR, serde_json::json!({"kind": 7})));
         assert!(matches!(
             malformed,
-            Error::Agent { kind: AgentErrorKind::Unknown, .. }
+            Error::Agent {
+                kind: AgentErrorKind::Unknown,
+                ..
+            }
         ));
         assert!(matches!(
-            Error::from(CallError::Lost { id: 7 }),
+            from_call(CallError::Lost { id: 7 }),
             Error::ResponseLost { request_id: 7 }
         ));
         let crash = close_reason(Error::WorkerStopped);
         assert!(matches!(
-            Error::from(CallError::Closed(crash)),
+            from_call(CallError::Closed(crash)),
             Error::WorkerStopped
         ));
     }

@@ -285,7 +285,6 @@ impl JsonSchema for ToolDecision {
     }
 }
 
-
 /// One hook point's call: the `point` and its `data` (adjacently tagged, as the worker sends
 /// them in `hook/run`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -10,19 +10,20 @@ pub(crate) mod methods;
 pub(crate) mod schema;
 pub(crate) mod wire;
 
-pub use errors::codes;
+pub(crate) use errors::codes;
 
 /// Wire protocol version; bumped on any incompatible change. Checked at `initialize`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 /// Version of the embedded `agy_worker` package (checked against the running worker).
-pub const WORKER_VERSION: &str = "0.2.0";
+pub(crate) const WORKER_VERSION: &str = "0.2.0";
 /// The `google-antigravity` version this crate is tested with (pinned in the managed venv).
 pub const SDK_VERSION: &str = "0.1.22";
 
 /// The SDK built-in tools that only read (the SDK's `BuiltinTools.read_only()`); any other
 /// enabled built-in writes, and needs a policy. The worker holds the same list, checked against
 /// the protocol schema by its tests.
-pub const READ_ONLY_BUILTINS: &[&str] = &["view_file", "read_url_content", "schedule", "finish"];
+pub(crate) const READ_ONLY_BUILTINS: &[&str] =
+    &["view_file", "read_url_content", "schedule", "finish"];
 
 /// Every hook point the Rust side can register a callback for, in the SDK's order (the
 /// `point` of `hook/run`). `agent::hooks` declares one callback per point; its tests check the

@@ -12,13 +12,13 @@ use crate::types::{ChatEvent, Usage};
 
 /// No params, or an empty result: `{}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct Empty {}
+pub(crate) struct Empty {}
 
 /// A string that may be secret (an API key, an environment value): sent as it is, never shown
 /// by `Debug`.
 #[derive(Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(transparent)]
-pub struct WireSecret(pub String);
+pub(crate) struct WireSecret(pub String);
 
 impl std::fmt::Debug for WireSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,7 +28,7 @@ impl std::fmt::Debug for WireSecret {
 
 /// `initialize` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct InitializeParams {
+pub(crate) struct InitializeParams {
     /// [`super::PROTOCOL_VERSION`].
     pub protocol_version: u32,
     /// This crate's version.
@@ -42,7 +42,7 @@ pub struct InitializeParams {
 /// environment of the bridge's agents (see `agy_worker/harness_pool.py`). No secrets: agents
 /// with their own environment start their own harness.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct HarnessPrestart {
+pub(crate) struct HarnessPrestart {
     /// How many to keep ready.
     pub count: usize,
     /// The agents' `save_dir`.
@@ -82,7 +82,7 @@ pub struct WorkerInfo {
 /// `worker/echo` params (tests and benchmarks).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct EchoParams {
+pub(crate) struct EchoParams {
     /// Echoed back.
     pub payload: Value,
     /// Adds a string of this many bytes to the answer.
@@ -93,7 +93,7 @@ pub struct EchoParams {
 /// `worker/echo` result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct EchoResult {
+pub(crate) struct EchoResult {
     /// The payload sent.
     pub payload: Value,
     /// The padding asked for.
@@ -104,7 +104,7 @@ pub struct EchoResult {
 /// `worker/ping_rust` params: time `count` reverse calls, `concurrency` at a time.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct PingRustParams {
+pub(crate) struct PingRustParams {
     /// How many calls.
     pub count: u32,
     /// How many at a time.
@@ -120,7 +120,7 @@ pub struct PingRustParams {
 /// `worker/ping_rust` result, timed in the worker.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct PingRustResult {
+pub(crate) struct PingRustResult {
     /// Calls made.
     pub count: u32,
     /// Median round trip (µs).
@@ -137,7 +137,7 @@ pub struct PingRustResult {
 /// `SessionContinuationMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ContinuationMode {
+pub(crate) enum ContinuationMode {
     /// Create it, or resume it if it exists.
     CreateOrResume,
     /// Resume only: an unknown conversation fails.
@@ -147,7 +147,7 @@ pub enum ContinuationMode {
 /// The model of an agent as the worker reads it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelSpec {
+pub(crate) enum ModelSpec {
     /// The Gemini API.
     Gemini {
         /// The API key.
@@ -188,7 +188,7 @@ pub enum ModelSpec {
 
 /// A Rust tool as the worker declares it to the SDK.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ToolSpec {
+pub(crate) struct ToolSpec {
     /// Tool name.
     pub name: String,
     /// Description.
@@ -200,7 +200,7 @@ pub struct ToolSpec {
 /// A policy decision as the SDK knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Run the tool.
     Allow,
     /// Refuse it.
@@ -211,7 +211,7 @@ pub enum Decision {
 
 /// One policy rule as the worker hands it to the SDK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct PolicySpec {
+pub(crate) struct PolicySpec {
     /// Tool name or pattern (`*`, `server/*`).
     pub tool: String,
     /// What to do.
@@ -224,7 +224,7 @@ pub struct PolicySpec {
 
 /// An agent's configuration as the worker reads it (`agent/create`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct AgentSpec {
+pub(crate) struct AgentSpec {
     /// The model.
     pub model: ModelSpec,
     /// The conversation (at least 32 of `[a-zA-Z0-9-]`).
@@ -269,7 +269,7 @@ pub struct AgentSpec {
 
 /// `agent/create` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct AgentCreateParams {
+pub(crate) struct AgentCreateParams {
     /// Rust-assigned agent id.
     pub agent_id: String,
     /// The agent's configuration.
@@ -278,7 +278,7 @@ pub struct AgentCreateParams {
 
 /// `agent/create` result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct AgentCreateResult {
+pub(crate) struct AgentCreateResult {
     /// The agent id.
     pub agent_id: String,
     /// Pid of the agent's `localharness` process.
@@ -289,7 +289,7 @@ pub struct AgentCreateResult {
 
 /// Params of requests that only name an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct AgentRef {
+pub(crate) struct AgentRef {
     /// The agent.
     pub agent_id: String,
 }
@@ -297,7 +297,7 @@ pub struct AgentRef {
 /// One part of a prompt.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum PromptPart {
+pub(crate) enum PromptPart {
     /// Text.
     Text {
         /// The text.
@@ -320,7 +320,7 @@ pub enum PromptPart {
 /// A prompt: text, or a list of parts.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum Prompt {
+pub(crate) enum Prompt {
     /// Plain text.
     Text(String),
     /// Text and media.
@@ -329,7 +329,7 @@ pub enum Prompt {
 
 /// `agent/chat` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ChatParams {
+pub(crate) struct ChatParams {
     /// The agent.
     pub agent_id: String,
     /// Rust-assigned turn number; echoed in every `chat/event`.
@@ -340,7 +340,7 @@ pub struct ChatParams {
 
 /// `agent/send` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct SendParams {
+pub(crate) struct SendParams {
     /// The agent.
     pub agent_id: String,
     /// The prompt.
@@ -349,7 +349,7 @@ pub struct SendParams {
 
 /// `agent/chat` result (and `agent/wait_for_idle`'s for a sent turn).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ChatResult {
+pub(crate) struct ChatResult {
     /// The reply text.
     pub text: String,
     /// Token usage of the turn.
@@ -363,14 +363,14 @@ pub struct ChatResult {
 
 /// `agent/cancel` result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct CancelResult {
+pub(crate) struct CancelResult {
     /// Whether a turn was running and was halted.
     pub cancelled: bool,
 }
 
 /// `agent/wait_for_wakeup` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct WakeupParams {
+pub(crate) struct WakeupParams {
     /// The agent.
     pub agent_id: String,
     /// How long to wait.
@@ -379,7 +379,7 @@ pub struct WakeupParams {
 
 /// `chat/event` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ChatEventParams {
+pub(crate) struct ChatEventParams {
     /// The agent.
     pub agent_id: String,
     /// The turn.
@@ -390,7 +390,7 @@ pub struct ChatEventParams {
 
 /// `worker/spare_harnesses` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct SpareHarnessesParams {
+pub(crate) struct SpareHarnessesParams {
     /// The reporting worker (a slot's current worker and its warm spare share a connection
     /// handler, so the report says whose it is).
     pub worker_pid: u32,
@@ -400,7 +400,7 @@ pub struct SpareHarnessesParams {
 
 /// `tool/call` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ToolCallParams {
+pub(crate) struct ToolCallParams {
     /// The agent.
     pub agent_id: String,
     /// The tool.
@@ -412,7 +412,7 @@ pub struct ToolCallParams {
 
 /// `hook/run` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct HookParams {
+pub(crate) struct HookParams {
     /// The agent.
     pub agent_id: String,
     /// The hook point and its data (see docs/protocol.md).
@@ -422,7 +422,7 @@ pub struct HookParams {
 
 /// `policy/confirm` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ConfirmParams {
+pub(crate) struct ConfirmParams {
     /// The agent.
     pub agent_id: String,
     /// The `ask_user` rule's index.
@@ -440,7 +440,7 @@ pub struct ConfirmParams {
 /// `worker/debug` params: failure injection for the bridge's own tests.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct DebugParams {
+pub(crate) struct DebugParams {
     /// `print`, `garbage`, `block`, `reverse`, `trigger` or `exit`.
     pub action: String,
     /// The action's arguments.
@@ -451,7 +451,7 @@ pub struct DebugParams {
 /// `$/answered` params: which of these request ids has the peer answered?
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(not(test), allow(dead_code))] // described in the schema; called by name
-pub struct AnsweredParams {
+pub(crate) struct AnsweredParams {
     /// Request ids.
     pub ids: Vec<u64>,
 }

@@ -6,11 +6,11 @@
 //! the oversized line so the peer can read its id and fail just that request.
 
 /// How many leading bytes of an oversized line are kept (enough for `{"jsonrpc":"2.0","id":…`).
-pub const OVERSIZED_HEAD: usize = 256;
+pub(super) const OVERSIZED_HEAD: usize = 256;
 
 /// One framed unit of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub(super) enum Frame {
     /// A complete line, without its `\n` (and without a trailing `\r`).
     Line(Vec<u8>),
     /// A line longer than the limit; its body was discarded as it arrived.
@@ -24,7 +24,7 @@ pub enum Frame {
 
 /// Incremental line decoder. Memory use never exceeds `limit` plus [`OVERSIZED_HEAD`] bytes.
 #[derive(Debug)]
-pub struct LineDecoder {
+pub(super) struct LineDecoder {
     limit: usize,
     buf: Vec<u8>,
     discarding: Option<(usize, Vec<u8>)>,
@@ -33,7 +33,7 @@ pub struct LineDecoder {
 impl LineDecoder {
     /// A decoder that accepts lines of at most `limit` bytes.
     #[must_use]
-    pub const fn new(limit: usize) -> Self {
+    pub(super) const fn new(limit: usize) -> Self {
         Self {
             limit,
             buf: Vec::new(),
@@ -44,12 +44,12 @@ impl LineDecoder {
     /// Bytes currently held for an unfinished line.
     #[cfg(test)]
     #[must_use]
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.buf.len() + self.discarding.as_ref().map_or(0, |(_, h)| h.len())
     }
 
     /// Feeds `input`, pushing every completed frame onto `out`. Empty lines are skipped.
-    pub fn decode(&mut self, mut input: &[u8], out: &mut Vec<Frame>) {
+    pub(super) fn decode(&mut self, mut input: &[u8], out: &mut Vec<Frame>) {
         while !input.is_empty() {
             if let Some(pos) = memchr::memchr(b'\n', input) {
                 self.append(&input[..pos]);
@@ -65,7 +65,7 @@ impl LineDecoder {
     }
 
     /// Flushes an unterminated last line at end of input.
-    pub fn decode_eof(&mut self, out: &mut Vec<Frame>) {
+    pub(super) fn decode_eof(&mut self, out: &mut Vec<Frame>) {
         if let Some(frame) = self.finish() {
             out.push(frame);
         }
@@ -104,7 +104,7 @@ impl LineDecoder {
 /// Reads the request id and whether a `"method"` key is present from the head of an oversized
 /// message. Both peers write `"id"` right after `"jsonrpc"`, so the head holds it.
 #[must_use]
-pub fn sniff_head(head: &[u8]) -> (Option<serde_json::Value>, bool) {
+pub(super) fn sniff_head(head: &[u8]) -> (Option<serde_json::Value>, bool) {
     let text = String::from_utf8_lossy(head);
     let has_method = text.contains("\"method\"");
     let id = text.find("\"id\"").and_then(|at| {

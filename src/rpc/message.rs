@@ -4,22 +4,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Standard and bridge-specific JSON-RPC error codes.
-pub mod codes {
+pub(crate) mod codes {
     /// The line is not valid JSON (the worker answers it; Rust skips such a line and logs it).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub const PARSE_ERROR: i64 = -32700;
+    pub(crate) const PARSE_ERROR: i64 = -32700;
     /// The JSON is not a valid request object.
-    pub const INVALID_REQUEST: i64 = -32600;
+    pub(crate) const INVALID_REQUEST: i64 = -32600;
     /// The method does not exist.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
     /// Invalid method parameters.
-    pub const INVALID_PARAMS: i64 = -32602;
+    pub(crate) const INVALID_PARAMS: i64 = -32602;
     /// Internal error while handling the request.
-    pub const INTERNAL_ERROR: i64 = -32603;
+    pub(crate) const INTERNAL_ERROR: i64 = -32603;
     /// The request was cancelled with `$/cancelRequest`.
-    pub const REQUEST_CANCELLED: i64 = -32800;
+    pub(crate) const REQUEST_CANCELLED: i64 = -32800;
     /// The message exceeded the receiver's (or sender's) size limit. `data: {size, limit}`.
-    pub const MESSAGE_TOO_LARGE: i64 = -32001;
+    pub(crate) const MESSAGE_TOO_LARGE: i64 = -32001;
 
     /// Every JSON-RPC-level code by name, for the protocol schema.
     #[cfg(test)]
@@ -35,7 +35,7 @@ pub mod codes {
 }
 
 /// A request id. We send integers; we answer whatever the peer sent.
-pub type Id = Value;
+pub(super) type Id = Value;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ impl RpcError {
 
 /// A decoded inbound message.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
+pub(super) enum Incoming {
     /// A request that expects an answer.
     Request {
         /// Its id.
@@ -121,7 +121,7 @@ struct Raw {
 
 /// Why a line could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DecodeError {
+pub(super) enum DecodeError {
     /// Not JSON at all (stray output).
     NotJson,
     /// JSON, but not a JSON-RPC message; `id` is set when one could be read.
@@ -135,7 +135,7 @@ pub enum DecodeError {
 ///
 /// # Errors
 /// [`DecodeError::NotJson`] for non-JSON text, [`DecodeError::Invalid`] for other JSON.
-pub fn decode(line: &[u8]) -> Result<Incoming, DecodeError> {
+pub(super) fn decode(line: &[u8]) -> Result<Incoming, DecodeError> {
     let raw: Raw = match serde_json::from_slice(line) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => {
@@ -189,7 +189,7 @@ struct OutResponse<'a> {
 ///
 /// # Errors
 /// When `params` cannot be serialized.
-pub fn encode_request<P: Serialize>(
+pub(super) fn encode_request<P: Serialize>(
     id: Option<u64>,
     method: &str,
     params: P,
@@ -206,7 +206,7 @@ pub fn encode_request<P: Serialize>(
 
 /// Encodes a response, newline-terminated.
 #[must_use]
-pub fn encode_response(id: &Id, result: &Result<Value, RpcError>) -> Vec<u8> {
+pub(super) fn encode_response(id: &Id, result: &Result<Value, RpcError>) -> Vec<u8> {
     let (result, error) = match result {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),

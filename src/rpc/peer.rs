@@ -29,12 +29,12 @@ use super::{
 };
 
 /// Default limit for one message in either direction: 64 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 pub(crate) const CANCEL_METHOD: &str = "$/cancelRequest";
 /// Asks the peer which of a list of request ids it has already answered (see
 /// [`Peer::check_answered`]).
-pub const ANSWERED_METHOD: &str = "$/answered";
+pub(crate) const ANSWERED_METHOD: &str = "$/answered";
 const READ_CHUNK: usize = 256 * 1024;
 /// Deadline of the lost-answer check after a corrupt frame.
 const ANSWERED_TIMEOUT: Duration = Duration::from_secs(15);
@@ -155,6 +155,7 @@ impl Peer {
 
     /// The message size limit in force.
     #[must_use]
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // the benchmarks
     pub fn max_message_size(&self) -> usize {
         self.inner.max
     }
@@ -234,6 +235,7 @@ impl Peer {
     ///
     /// # Errors
     /// [`CallError::TooLarge`], or the close reason if the connection is gone.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // the benchmarks
     pub async fn notify(&self, method: &str, params: impl Serialize) -> Result<(), CallError> {
         let line = encode(None, method, params)?;
         self.check_size(&line)?;

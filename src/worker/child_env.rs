@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// temporary directory, proxies and CA bundles (a corporate network needs them to reach the
 /// model), and the Google Cloud settings Vertex AI reads (a project name, a region, and the
 /// path of the application-default credentials file, not a secret itself).
-pub const ALLOWED: &[&str] = &[
+pub(crate) const ALLOWED: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -46,11 +46,11 @@ pub const ALLOWED: &[&str] = &[
 
 /// Prefixes passed through: the locale categories (`LC_*`) and the worker's own settings
 /// (`AGY_WORKER_*`, e.g. its log level).
-pub const ALLOWED_PREFIXES: &[&str] = &["LC_", "AGY_WORKER_"];
+pub(crate) const ALLOWED_PREFIXES: &[&str] = &["LC_", "AGY_WORKER_"];
 
 /// Whether `name` may be inherited by a worker.
 #[must_use]
-pub fn is_allowed(name: &OsStr) -> bool {
+pub(crate) fn is_allowed(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
@@ -58,7 +58,7 @@ pub fn is_allowed(name: &OsStr) -> bool {
 }
 
 /// The allowed part of `vars` (normally `std::env::vars_os()`).
-pub fn inherited(
+pub(crate) fn inherited(
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
     vars.into_iter().filter(|(k, _)| is_allowed(k)).collect()

@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 
 /// `(path relative to the package directory, contents)` of every file of `agy_worker`.
-pub const WORKER_FILES: &[(&str, &str)] = &[
+pub(crate) const WORKER_FILES: &[(&str, &str)] = &[
     (
         "__init__.py",
         include_str!("../../python_worker/agy_worker/__init__.py"),
@@ -43,11 +43,11 @@ pub const WORKER_FILES: &[(&str, &str)] = &[
 ];
 
 /// The worker's `pyproject.toml`; its `dependencies` are what the managed venv installs.
-pub const PYPROJECT: &str = include_str!("../../python_worker/pyproject.toml");
+pub(crate) const PYPROJECT: &str = include_str!("../../python_worker/pyproject.toml");
 
 /// The pinned requirements listed under `dependencies = [...]` in the embedded `pyproject.toml`.
 #[must_use]
-pub fn requirements() -> Vec<String> {
+pub(crate) fn requirements() -> Vec<String> {
     let Some(start) = PYPROJECT.find("dependencies = [") else {
         return Vec::new();
     };
@@ -67,7 +67,7 @@ pub fn requirements() -> Vec<String> {
 
 /// A digest of the embedded sources and requirements.
 #[must_use]
-pub fn digest() -> String {
+pub(crate) fn digest() -> String {
     let mut h = Sha256::new();
     for (name, text) in WORKER_FILES {
         h.update(name.as_bytes());
@@ -91,7 +91,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// On any file-system failure.
-pub fn write_package(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn write_package(dir: &std::path::Path) -> std::io::Result<()> {
     let pkg = dir.join("agy_worker");
     std::fs::create_dir_all(&pkg)?;
     for (name, text) in WORKER_FILES {

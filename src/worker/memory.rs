@@ -2,7 +2,7 @@
 
 /// Resident set size of `pid` in bytes.
 #[must_use]
-pub fn rss_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
@@ -11,7 +11,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// Total resident set size of the processes in process group `pgid` other than `pgid` itself
 /// (a worker's `localharness` processes), in bytes. `None` where `/proc` is unavailable.
 #[must_use]
-pub fn group_rss_bytes_excluding_leader(pgid: u32) -> Option<u64> {
+pub(crate) fn group_rss_bytes_excluding_leader(pgid: u32) -> Option<u64> {
     let entries = std::fs::read_dir("/proc").ok()?;
     let mut total = 0;
     for entry in entries.flatten() {

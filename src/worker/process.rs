@@ -34,7 +34,7 @@ use crate::{
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
-pub struct WorkerOptions {
+pub(crate) struct WorkerOptions {
     /// The Python environment to run in.
     pub env: PythonEnv,
     /// Environment variables for the worker on top of the allow-listed ones it inherits.
@@ -60,7 +60,7 @@ pub struct WorkerOptions {
 impl WorkerOptions {
     /// Defaults for the given environment.
     #[must_use]
-    pub fn new(env: PythonEnv) -> Self {
+    pub(crate) fn new(env: PythonEnv) -> Self {
         Self {
             env,
             extra_env: super::child_env::EnvVars::default(),
@@ -91,7 +91,7 @@ pub struct StartupTimings {
 
 /// The last lines of a worker's stderr.
 #[derive(Debug, Default)]
-pub struct StderrTail {
+pub(crate) struct StderrTail {
     lines: Mutex<VecDeque<String>>,
 }
 
@@ -106,14 +106,14 @@ impl StderrTail {
 
     /// The kept lines joined with newlines.
     #[must_use]
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let lines = self.lines.lock();
         lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }
 
 /// A running worker process and its protocol connection.
-pub struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     pid: u32,
     peer: Peer,
     info: WorkerInfo,
@@ -152,7 +152,7 @@ impl WorkerProcess {
     /// # Errors
     /// [`Error::Spawn`], [`Error::WorkerCrashed`] (it died during start-up, with its stderr),
     /// [`Error::Timeout`], or [`Error::VersionMismatch`].
-    pub async fn spawn(options: &WorkerOptions, handler: Arc<dyn Handler>) -> Result<Self> {
+    pub(crate) async fn spawn(options: &WorkerOptions, handler: Arc<dyn Handler>) -> Result<Self> {
         let spawn_started = Instant::now();
         let spawn_unix = unix_now();
         let mut cmd = Command::new(&options.env.python);
@@ -300,51 +300,55 @@ impl WorkerProcess {
         params: &M::Params,
         timeout: Duration,
     ) -> Result<M::Result> {
-        let reply = self.peer.call(M::NAME, params, timeout).await?;
+        let reply = self
+            .peer
+            .call(M::NAME, params, timeout)
+            .await
+            .map_err(protocol::errors::from_call)?;
         serde_json::from_value(reply)
             .map_err(|e| Error::Protocol(format!("bad {} result: {e}", M::NAME)))
     }
 
     /// The worker's process id (also its process group id).
     #[must_use]
-    pub const fn pid(&self) -> u32 {
+    pub(crate) const fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The protocol connection.
     #[must_use]
-    pub const fn peer(&self) -> &Peer {
+    pub(crate) const fn peer(&self) -> &Peer {
         &self.peer
     }
 
     /// What the worker reported at `initialize`.
     #[must_use]
-    pub const fn info(&self) -> &WorkerInfo {
+    pub(crate) const fn info(&self) -> &WorkerInfo {
         &self.info
     }
 
     /// Start-up phase timings.
     #[must_use]
-    pub const fn timings(&self) -> StartupTimings {
+    pub(crate) const fn timings(&self) -> StartupTimings {
         self.timings
     }
 
     /// The last lines the worker wrote to stderr.
     #[must_use]
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         self.stderr.text()
     }
 
     /// How the process ended, if it has.
     #[must_use]
-    pub fn exit_status(&self) -> Option<ExitStatus> {
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
         *self.exit.borrow()
     }
 
     /// Stops the worker: `worker/shutdown` (agents closed) → grace → SIGTERM → SIGKILL of the
     /// whole process group. Every wait is bounded; pending requests fail with
     /// [`Error::WorkerStopped`].
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.ending.stopping.store(true, Ordering::SeqCst);
         if self.exit_status().is_none() {
             let grace = self.shutdown_grace;
@@ -365,13 +369,13 @@ impl WorkerProcess {
     }
 
     /// Kills the whole process group with SIGKILL, at once.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.signal_group(libc::SIGKILL);
     }
 
     /// [`WorkerProcess::kill`], with the reason the requests it fails are given (in
     /// [`Error::WorkerCrashed`]'s exit status).
-    pub fn kill_because(&self, reason: String) {
+    pub(crate) fn kill_because(&self, reason: String) {
         let _ = self.ending.killed_because.set(reason);
         self.kill();
     }
@@ -509,7 +513,7 @@ fn crash_or_stop(status: Option<ExitStatus>, stderr: &StderrTail, ending: &Endin
 
 /// `exit code 3` or `killed by signal 9 (SIGKILL)`.
 #[must_use]
-pub fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
         return format!("exit code {code}");
     }

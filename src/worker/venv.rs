@@ -723,7 +723,7 @@ fn build(
 
 /// Finds an executable on `PATH`.
 #[must_use]
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join(name))

@@ -22,7 +22,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What is wrong with the venv at `dir` whose packages live in `purelib`; empty when nothing
 /// is.
 #[must_use]
-pub fn problems(dir: &Path, purelib: &Path) -> Vec<String> {
+pub(super) fn problems(dir: &Path, purelib: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let python = dir.join("bin").join("python");
     if let Err(e) = probe(

@@ -9,17 +9,17 @@ use agy_bridge::{
 use futures::StreamExt;
 
 /// A loose bound that only tells a hang from a slow, shared machine.
-pub const HANG: Duration = Duration::from_secs(60);
+pub(crate) const HANG: Duration = Duration::from_secs(60);
 
 /// A bridge config with its own data directory and the worker's failure injection enabled.
-pub fn config(data: &tempfile::TempDir) -> BridgeConfig {
+pub(crate) fn config(data: &tempfile::TempDir) -> BridgeConfig {
     BridgeConfig::default()
         .data_dir(data.path())
         .debug_methods(true)
 }
 
 /// Starts a bridge and a scripted model.
-pub async fn start() -> (Bridge, ScriptedModel, tempfile::TempDir) {
+pub(crate) async fn start() -> (Bridge, ScriptedModel, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("temp dir");
     let bridge = Bridge::start(config(&data)).await.expect("bridge starts");
     let model = ScriptedModel::start().await.expect("model starts");
@@ -27,12 +27,12 @@ pub async fn start() -> (Bridge, ScriptedModel, tempfile::TempDir) {
 }
 
 /// An agent config for the scripted model.
-pub fn agent_config(model: &ScriptedModel) -> AgentConfig {
+pub(crate) fn agent_config(model: &ScriptedModel) -> AgentConfig {
     AgentConfig::new(ModelConfig::openai_compatible(model.base_url(), "scripted"))
 }
 
 /// Reads a whole response: the streamed text and the outcome's result.
-pub async fn collect(
+pub(crate) async fn collect(
     mut reply: ChatResponse,
 ) -> (String, agy_bridge::Result<agy_bridge::ChatOutcome>) {
     let mut text = String::new();
@@ -45,14 +45,14 @@ pub async fn collect(
 }
 
 /// Runs a turn that must complete with the scripted model's default echo of `prompt`.
-pub async fn chat_ok(agent: &agy_bridge::Agent, prompt: &str) {
+pub(crate) async fn chat_ok(agent: &agy_bridge::Agent, prompt: &str) {
     let (text, outcome) = collect(agent.chat(prompt).await.expect("the turn starts")).await;
     outcome.expect("the turn completes");
     assert_eq!(text, format!("You said: {prompt}"));
 }
 
 /// Whether a process is gone (or a zombie waiting to be reaped).
-pub fn process_gone(pid: u32) -> bool {
+pub(crate) fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
@@ -63,7 +63,7 @@ pub fn process_gone(pid: u32) -> bool {
 }
 
 /// Waits until `pid` is gone or `within` passes.
-pub async fn wait_gone(pid: u32, within: Duration) -> bool {
+pub(crate) async fn wait_gone(pid: u32, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
         if process_gone(pid) {
@@ -76,7 +76,7 @@ pub async fn wait_gone(pid: u32, within: Duration) -> bool {
 
 /// Waits until the model is streaming: the first text delta of `reply` (step events come
 /// earlier, before the model is even asked).
-pub async fn first_text(reply: &mut ChatResponse) {
+pub(crate) async fn first_text(reply: &mut ChatResponse) {
     let wait = async {
         while let Some(event) = reply.next().await {
             if matches!(event, ChatEvent::Text { .. }) {
@@ -91,7 +91,9 @@ pub async fn first_text(reply: &mut ChatResponse) {
 }
 
 /// Drains the rest of `reply` and returns its outcome, within the hang bound.
-pub async fn finish_within(mut reply: ChatResponse) -> agy_bridge::Result<agy_bridge::ChatOutcome> {
+pub(crate) async fn finish_within(
+    mut reply: ChatResponse,
+) -> agy_bridge::Result<agy_bridge::ChatOutcome> {
     tokio::time::timeout(HANG, async {
         while reply.next().await.is_some() {}
         reply.finish().await
@@ -101,7 +103,7 @@ pub async fn finish_within(mut reply: ChatResponse) -> agy_bridge::Result<agy_br
 }
 
 /// Polls `condition` until it holds; panics with `what` past the hang bound.
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + HANG;
     while !condition() {
         assert!(

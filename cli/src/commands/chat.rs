@@ -24,7 +24,7 @@ use super::{
 };
 
 /// What `chat` was asked for on the command line.
-pub struct ChatOptions {
+pub(crate) struct ChatOptions {
     /// The prompt; `None` for an interactive session.
     pub prompt: Option<String>,
     /// An OpenAI-compatible server.
@@ -49,7 +49,7 @@ pub struct ChatOptions {
 
 /// When the demo Rust tools (clock, calculator) are offered.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum DemoTools {
+pub(crate) enum DemoTools {
     /// To every model (`--tools`).
     Always,
     /// To the offline demo model only (the default: a real model is not handed tools it was
@@ -60,7 +60,7 @@ pub enum DemoTools {
 }
 
 /// Runs `chat`.
-pub async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
+pub(crate) async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     let mut demo_model = None;
     let model_config = match (options.base_url, std::env::var("GEMINI_API_KEY").ok()) {
         (Some(url), _) => ModelConfig::openai_compatible(url, options.model.unwrap_or_default()),

@@ -16,7 +16,7 @@ use serde_json::json;
 
 /// Returns the current date and time in UTC (ISO 8601).
 #[llm_tool]
-pub fn clock() -> String {
+pub(crate) fn clock() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -45,7 +45,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// An arithmetic operator.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub enum Op {
+pub(crate) enum Op {
     /// Addition.
     #[serde(rename = "+")]
     Add,
@@ -62,7 +62,7 @@ pub enum Op {
 
 /// Computes `a op b` exactly, for op in + - * /.
 #[llm_tool]
-pub fn calculator(a: f64, op: Op, b: f64) -> Result<f64, String> {
+pub(crate) fn calculator(a: f64, op: Op, b: f64) -> Result<f64, String> {
     match op {
         Op::Add => Ok(a + b),
         Op::Sub => Ok(a - b),
@@ -86,7 +86,7 @@ struct ReadFileArgs {
 /// symlinks) are refused, as are files that are not regular files (FIFOs, devices, `/proc`),
 /// files over 64 KiB (whatever size they report), and files whose name or resolved target
 /// suggests credentials. It runs on the blocking pool like every tool; its `open` never blocks.
-pub fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
+pub(crate) fn read_file_tool(root: &Path) -> std::io::Result<FnTool> {
     let root = root.canonicalize()?;
     Ok(FnTool::typed(
         "read_file",
@@ -115,7 +115,7 @@ const SECRET_DIRS: &[&str] = &[
 /// Whether a file name suggests credentials: `.env*`, `.netrc`, `.pypirc`, `.npmrc`,
 /// `.pgpass`, `.git-credentials`, SSH keys (`id_*`, `authorized_keys`), `*.pem`, `*.key`,
 /// `*.p12`, `*.pfx`, Java key stores, or a name with "secret" or "credential" in it.
-pub fn looks_secret(path: &str) -> bool {
+pub(crate) fn looks_secret(path: &str) -> bool {
     let name = Path::new(path)
         .file_name()
         .and_then(|n| n.to_str())
@@ -216,7 +216,7 @@ fn is_pseudo_filesystem(file: &std::fs::File) -> bool {
 
 /// The offline demo model: calls the calculator for `a op b` in the prompt and the clock
 /// otherwise, then reports the Rust tool's answer, streamed word by word.
-pub fn reply(request: &RecordedRequest) -> Reply {
+pub(crate) fn reply(request: &RecordedRequest) -> Reply {
     let pace = Duration::from_millis(15);
     if let Some(result) = request.tool_result() {
         const FAILED: &str = "Encountered error in step execution: ";

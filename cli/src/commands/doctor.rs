@@ -60,7 +60,7 @@ impl Report {
 }
 
 /// Runs `doctor`; returns whether every check passed.
-pub async fn run() -> bool {
+pub(crate) async fn run() -> bool {
     let python = PythonConfig::default();
     let mut report = Report::default();
     say!("agy-bridge {} doctor", env!("CARGO_PKG_VERSION"));

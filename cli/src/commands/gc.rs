@@ -16,7 +16,7 @@ use agy_bridge::{PythonConfig, setup as venv};
 use super::{disk_usage, human_size};
 
 /// What `gc` was asked for.
-pub struct GcOptions {
+pub(crate) struct GcOptions {
     /// The data directory (default: the bridge's default).
     pub data_dir: Option<PathBuf>,
     /// Also remove conversations idle for longer than this.
@@ -26,7 +26,7 @@ pub struct GcOptions {
 }
 
 /// Runs `gc`.
-pub fn run(options: &GcOptions) -> agy_bridge::Result<()> {
+pub(crate) fn run(options: &GcOptions) -> agy_bridge::Result<()> {
     let data = options
         .data_dir
         .clone()

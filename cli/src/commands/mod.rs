@@ -17,15 +17,15 @@ macro_rules! tell {
     }};
 }
 
-pub mod chat;
-pub mod demo;
-pub mod doctor;
-pub mod gc;
-pub mod render;
-pub mod setup;
+pub(crate) mod chat;
+pub(crate) mod demo;
+pub(crate) mod doctor;
+pub(crate) mod gc;
+pub(crate) mod render;
+pub(crate) mod setup;
 
 /// Bytes as a short human-readable size.
-pub fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     #[allow(clippy::cast_precision_loss)]
     let mut size = bytes as f64;
@@ -42,7 +42,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// Total size of the files under `path` (not following symlinks); 0 if it does not exist.
-pub fn disk_usage(path: &std::path::Path) -> u64 {
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };

@@ -23,7 +23,7 @@ const MAX_SHOWN: usize = 200;
 
 /// Prints a turn's events as they arrive.
 #[derive(Default)]
-pub struct Renderer {
+pub(crate) struct Renderer {
     /// Whether reply text was printed without a final newline yet.
     mid_line: bool,
 }
@@ -33,7 +33,7 @@ impl Renderer {
     ///
     /// # Errors
     /// Writing the reply text to stdout failed.
-    pub fn event(&mut self, event: &ChatEvent) -> io::Result<()> {
+    pub(crate) fn event(&mut self, event: &ChatEvent) -> io::Result<()> {
         match event {
             ChatEvent::Text { text } => {
                 let mut out = anstream::stdout();
@@ -90,7 +90,7 @@ impl Renderer {
     ///
     /// # Errors
     /// Writing to stdout failed.
-    pub fn outcome(&mut self, outcome: &ChatOutcome) -> io::Result<()> {
+    pub(crate) fn outcome(&mut self, outcome: &ChatOutcome) -> io::Result<()> {
         self.break_line()?;
         if let Some(usage) = &outcome.usage {
             tell!(
@@ -103,7 +103,7 @@ impl Renderer {
     }
 
     /// A note from the CLI itself (cancellation, set-up).
-    pub fn note(&mut self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         // A closed stdout is noticed by the next `event`; the note still goes to stderr.
         let _ = self.break_line();
         tell!("{NOTE}[{text}]{NOTE:#}");
@@ -119,24 +119,24 @@ impl Renderer {
 }
 
 /// A hook's decision on stderr.
-pub fn hook(text: &str) {
+pub(crate) fn hook(text: &str) {
     tell!("{HOOK}[hook]{HOOK:#} {text}");
 }
 
 /// A policy decision on stderr.
-pub fn policy(text: &str) {
+pub(crate) fn policy(text: &str) {
     tell!("{POLICY}[policy]{POLICY:#} {text}");
 }
 
 /// A policy question on stderr, without a newline (the answer follows on the same line).
-pub fn policy_question(text: &str) {
+pub(crate) fn policy_question(text: &str) {
     let mut err = anstream::stderr();
     let _ = write!(err, "{POLICY}[policy]{POLICY:#} {text}");
     let _ = err.flush();
 }
 
 /// An error line on stderr.
-pub fn error(message: &dyn std::fmt::Display) {
+pub(crate) fn error(message: &dyn std::fmt::Display) {
     tell!("{FAILURE}error:{FAILURE:#} {message}");
 }
 
@@ -149,7 +149,7 @@ fn without_echo(error: &str) -> &str {
 }
 
 /// `text`, cut to a readable length.
-pub fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     if text.chars().count() <= MAX_SHOWN {
         return text.to_owned();
     }

@@ -8,7 +8,7 @@ use agy_bridge::{BridgeConfig, SetupEvent, setup as venv};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A spinner on stderr that shows venv set-up phases with elapsed time.
-pub fn progress_config() -> (BridgeConfig, ProgressBar) {
+pub(crate) fn progress_config() -> (BridgeConfig, ProgressBar) {
     let bar = ProgressBar::hidden();
     let shown = Arc::new(Mutex::new(None::<ProgressBar>));
     let config = BridgeConfig::default().on_setup_progress(move |event| {
@@ -57,7 +57,7 @@ pub fn progress_config() -> (BridgeConfig, ProgressBar) {
 
 /// Runs `setup`: creates (or checks) the managed venv, from a wheelhouse when one is given; or
 /// downloads that wheelhouse.
-pub async fn run(
+pub(crate) async fn run(
     offline_wheels: Option<PathBuf>,
     download_wheels: Option<PathBuf>,
 ) -> agy_bridge::Result<()> {
