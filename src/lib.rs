@@ -55,8 +55,8 @@ pub use agent::{Agent, hooks, policies, tools};
 pub use agy_bridge_macros::llm_tool;
 pub use bridge::Bridge;
 pub use config::{
-    AgentConfig, BridgeConfig, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY,
-    ModelConfig, default_data_dir,
+    AgentConfig, BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT,
+    ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY, ModelConfig, default_data_dir,
 };
 pub use content::{Content, Part};
 pub use error::{AgentErrorKind, Error, Result};

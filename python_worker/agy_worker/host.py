@@ -217,6 +217,18 @@ class HostedAgent:
         proc = getattr(self.agent.conversation.connection, "_process", None)
         return getattr(proc, "pid", None)
 
+    def harness_lost(self) -> bool:
+        """Whether the agent's harness has exited while the agent was idle (killed, OOM; a
+        shared harness takes every conversation on it along)."""
+        if self.agent is None:
+            return False
+        try:
+            proc = getattr(self.agent.conversation.connection, "_process", None)
+        except Exception:  # noqa: BLE001 - no connection: nothing to tell
+            return False
+        poll = getattr(proc, "poll", None)
+        return callable(poll) and poll() is not None
+
 
 class AgentHost:
     """The worker's agent table and the protocol methods that act on it."""
@@ -361,6 +373,9 @@ class AgentHost:
             try:
                 if hosted.agent is None:  # re-opening after a model error failed: try again
                     await self._reopen(hosted)
+                elif hosted.harness_lost():
+                    log.info("the harness of %s is gone; re-opening its conversation", hosted.agent_id)
+                    await self._reopen(hosted)
                 return await self._run_turn(hosted, turn_id, prompt)
             finally:
                 hosted.turn_task = None
@@ -446,6 +461,7 @@ class AgentHost:
                 "usage": _usage(response.usage_metadata),
                 "stop_reason": getattr(stop, "value", str(stop)),
                 "structured_output": _jsonable(hosted.agent.conversation.get_last_structured_output()),
+                "harness_pid": hosted.harness_pid,
             }
         except asyncio.CancelledError:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the

@@ -8,7 +8,8 @@ same spawn and handshake in a thread (keeping the WebSocket connect on the loop)
 `disconnect()` do everything but those waits, which then run in a thread. Any other SDK version
 keeps the original code. Disable with AGY_WORKER_OFFLOOP_START=0 (the benchmark compares both).
 The patched start also takes a pre-started harness when the worker keeps one for the same
-launch (`harness_pool.py`).
+launch (`harness_pool.py`), and puts the conversation on a harness it shares with other
+conversations of the same launch when sharing is on (`shared_harness.py`).
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ import os
 import subprocess
 from typing import Any
 
-from . import harness_pool
+from . import harness_pool, shared_harness
 
 log = logging.getLogger("agy_worker.offloop")
 
 PATCHED_SDK_VERSION = "0.1.22"
 
 
-def install(sdk_version: str, pool: harness_pool.HarnessPool | None = None) -> bool:
+def install(
+    sdk_version: str,
+    pool: harness_pool.HarnessPool | None = None,
+    shared: shared_harness.SharedHarnesses | None = None,
+) -> bool:
     """Patches the SDK's harness start and stop (see the module doc); agent starts take a
-    pre-started harness from `pool` when it holds one for the same launch."""
+    pre-started harness from `pool` when it holds one for the same launch, and share harnesses
+    through `shared` when its capacity is above one conversation."""
     if os.environ.get("AGY_WORKER_OFFLOOP_START", "1") == "0":
         return False
     if sdk_version != PATCHED_SDK_VERSION:
@@ -47,6 +53,8 @@ def install(sdk_version: str, pool: harness_pool.HarnessPool | None = None) -> b
         launch = harness_pool.Launch.of(
             self._binary_path, self._save_dir or "", self._env, use_interactions_api
         )
+        if shared is not None and shared.capacity > 1:
+            return await _join_shared(self, launch)
         spare = pool.take(launch) if pool is not None else None
         if spare is not None:
             try:
@@ -57,6 +65,20 @@ def install(sdk_version: str, pool: harness_pool.HarnessPool | None = None) -> b
         harness = await asyncio.to_thread(harness_pool.spawn, launch)
         ws, ws_url = await self._connect_websocket(harness.port, harness.api_key, harness.process)
         return harness.process, ws, ws_url
+
+    async def _join_shared(self: Any, launch: harness_pool.Launch) -> Any:
+        assert shared is not None
+
+        async def start() -> harness_pool.Harness:
+            spare = pool.take(launch) if pool is not None else None
+            return spare if spare is not None else await asyncio.to_thread(harness_pool.spawn, launch)
+
+        tenant = await shared.admit(launch, start)
+        harness = tenant.host.harness
+        # On failure the SDK calls tenant.kill() (releasing it) and reads its stderr copy.
+        ws, ws_url = await self._connect_websocket(harness.port, harness.api_key, tenant)
+        tenant.ws = ws
+        return tenant, ws, ws_url
 
     spawn_off_loop.__wrapped__ = original  # type: ignore[attr-defined]
     strategy._spawn_harness_and_connect_ws = spawn_off_loop

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from . import PROTOCOL_VERSION, __version__, harness_pool, offloop
+from . import PROTOCOL_VERSION, __version__, harness_pool, offloop, shared_harness
 from .host import AgentHost
 from .protocol import SPARE_HARNESSES, VERSION_MISMATCH
 from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError
@@ -48,6 +48,8 @@ class Worker:
         self.offloop_start = False
         # Spare harnesses: set up by `initialize`, which arrives while the SDK is imported.
         self.harnesses: harness_pool.HarnessPool | None = None
+        # Harnesses several conversations share (`initialize`'s conversations_per_harness).
+        self.shared: shared_harness.SharedHarnesses | None = None
         self._started: asyncio.Future[str] | None = None
         self.sdk_ready = asyncio.ensure_future(self._import_sdk())
         self.host = AgentHost(self.peer, self.sdk_ready)
@@ -77,19 +79,24 @@ class Worker:
         self.sdk_imported_at = time.time()
         return importlib.metadata.version("google-antigravity")
 
-    async def _start(self, prestart: harness_pool.Prestart | None) -> str:
+    async def _start(self, prestart: harness_pool.Prestart | None, per_harness: int) -> str:
         """Starts the spare harnesses (alongside the SDK import), then installs the off-loop
-        agent start that hands them out. Once per worker: the first `initialize` decides."""
+        agent start that hands them out and shares harnesses. Once per worker: the first
+        `initialize` decides."""
+        if per_harness > 1:
+            self.shared = shared_harness.SharedHarnesses(per_harness)
         if prestart is not None:
             self.harnesses = harness_pool.HarnessPool.from_prestart(prestart, self._report_spares)
             if self.harnesses is not None:
                 self.harnesses.fill()
         version = await self.sdk_ready
-        self.offloop_start = offloop.install(version, self.harnesses)
-        if not self.offloop_start and self.harnesses is not None:
-            await self.harnesses.close()  # only the patched start can hand spares out
-            self.harnesses = None
-            self._report_spares([])
+        self.offloop_start = offloop.install(version, self.harnesses, self.shared)
+        if not self.offloop_start:
+            self.shared = None  # only the patched start can share harnesses
+            if self.harnesses is not None:
+                await self.harnesses.close()  # nor hand spares out
+                self.harnesses = None
+                self._report_spares([])
         return version
 
     def _report_spares(self, pids: list[int]) -> None:
@@ -105,7 +112,10 @@ class Worker:
             )
         if self._started is None:
             prestart = harness_pool.Prestart.from_params((params or {}).get("harness_prestart"))
-            self._started = asyncio.ensure_future(self._start(prestart))
+            per_harness = (params or {}).get("conversations_per_harness") or 1
+            if not isinstance(per_harness, int) or per_harness < 1:
+                raise RpcError(INVALID_PARAMS, f"conversations_per_harness must be >= 1, not {per_harness!r}")
+            self._started = asyncio.ensure_future(self._start(prestart, per_harness))
         sdk_version = await asyncio.shield(self._started)
         return {
             "protocol_version": PROTOCOL_VERSION,
@@ -119,6 +129,7 @@ class Worker:
             "main_entered_unix": self.main_entered,
             "sdk_imported_unix": self.sdk_imported_at,
             "offloop_agent_start": self.offloop_start,
+            "conversations_per_harness": self.shared.capacity if self.shared is not None else 1,
         }
 
     def ping(self, params: object) -> str:
@@ -213,4 +224,6 @@ class Worker:
         if self.harnesses is not None:
             await self.harnesses.close()
         await self.host.close_all(grace)
+        if self.shared is not None:
+            self.shared.close()  # any left after their agents closed
         await self.peer.flush_and_close()

@@ -258,6 +258,14 @@ impl AgentCore {
         self.shown.lock().harness_pid
     }
 
+    /// Notes the harness a turn ran on (the worker may have moved the agent to another).
+    pub(crate) fn ran_on_harness(&self, pid: Option<u32>) {
+        let mut shown = self.shown.lock();
+        if pid.is_some() && shown.slot.is_some() {
+            shown.harness_pid = pid;
+        }
+    }
+
     /// The slot the agent is on, when it is live.
     pub(crate) fn slot(&self) -> Option<Arc<Slot>> {
         self.shown.lock().slot.clone()

@@ -101,6 +101,9 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
                 .call::<AgentChat>(&params, core.context.chat_timeout)
                 .await;
             route.slot.turn_ended();
+            if let Ok(result) = &reply {
+                core.ran_on_harness(result.harness_pid);
+            }
             let outcome = settle_quota(&quota, &core.context.store, reply)
                 .await
                 .map(outcome_from)?;

@@ -16,6 +16,10 @@ use crate::{
     },
 };
 
+/// How many conversations share one `localharness` unless configured (see
+/// [`PoolConfig::conversations_per_harness`]).
+pub const DEFAULT_CONVERSATIONS_PER_HARNESS: usize = 1;
+
 /// Env var holding the default chat timeout in seconds (default 120).
 pub const ENV_CHAT_TIMEOUT: &str = "AGY_BRIDGE_CHAT_TIMEOUT_SECS";
 /// The seed's name for [`ENV_CHAT_TIMEOUT`], still read when that one is not set.
@@ -186,6 +190,9 @@ impl BridgeConfig {
             .get_or_insert_with(RestartPolicy::default)
             .clone();
         let prestarted = *default.prestarted_harnesses.get_or_insert(1);
+        let per_harness = *default
+            .conversations_per_harness
+            .get_or_insert(DEFAULT_CONVERSATIONS_PER_HARNESS);
         let mut pools = vec![default];
         for pool in &self.pools {
             if pool.name.is_empty() || pools.iter().any(|p| p.name == pool.name) {
@@ -200,6 +207,7 @@ impl BridgeConfig {
             pool.python.get_or_insert_with(|| python.clone());
             pool.restart.get_or_insert_with(|| restart.clone());
             pool.prestarted_harnesses.get_or_insert(prestarted);
+            pool.conversations_per_harness.get_or_insert(per_harness);
             pools.push(pool);
         }
         Ok(pools)
@@ -353,6 +361,15 @@ impl BridgeConfig {
     #[must_use]
     pub const fn prestarted_harnesses(mut self, n: usize) -> Self {
         self.default_pool.prestarted_harnesses = Some(n);
+        self
+    }
+
+    /// Lets up to `n` conversations of the default pool share one `localharness` (see
+    /// [`PoolConfig::conversations_per_harness`]; default
+    /// [`DEFAULT_CONVERSATIONS_PER_HARNESS`]).
+    #[must_use]
+    pub const fn conversations_per_harness(mut self, n: usize) -> Self {
+        self.default_pool.conversations_per_harness = Some(n);
         self
     }
 

@@ -9,7 +9,9 @@ mod model;
 use std::path::PathBuf;
 
 pub use agent::AgentConfig;
-pub use bridge::{BridgeConfig, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS};
+pub use bridge::{
+    BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS,
+};
 pub use model::{ENV_GEMINI_API_KEY, ModelConfig};
 
 /// The data directory used when [`BridgeConfig::data_dir`] is not set: `agy-bridge` under the

@@ -36,6 +36,9 @@ pub(crate) struct InitializeParams {
     /// Harnesses to keep started ahead (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness_prestart: Option<HarnessPrestart>,
+    /// Conversations one `localharness` may serve (absent: 1, a harness per agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations_per_harness: Option<usize>,
 }
 
 /// What a worker pre-starts `localharness` processes with: the storage directory and
@@ -77,6 +80,14 @@ pub struct WorkerInfo {
     /// Whether agent start-up runs off the event loop (see `agy_worker/offloop.py`).
     #[serde(default)]
     pub offloop_agent_start: bool,
+    /// How many conversations share one `localharness` (1: a harness per agent, also when the
+    /// SDK is not the pinned version and sharing fell back; see `agy_worker/shared_harness.py`).
+    #[serde(default = "one")]
+    pub conversations_per_harness: usize,
+}
+
+const fn one() -> usize {
+    1
 }
 
 /// `worker/echo` params (tests and benchmarks).
@@ -359,6 +370,10 @@ pub(crate) struct ChatResult {
     /// Structured output, if any.
     #[serde(default)]
     pub structured_output: Option<Value>,
+    /// The harness the agent is on after the turn (it changes when the worker re-opened the
+    /// conversation on another one, e.g. after its harness died).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_pid: Option<u32>,
 }
 
 /// `agent/cancel` result.

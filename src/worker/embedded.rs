@@ -29,6 +29,10 @@ pub(crate) const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../../python_worker/agy_worker/offloop.py"),
     ),
     (
+        "shared_harness.py",
+        include_str!("../../python_worker/agy_worker/shared_harness.py"),
+    ),
+    (
         "proxies.py",
         include_str!("../../python_worker/agy_worker/proxies.py"),
     ),

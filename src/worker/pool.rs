@@ -109,6 +109,9 @@ pub struct PoolConfig {
     /// Harnesses each worker keeps started ahead (default: the bridge's); see
     /// [`crate::BridgeConfig::prestarted_harnesses`].
     pub prestarted_harnesses: Option<usize>,
+    /// Conversations one `localharness` serves (default: the default pool's); see
+    /// [`PoolConfig::conversations_per_harness`].
+    pub conversations_per_harness: Option<usize>,
 }
 
 impl PoolConfig {
@@ -127,7 +130,21 @@ impl PoolConfig {
             max_live_agents: None,
             hibernate_after: None,
             prestarted_harnesses: None,
+            conversations_per_harness: None,
         }
+    }
+
+    /// Lets up to `n` conversations share one `localharness` process (1: a harness per
+    /// agent). A harness costs ~155 MiB and each extra conversation on it ~2 MiB, so sharing
+    /// is what lets a machine hold many live agents. Agents share only with agents of the same
+    /// launch (same [`crate::AgentConfig::env`]); a harness that dies fails the turns in flight
+    /// on it, and every agent on it re-opens its conversation on another harness at its next
+    /// turn. Used only with the pinned SDK ([`crate::SDK_VERSION`]); otherwise each agent has
+    /// its own harness ([`crate::WorkerInfo::conversations_per_harness`] says which).
+    #[must_use]
+    pub const fn conversations_per_harness(mut self, n: usize) -> Self {
+        self.conversations_per_harness = Some(n);
+        self
     }
 
     /// Keeps `n` harnesses started ahead in each of this pool's workers (see

@@ -55,6 +55,8 @@ pub(crate) struct WorkerOptions {
     pub debug_methods: bool,
     /// Harnesses the worker keeps started ahead, and what they are started with.
     pub prestart: Option<HarnessPrestart>,
+    /// Conversations one harness may serve (1: a harness per agent).
+    pub conversations_per_harness: usize,
 }
 
 impl WorkerOptions {
@@ -72,6 +74,7 @@ impl WorkerOptions {
             allow_sdk_mismatch: false,
             debug_methods: false,
             prestart: None,
+            conversations_per_harness: 1,
         }
     }
 }
@@ -255,6 +258,7 @@ impl WorkerProcess {
                 main_entered_unix: 0.0,
                 sdk_imported_unix: None,
                 offloop_agent_start: false,
+                conversations_per_harness: 1,
             },
             timings: StartupTimings {
                 spawn: spawn_time,
@@ -269,6 +273,7 @@ impl WorkerProcess {
             protocol_version: protocol::PROTOCOL_VERSION,
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
             harness_prestart: options.prestart.clone().filter(|p| p.count > 0),
+            conversations_per_harness: Some(options.conversations_per_harness.max(1)),
         };
         let info = worker
             .call::<Initialize>(&params, options.startup_timeout)

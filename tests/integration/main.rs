@@ -23,5 +23,6 @@ mod pools;
 mod postgres;
 mod prestart;
 mod security;
+mod shared_harnesses;
 mod supervision;
 mod tools;
