@@ -1,9 +1,11 @@
 //! Activation: cold start to the first agent, agent start and resume against a warm turn, and
 //! memory per agent, each next to the Python SDK doing the same in the same run
-//! (`scripts/sdk_activation.py`, same scripted model, same no-op tool).
+//! (`scripts/sdk_activation.py`, same scripted model, same no-op tool); then shared harnesses
+//! (`conversations_per_harness`): memory per live agent at 16, 64 and 256 agents, activation,
+//! and the turns/s of 32 concurrent agents, each against a harness per agent in the same run.
 //!
-//! `cargo bench --bench activation` (or `scripts/bench`). Prints a Markdown report for
-//! BENCHMARKS.md.
+//! `cargo bench --bench activation` (or `scripts/bench`; `AGY_BENCH_ONLY=shared` runs only the
+//! shared-harness part). Prints a Markdown report for BENCHMARKS.md.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -227,13 +229,15 @@ impl Activation {
 
 /// Agents started, chatted with, hibernated and resumed one after the other. With spares, each
 /// activation waits for the spare to be back first: the steady state of a service whose
-/// activations are further apart than a harness start (~0.1 s).
-async fn activations(model_url: &str, prestarted: usize) -> Activation {
+/// activations are further apart than a harness start (~0.1 s). With shared harnesses, the
+/// warm-up agent stays open, so activations land on its running harness.
+async fn activations(model_url: &str, prestarted: usize, per_harness: usize) -> Activation {
     let data = tempfile::tempdir().unwrap();
     let bridge = Bridge::start(
         BridgeConfig::default()
             .data_dir(data.path())
-            .prestarted_harnesses(prestarted),
+            .prestarted_harnesses(prestarted)
+            .conversations_per_harness(per_harness),
     )
     .await
     .unwrap();
@@ -245,7 +249,9 @@ async fn activations(model_url: &str, prestarted: usize) -> Activation {
     // One warm-up activation (page cache, the model's connection pool).
     let warm_up = bridge.create_agent(agent_config(model_url)).await.unwrap();
     turn(&warm_up, "warm up").await;
-    warm_up.close().await.unwrap();
+    if per_harness == 1 {
+        warm_up.close().await.unwrap();
+    }
 
     let mut a = Activation::default();
     for i in 0..ACTIVATIONS {
@@ -266,6 +272,154 @@ async fn activations(model_url: &str, prestarted: usize) -> Activation {
     bridge.shutdown().await;
     a
 }
+
+/// A live agent's marginal memory on shared harnesses: worker RSS growth plus the harnesses'
+/// RSS, per agent, each agent after one turn.
+struct SharedMemory {
+    agents: usize,
+    per_harness: usize,
+    harnesses: usize,
+    per_agent: f64,
+    harness_total: f64,
+    worker_growth: f64,
+}
+
+async fn shared_memory(model_url: &str, agents: usize, per_harness: usize) -> SharedMemory {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(data.path())
+            .prestarted_harnesses(0)
+            .conversations_per_harness(per_harness),
+    )
+    .await
+    .unwrap();
+    let warm_up = bridge.create_agent(agent_config(model_url)).await.unwrap();
+    turn(&warm_up, "warm up").await;
+    warm_up.close().await.unwrap();
+    let worker_before = bridge.stats().rss_bytes.unwrap_or(0) as f64;
+    let mut live = Vec::new();
+    // Eight at a time: how a busy service activates agents.
+    for batch in 0..agents.div_ceil(8) {
+        let starts = (batch * 8..((batch + 1) * 8).min(agents)).map(|i| {
+            let bridge = &bridge;
+            async move {
+                let agent = bridge.create_agent(agent_config(model_url)).await.unwrap();
+                turn(&agent, &format!("hello {i}")).await;
+                agent
+            }
+        });
+        live.extend(futures::future::join_all(starts).await);
+    }
+    let stats = bridge.stats();
+    let worker_growth = stats.rss_bytes.unwrap_or(0) as f64 - worker_before;
+    let harness_total = stats.harness_rss_bytes.unwrap_or(0) as f64;
+    let harnesses: std::collections::BTreeSet<u32> =
+        live.iter().filter_map(Agent::harness_pid).collect();
+    futures::future::join_all(live.into_iter().map(Agent::close)).await;
+    bridge.shutdown().await;
+    SharedMemory {
+        agents,
+        per_harness,
+        harnesses: harnesses.len(),
+        per_agent: (worker_growth + harness_total) / agents as f64,
+        harness_total,
+        worker_growth,
+    }
+}
+
+/// Turns per second of `AGENTS` agents each running `ROUNDS` turns at once.
+async fn throughput(model_url: &str, per_harness: usize) -> f64 {
+    const AGENTS: usize = 32;
+    const ROUNDS: usize = 3;
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(data.path())
+            .conversations_per_harness(per_harness),
+    )
+    .await
+    .unwrap();
+    let mut agents = Vec::new();
+    for i in 0..AGENTS {
+        let agent = bridge.create_agent(agent_config(model_url)).await.unwrap();
+        turn(&agent, &format!("warm {i}")).await;
+        agents.push(agent);
+    }
+    let t = Instant::now();
+    for round in 0..ROUNDS {
+        let prompt = format!("round {round}");
+        let turns = agents.iter().map(|agent| turn(agent, &prompt));
+        futures::future::join_all(turns).await;
+    }
+    let per_sec = (AGENTS * ROUNDS) as f64 / t.elapsed().as_secs_f64();
+    futures::future::join_all(agents.into_iter().map(Agent::close)).await;
+    bridge.shutdown().await;
+    per_sec
+}
+
+/// Measures and prints the shared-harness section.
+async fn shared_section(url: &str) {
+    let mut rows = vec![shared_memory(url, 16, 1).await];
+    // One agent alone on a shared harness: what the marginal figures are counted from.
+    let first = shared_memory(url, 1, 256).await;
+    let first_total = first.per_agent;
+    for n in [16, 64, 256] {
+        rows.push(shared_memory(url, n, n).await);
+    }
+    let shared_start = activations(url, 1, 64).await;
+    let own_start = activations(url, 1, 1).await;
+    let own = throughput(url, 1).await;
+    let shared = throughput(url, 32).await;
+
+    println!("\n### Shared harnesses: memory per live agent (each after one turn; no spares)\n");
+    println!("| live agents | conversations per harness | harnesses | harnesses' RSS (MiB) | worker RSS growth (MiB) | MiB per live agent | marginal MiB per extra agent | ratio to one harness each |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let base = rows[0].per_agent;
+    for r in &rows {
+        let total = r.per_agent * r.agents as f64;
+        let marginal = if r.per_harness == 1 {
+            r.per_agent
+        } else {
+            (total - first_total) / (r.agents - 1) as f64
+        };
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.3} |",
+            r.agents,
+            r.per_harness,
+            r.harnesses,
+            r.harness_total / MIB,
+            r.worker_growth / MIB,
+            r.per_agent / MIB,
+            marginal / MIB,
+            r.per_agent / base
+        );
+    }
+    println!(
+        "\nOne agent alone on a harness: {:.0} MiB (the harness and the worker's growth).",
+        first_total / MIB
+    );
+    println!("\n### Shared harnesses: start and resume (ms, median of {ACTIVATIONS}; over warm as above; a spare kept)\n");
+    println!("| harnesses | warm turn | start over warm | resumed turn over warm | start alone |");
+    println!("|---|---|---|---|---|");
+    for (name, a) in [
+        ("one per agent (baseline)", &own_start),
+        ("shared (64 per harness, one running)", &shared_start),
+    ] {
+        let (warm, start, resume) = a.over_warm();
+        println!(
+            "| {name} | {warm:.1} | {start:.1} | {resume:.1} | {:.1} |",
+            median(a.create_ms.clone())
+        );
+    }
+    println!("\n### Shared harnesses: throughput of 32 concurrent agents (text turns/s, 3 rounds)\n");
+    println!("| harnesses | turns/s | ratio |");
+    println!("|---|---|---|");
+    println!("| one per agent (baseline) | {own:.1} | 1.00 |");
+    println!("| 32 agents on one harness | {shared:.1} | {:.2} |", shared / own);
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 struct Memory {
     rust_live: f64,
@@ -345,6 +499,12 @@ fn main() {
         let url = model.base_url().to_owned();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         eprintln!("measuring (load average {})…", load.trim());
+        if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("shared") {
+            println!("## Run of {} (shared harnesses)", support::run_date());
+            println!("\nLoad average at start: {}", load.trim());
+            shared_section(&url).await;
+            return;
+        }
 
         let cold = {
             let (url, python) = (url.clone(), env.python.clone());
@@ -353,8 +513,8 @@ fn main() {
                 .unwrap()
         };
         let sdk = sdk_activations(&env.python, &url).await;
-        let with_spare = activations(&url, 1).await;
-        let without = activations(&url, 0).await;
+        let with_spare = activations(&url, 1, 1).await;
+        let without = activations(&url, 0, 1).await;
         let mem = memory(&url).await;
 
         println!("## Run of {} (activation)", support::run_date());
@@ -408,5 +568,7 @@ fn main() {
         println!("| worker RSS growth, live agent | {:.0} |", mem.worker_live / 1024.0);
         println!("| `localharness` RSS, live agent | {:.0} |", mem.harness_live / 1024.0);
         println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
+
+        shared_section(&url).await;
     });
 }

@@ -18,7 +18,7 @@ use crate::{
 
 /// How many conversations share one `localharness` unless configured (see
 /// [`PoolConfig::conversations_per_harness`]).
-pub const DEFAULT_CONVERSATIONS_PER_HARNESS: usize = 1;
+pub const DEFAULT_CONVERSATIONS_PER_HARNESS: usize = 64;
 
 /// Env var holding the default chat timeout in seconds (default 120).
 pub const ENV_CHAT_TIMEOUT: &str = "AGY_BRIDGE_CHAT_TIMEOUT_SECS";
