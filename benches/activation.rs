@@ -550,8 +550,8 @@ fn main() {
         println!("|---|---|---|---|---|");
         for (name, a) in [
             ("Python SDK (baseline: `Agent.__aenter__`, resume = a new `Agent` on the conversation)", &sdk),
-            ("bridge, pre-started harness (default)", &with_spare),
-            ("bridge, `prestarted_harnesses(0)`", &without),
+            ("bridge, a harness per agent, pre-started (default spares)", &with_spare),
+            ("bridge, a harness per agent, `prestarted_harnesses(0)`", &without),
         ] {
             let (warm, start, resume) = a.over_warm();
             println!(
@@ -566,7 +566,7 @@ fn main() {
         println!("| Rust heap, live agent (counted by the allocator) | {:.1} |", mem.rust_live / 1024.0);
         println!("| Rust heap, hibernated agent | {:.1} |", mem.rust_idle / 1024.0);
         println!("| worker RSS growth, live agent | {:.0} |", mem.worker_live / 1024.0);
-        println!("| `localharness` RSS, live agent | {:.0} |", mem.harness_live / 1024.0);
+        println!("| `localharness` RSS, live agent (default: shared, 64 per harness) | {:.0} |", mem.harness_live / 1024.0);
         println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
 
         shared_section(&url).await;
