@@ -287,3 +287,59 @@ async fn hibernating_one_agent_leaves_the_others_on_the_harness_and_it_resumes_t
     assert!(history.iter().any(|s| s.content.contains("first of a")));
     bridge.shutdown().await;
 }
+
+/// Capacity (run by `scripts/soak`): a thousand live agents, each after a turn, on the default
+/// shared harnesses of one worker, then waves of 32 concurrent turns across them all answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn soak_a_thousand_live_agents_share_harnesses_and_answer_waves_of_32_turns() {
+    const AGENTS: usize = 1_000;
+    const WAVE: usize = 32;
+    let model = ScriptedModel::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data)).await.unwrap();
+    let per_harness = bridge.worker_info().conversations_per_harness;
+    assert_eq!(per_harness, agy_bridge::DEFAULT_CONVERSATIONS_PER_HARNESS);
+    let mut agents: Vec<Agent> = Vec::new();
+    for wave in 0..AGENTS.div_ceil(WAVE) {
+        let starts = (wave * WAVE..((wave + 1) * WAVE).min(AGENTS)).map(|i| {
+            let (bridge, model) = (&bridge, &model);
+            async move {
+                let agent = bridge.create_agent(agent_config(model)).await.unwrap();
+                common::chat_ok(&agent, &format!("hello {i}")).await;
+                agent
+            }
+        });
+        agents.extend(futures::future::join_all(starts).await);
+    }
+    let harnesses: BTreeSet<u32> = agents.iter().filter_map(Agent::harness_pid).collect();
+    assert!(
+        harnesses.len() <= AGENTS.div_ceil(per_harness) + WAVE,
+        "{} harnesses for {AGENTS} agents",
+        harnesses.len()
+    );
+    // Waves of 32 concurrent turns, spread over the whole population.
+    for wave in 0..4 {
+        let turns = (0..WAVE).map(|k| {
+            let agent = &agents[(wave * 251 + k * 31) % AGENTS];
+            async move { common::chat_ok(agent, &format!("wave {wave}")).await }
+        });
+        tokio::time::timeout(HANG, futures::future::join_all(turns))
+            .await
+            .expect("a wave of 32 turns is answered");
+    }
+    let stats = bridge.stats();
+    let total = stats.rss_bytes.unwrap_or(0) + stats.harness_rss_bytes.unwrap_or(0);
+    eprintln!(
+        "{AGENTS} live agents: {} harnesses, worker {} MiB, harnesses {} MiB, {:.2} MiB per agent",
+        harnesses.len(),
+        stats.rss_bytes.unwrap_or(0) >> 20,
+        stats.harness_rss_bytes.unwrap_or(0) >> 20,
+        total as f64 / AGENTS as f64 / 1048576.0
+    );
+    assert!(
+        total < 24 << 30,
+        "1,000 live agents must fit a 24 GB machine: {total} bytes"
+    );
+    futures::future::join_all(agents.into_iter().map(Agent::close)).await;
+    bridge.shutdown().await;
+}
