@@ -649,6 +649,61 @@ async fn conversations_are_listed_and_deleted_in_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_taken_beside_a_turn_on_the_same_shared_harness_restores_elsewhere() {
+    let schema = Schema::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Bridge::start(
+        bridge_config(&data_a, &schema)
+            .holder("replica-a")
+            .lease_wait(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let url = model.base_url();
+    let x = a.create_agent(agent_config(&url)).await.unwrap();
+    let y = a.create_agent(agent_config(&url)).await.unwrap();
+    assert_eq!(x.harness_pid(), y.harness_pid(), "one shared harness");
+    common::chat_ok(&x, "x remembers the word quince").await;
+
+    // y streams slowly on the shared harness while x is snapshotted (hibernated).
+    model.push(Reply::slow_text(
+        (0..30).map(|i| format!("y{i} ")),
+        Duration::from_millis(30),
+    ));
+    let mut slow = y.chat("talk slowly").await.unwrap();
+    common::first_text(&mut slow).await;
+    x.disconnect().await.unwrap();
+    assert!(x.is_hibernated());
+    let id = x.conversation_id().to_owned();
+
+    // Another bridge with its own data directory restores x from the store.
+    let b = Bridge::start(bridge_config(&data_b, &schema).holder("replica-b"))
+        .await
+        .unwrap();
+    let moved = b.open_agent(&id, agent_config(&url)).await.unwrap();
+    common::chat_ok(&moved, "and the word was?").await;
+    let history = moved.history().await.unwrap();
+    assert!(
+        history.iter().any(|s| s.content.contains("quince")),
+        "{history:?}"
+    );
+    // Never open twice: the first bridge cannot bring x back while b holds it.
+    let err = match x.chat("me again").await {
+        Err(e) => e,
+        Ok(reply) => collect(reply).await.1.unwrap_err(),
+    };
+    assert!(matches!(err, Error::ConversationBusy { .. }), "{err}");
+
+    let outcome = common::finish_within(slow).await.unwrap();
+    assert!(outcome.text.contains("y29"), "{}", outcome.text);
+    moved.close().await.unwrap();
+    b.shutdown().await;
+    a.shutdown().await;
+    schema.drop_it().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_quota_hit_backs_the_key_off_in_every_bridge_on_the_store() {
     let schema = Schema::new().await;
     let model = ScriptedModel::start().await.unwrap();
