@@ -359,7 +359,15 @@ async fn throughput(model_url: &str, per_harness: usize) -> f64 {
 }
 
 /// Measures and prints the shared-harness section.
-async fn shared_section(url: &str) {
+async fn shared_section(url: &str, python: &Path) {
+    let sdk = support::sdk_baseline(
+        python,
+        "sdk_activation.py",
+        &["memory", url, "{work}", "16"],
+    )
+    .await["per_agent_bytes"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     let mut rows = vec![shared_memory(url, 16, 1).await];
     // One agent alone on a shared harness: what the marginal figures are counted from.
     let first = shared_memory(url, 1, 256).await;
@@ -373,7 +381,9 @@ async fn shared_section(url: &str) {
     let shared = throughput(url, 32).await;
 
     println!("\n### Shared harnesses: memory per live agent (each after one turn; no spares)\n");
-    println!("| live agents | conversations per harness | harnesses | harnesses' RSS (MiB) | worker RSS growth (MiB) | MiB per live agent | marginal MiB per extra agent | ratio to one harness each |");
+    println!(
+        "| live agents | conversations per harness | harnesses | harnesses' RSS (MiB) | worker RSS growth (MiB) | MiB per live agent | marginal MiB per extra agent | ratio to one harness each |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let base = rows[0].per_agent;
     for r in &rows {
@@ -396,10 +406,15 @@ async fn shared_section(url: &str) {
         );
     }
     println!(
-        "\nOne agent alone on a harness: {:.0} MiB (the harness and the worker's growth).",
-        first_total / MIB
+        "\nOne agent alone on a harness: {:.0} MiB (the harness and the worker's growth). The Python \
+         SDK in the same run, 16 agents each after one turn (its process's RSS growth and its \
+         harnesses): {:.2} MiB per agent.",
+        first_total / MIB,
+        sdk / MIB
     );
-    println!("\n### Shared harnesses: start and resume (ms, median of {ACTIVATIONS}; over warm as above; a spare kept)\n");
+    println!(
+        "\n### Shared harnesses: start and resume (ms, median of {ACTIVATIONS}; over warm as above; a spare kept)\n"
+    );
     println!("| harnesses | warm turn | start over warm | resumed turn over warm | start alone |");
     println!("|---|---|---|---|---|");
     for (name, a) in [
@@ -412,11 +427,16 @@ async fn shared_section(url: &str) {
             median(a.create_ms.clone())
         );
     }
-    println!("\n### Shared harnesses: throughput of 32 concurrent agents (text turns/s, 3 rounds)\n");
+    println!(
+        "\n### Shared harnesses: throughput of 32 concurrent agents (text turns/s, 3 rounds)\n"
+    );
     println!("| harnesses | turns/s | ratio |");
     println!("|---|---|---|");
     println!("| one per agent (baseline) | {own:.1} | 1.00 |");
-    println!("| 32 agents on one harness | {shared:.1} | {:.2} |", shared / own);
+    println!(
+        "| 32 agents on one harness | {shared:.1} | {:.2} |",
+        shared / own
+    );
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -502,7 +522,7 @@ fn main() {
         if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("shared") {
             println!("## Run of {} (shared harnesses)", support::run_date());
             println!("\nLoad average at start: {}", load.trim());
-            shared_section(&url).await;
+            shared_section(&url, &env.python).await;
             return;
         }
 
@@ -569,6 +589,6 @@ fn main() {
         println!("| `localharness` RSS, live agent (default: shared, 64 per harness) | {:.0} |", mem.harness_live / 1024.0);
         println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
 
-        shared_section(&url).await;
+        shared_section(&url, &env.python).await;
     });
 }

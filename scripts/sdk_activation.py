@@ -7,10 +7,13 @@ Usage: python sdk_activation.py MODE BASE_URL WORKDIR [N]
               resume (stop, start on the same conversation) and the turn after; prints JSON
   throughput  N agents in one asyncio loop: a warm-up round of N concurrent text turns, then 3
               timed rounds; prints {"turns_per_sec": ...}
+  memory      N agents, each after one turn: this process's RSS growth plus its harnesses' RSS,
+              per agent; prints {"per_agent_bytes": ...}
 """
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -95,6 +98,47 @@ async def throughput(base_url: str, workdir: str, n: int) -> None:
     print(json.dumps({"turns_per_sec": rate}))
 
 
+def _rss(pid: int | str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _children_rss() -> int:
+    total, me = 0, str(os.getpid())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+        if ppid == me:
+            total += _rss(pid)
+    return total
+
+
+async def memory(base_url: str, workdir: str, n: int) -> None:
+    warm = Agent(config(base_url, workdir, str(uuid.uuid4())))
+    await warm.__aenter__()
+    await turn(warm, "warm up")
+    await warm.__aexit__(None, None, None)
+    before = _rss(os.getpid())
+    started = []
+    for i in range(n):
+        agent = Agent(config(base_url, workdir, str(uuid.uuid4())))
+        await agent.__aenter__()
+        await turn(agent, f"hello {i}")
+        started.append(agent)
+    total = _rss(os.getpid()) - before + _children_rss()
+    await asyncio.gather(*(a.__aexit__(None, None, None) for a in started))
+    print(json.dumps({"per_agent_bytes": total / n}))
+
+
 def main() -> None:
     mode, base_url, workdir = sys.argv[1:4]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 1
@@ -104,6 +148,8 @@ def main() -> None:
         asyncio.run(agents(base_url, workdir, n))
     elif mode == "throughput":
         asyncio.run(throughput(base_url, workdir, n))
+    elif mode == "memory":
+        asyncio.run(memory(base_url, workdir, n))
     else:
         sys.exit(f"unknown mode {mode!r}")
 

@@ -228,8 +228,9 @@ class Tenant:
 class SharedHarnesses:
     """The shared harnesses of one worker, by launch."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, on_change: Callable[[], None] = lambda: None) -> None:
         self.capacity = max(1, capacity)
+        self._on_change = on_change
         self._by_launch: dict[Launch, list[SharedHarness]] = {}
         self._starting: dict[Launch, asyncio.Future[SharedHarness]] = {}
         self._lock = threading.Lock()
@@ -266,6 +267,7 @@ class SharedHarnesses:
         shared = SharedHarness(harness, self.capacity, self)
         with self._lock:
             self._by_launch.setdefault(harness.launch, []).append(shared)
+        self._changed()
         return shared
 
     def forget(self, shared: SharedHarness) -> None:
@@ -275,6 +277,13 @@ class SharedHarnesses:
                 hosts.remove(shared)
             if not hosts:
                 self._by_launch.pop(shared.harness.launch, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        try:
+            self._on_change()
+        except Exception:
+            log.warning("reporting shared harnesses failed", exc_info=True)
 
     def pids(self) -> list[int]:
         with self._lock:

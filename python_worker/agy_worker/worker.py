@@ -84,7 +84,7 @@ class Worker:
         agent start that hands them out and shares harnesses. Once per worker: the first
         `initialize` decides."""
         if per_harness > 1:
-            self.shared = shared_harness.SharedHarnesses(per_harness)
+            self.shared = shared_harness.SharedHarnesses(per_harness, self._report_harnesses)
         if prestart is not None:
             self.harnesses = harness_pool.HarnessPool.from_prestart(prestart, self._report_spares)
             if self.harnesses is not None:
@@ -100,7 +100,12 @@ class Worker:
         return version
 
     def _report_spares(self, pids: list[int]) -> None:
-        self.peer.notify(SPARE_HARNESSES, {"worker_pid": os.getpid(), "pids": pids})
+        shared = self.shared.pids() if self.shared is not None else []
+        self.peer.notify(SPARE_HARNESSES, {"worker_pid": os.getpid(), "pids": pids, "shared": shared})
+
+    def _report_harnesses(self) -> None:
+        spares = self.harnesses.pids() if self.harnesses is not None else []
+        self._report_spares(spares)
 
     async def initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         theirs = (params or {}).get("protocol_version")

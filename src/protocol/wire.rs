@@ -411,6 +411,9 @@ pub(crate) struct SpareHarnessesParams {
     pub worker_pid: u32,
     /// Pids of the harnesses the worker keeps started for agents still to come.
     pub pids: Vec<u32>,
+    /// Pids of the shared harnesses serving conversations now.
+    #[serde(default)]
+    pub shared: Vec<u32>,
 }
 
 /// `tool/call` params.

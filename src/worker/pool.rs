@@ -411,6 +411,12 @@ impl Slot {
                 .into_iter()
                 .filter(|&harness| memory::process_group(harness) == Some(pid))
                 .collect(),
+            shared_harness_pids: self
+                .router
+                .shared_harnesses(pid)
+                .into_iter()
+                .filter(|&harness| memory::process_group(harness) == Some(pid))
+                .collect(),
         }
     }
 }
@@ -461,4 +467,7 @@ pub struct WorkerStats {
     /// (see [`crate::BridgeConfig::prestarted_harnesses`]); their memory is in
     /// `harness_rss_bytes`.
     pub spare_harness_pids: Vec<u32>,
+    /// Pids of the shared `localharness` processes serving this worker's agents now (see
+    /// [`PoolConfig::conversations_per_harness`]); their memory is in `harness_rss_bytes`.
+    pub shared_harness_pids: Vec<u32>,
 }

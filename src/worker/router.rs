@@ -93,7 +93,7 @@ pub(crate) struct Router {
     agents: Mutex<HashMap<String, Arc<dyn ReverseRequests>>>,
     /// Pre-started harnesses as each worker on this connection handler (the slot's current
     /// worker, its warm spare) last reported them, by worker pid.
-    spare_harnesses: Mutex<HashMap<u32, Vec<u32>>>,
+    spare_harnesses: Mutex<HashMap<u32, SpareHarnessesParams>>,
 }
 
 impl Router {
@@ -120,7 +120,16 @@ impl Router {
         self.spare_harnesses
             .lock()
             .get(&worker_pid)
-            .cloned()
+            .map(|r| r.pids.clone())
+            .unwrap_or_default()
+    }
+
+    /// Pids of the shared harnesses the worker `worker_pid` last reported.
+    pub(crate) fn shared_harnesses(&self, worker_pid: u32) -> Vec<u32> {
+        self.spare_harnesses
+            .lock()
+            .get(&worker_pid)
+            .map(|r| r.shared.clone())
             .unwrap_or_default()
     }
 
@@ -219,7 +228,7 @@ impl Handler for Router {
                     // Reports of workers that have ended since go (their spares went with them;
                     // a worker leads its own process group while it lives).
                     reports.retain(|&pid, _| memory::process_group(pid) == Some(pid));
-                    reports.insert(p.worker_pid, p.pids);
+                    reports.insert(p.worker_pid, p);
                 }
                 Err(e) => tracing::warn!("malformed {method}: {e}"),
             }

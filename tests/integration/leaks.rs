@@ -56,9 +56,11 @@ async fn soak_a_thousand_create_close_cycles_leak_nothing() {
     for _ in 0..1000 {
         cycle().await;
     }
-    // Only the pre-started spare (BridgeConfig::prestarted_harnesses) may remain.
+    // Only the pre-started spare (BridgeConfig::prestarted_harnesses) may remain: every
+    // shared harness ended with its last conversation.
     common::eventually("no harness outlives its agent", || {
-        children(worker) == bridge.stats().spare_harness_pids.len()
+        let stats = bridge.stats();
+        stats.shared_harness_pids.is_empty() && children(worker) == stats.spare_harness_pids.len()
     })
     .await;
     let (fds_after, worker_fds_after, rss_after) = (

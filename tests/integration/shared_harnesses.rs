@@ -195,10 +195,18 @@ async fn closing_or_cancelling_one_agent_leaves_the_others_turns_running() {
         "still on the shared harness"
     );
 
-    // The harness ends with its last conversation.
+    // The harness is in the worker's stats while it serves, and ends with its last conversation.
+    common::eventually("the shared harness in the stats", || {
+        bridge.stats().shared_harness_pids == [harness]
+    })
+    .await;
     a.close().await.unwrap();
     c.close().await.unwrap();
     assert!(wait_gone(harness, HANG).await, "the empty harness ends");
+    common::eventually("no shared harness left in the stats", || {
+        bridge.stats().shared_harness_pids.is_empty()
+    })
+    .await;
     bridge.shutdown().await;
 }
 
