@@ -113,8 +113,9 @@ async fn agents_share_a_harness_and_their_histories_never_mix() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_tool_calls_on_one_harness_answer_for_their_own_agent() {
-    const AGENTS: usize = 16;
+async fn tools_hooks_and_confirmations_of_64_concurrent_agents_on_one_harness_answer_for_their_own()
+{
+    const AGENTS: usize = 64;
     // Each turn calls `whoami`, then reports what it answered.
     let model =
         ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| match req.tool_result() {
@@ -124,6 +125,9 @@ async fn concurrent_tool_calls_on_one_harness_answer_for_their_own_agent() {
         .await
         .unwrap();
     let (bridge, _data) = start(AGENTS, &model).await;
+    // What each agent's hook and `ask_user` handler saw: (agent number, agent id seen).
+    let hooked: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let asked: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
     let mut agents = Vec::new();
     for i in 0..AGENTS {
         let name = format!("agent-number-{i}");
@@ -136,12 +140,22 @@ async fn concurrent_tool_calls_on_one_harness_answer_for_their_own_agent() {
                 async move { Ok(json!({ "me": name })) }
             },
         );
-        agents.push(
-            bridge
-                .create_agent(agent_config(&model).tool(tool))
-                .await
-                .unwrap(),
-        );
+        let hook_log = Arc::clone(&hooked);
+        let ask_log = Arc::clone(&asked);
+        let config = agent_config(&model)
+            .tool(tool)
+            .hooks(agy_bridge::Hooks::new().pre_tool_call_decide(move |call| {
+                hook_log.lock().unwrap().push((i, call.agent_id));
+                async { agy_bridge::hooks::ToolDecision::Allow }
+            }))
+            .policy(agy_bridge::PolicyRule::ask_user(
+                "whoami",
+                move |req: agy_bridge::policies::ConfirmRequest| {
+                    ask_log.lock().unwrap().push((i, req.agent_id));
+                    async { true }
+                },
+            ));
+        agents.push(bridge.create_agent(config).await.unwrap());
     }
     let pids: BTreeSet<u32> = agents.iter().map(|a| a.harness_pid().unwrap()).collect();
     assert_eq!(pids.len(), 1);
@@ -154,6 +168,13 @@ async fn concurrent_tool_calls_on_one_harness_answer_for_their_own_agent() {
             text.contains(&format!("agent-number-{i}\"")),
             "agent {i} got {text}"
         );
+    }
+    for (what, log) in [("hook", &hooked), ("ask_user", &asked)] {
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), AGENTS, "one {what} call per agent: {log:?}");
+        for (i, seen) in log.iter() {
+            assert_eq!(seen, agents[*i].id(), "{what} of agent {i}");
+        }
     }
     bridge.shutdown().await;
 }
