@@ -13,9 +13,15 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    agent::{Agent, callbacks::AgentState, context::AgentContext, life::AgentCore},
-    config::{AgentConfig, BridgeConfig},
+    agent::{
+        Agent,
+        callbacks::AgentState,
+        context::AgentContext,
+        life::{AgentCore, AgentParts},
+    },
+    config::{AgentConfig, BridgeConfig, ModelConfig},
     error::{Error, Result},
+    gateway::Gateway,
     protocol::{methods::WorkerPing, wire::WorkerInfo},
     quota::QuotaRegistry,
     rpc::Handler,
@@ -40,6 +46,8 @@ struct BridgeInner {
     quota: QuotaRegistry,
     agents: Arc<AgentContext>,
     next_agent: AtomicU64,
+    /// Where OpenAI-compatible model calls go through (see `gateway`), unless turned off.
+    gateway: Option<Arc<Gateway>>,
 }
 
 impl BridgeInner {
@@ -150,6 +158,13 @@ impl Bridge {
             lease,
             dirs,
         ));
+        let gateway = if config.model_gateway {
+            Some(Gateway::start().await.map_err(|e| Error::InvalidConfig {
+                message: format!("the model gateway cannot start: {e}"),
+            })?)
+        } else {
+            None
+        };
         let inner = Arc::new(BridgeInner {
             pools,
             config,
@@ -157,6 +172,7 @@ impl Bridge {
             quota: QuotaRegistry::new(),
             agents,
             next_agent: AtomicU64::new(1),
+            gateway,
         });
         tokio::spawn(sweep(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -217,8 +233,25 @@ impl Bridge {
         let agent_id = format!("agent-{seq}");
         let pool = self.inner.pool(config.pool.as_deref())?;
         let model = config.model.resolved(pool.gemini_api_key.as_ref())?;
-        let spec = config.spec(&model, &conversation_id, &self.inner.agents.dirs);
+        // Quota is tracked under the real endpoint, not the gateway's route to it.
         let quota = self.inner.quota.state_for_key(&model.quota_key());
+        let (model, route) = match (&self.inner.gateway, &model) {
+            (
+                Some(gateway),
+                ModelConfig::OpenaiCompatible {
+                    base_url,
+                    model: name,
+                },
+            ) => {
+                let (via, route) = gateway.route(&agent_id, base_url, config.model_retry.clone());
+                (
+                    ModelConfig::openai_compatible(via, name.clone()),
+                    Some(route),
+                )
+            }
+            _ => (model, None),
+        };
+        let spec = config.spec(&model, &conversation_id, &self.inner.agents.dirs);
         let hibernate_after = config.hibernate_after.or(pool.hibernate_after);
         let callbacks = Arc::new(AgentState::new(
             agent_id.clone(),
@@ -228,15 +261,15 @@ impl Bridge {
             config.policies,
             config.confirmation_timeout,
         ));
-        let core = AgentCore::new(
-            agent_id,
+        let parts = AgentParts {
+            id: agent_id,
             conversation_id,
-            Arc::clone(&self.inner.agents),
-            Arc::clone(pool),
             callbacks,
             spec,
             hibernate_after,
-        );
+            route,
+        };
+        let core = AgentCore::new(parts, Arc::clone(&self.inner.agents), Arc::clone(pool));
         // The first activation: the lease, the newest state, a worker, the harness.
         drop(core.use_live().await?);
         Ok(Agent::new(core, quota))
@@ -390,6 +423,14 @@ impl Bridge {
         }
         let slots = self.inner.pools.iter().flat_map(|p| p.slots.iter());
         futures::future::join_all(slots.map(|s| s.supervisor.shutdown())).await;
+    }
+
+    /// The model gateway's loopback address, when it runs. For the bridge's own tests (a probe
+    /// that it refuses requests without its secret): behind the `testing` feature.
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn model_gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.gateway.as_ref().map(|g| g.addr())
     }
 
     /// Kills the default pool's first worker's process group at once (SIGKILL); in-flight calls

@@ -37,6 +37,7 @@ mod bridge;
 mod config;
 mod content;
 mod error;
+mod gateway;
 #[cfg(test)]
 mod layering;
 mod protocol;
@@ -60,6 +61,7 @@ pub use config::{
 };
 pub use content::{Content, Part};
 pub use error::{AgentErrorKind, Error, Result};
+pub use gateway::ModelRetry;
 pub use hooks::Hooks;
 pub use policies::{PolicyRule, PolicySet};
 pub use protocol::SDK_VERSION;

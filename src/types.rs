@@ -78,6 +78,10 @@ pub struct ChatOutcome {
     /// The structured output of the turn, when the agent has a response schema.
     #[serde(default)]
     pub structured_output: Option<serde_json::Value>,
+    /// Model calls of this turn the model gateway repeated after a transient failure (a
+    /// dropped connection, a 429 or 5xx, a stream that broke before its first event).
+    #[serde(default)]
+    pub model_retries: u32,
 }
 
 /// A tool call recorded in a step.

@@ -27,6 +27,7 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use super::{callbacks::AgentState, context::AgentContext};
 use crate::{
     error::{Error, Result},
+    gateway::{CallReport, RouteGuard},
     protocol::{
         methods::{AgentClose, AgentCreate},
         wire::{AgentCreateParams, AgentCreateResult, AgentRef, AgentSpec},
@@ -89,6 +90,8 @@ pub(crate) struct AgentCore {
     /// What the agent's accessors show, updated when a transition completes (so that they
     /// never block and never show a state halfway through).
     shown: Mutex<Shown>,
+    /// The agent's route through the model gateway, when its model calls take it.
+    route: Option<RouteGuard>,
 }
 
 /// The agent's observable place.
@@ -156,16 +159,27 @@ impl Drop for LiveUse {
     }
 }
 
+/// What an agent is made of, as its bridge prepared it.
+pub(crate) struct AgentParts {
+    pub(crate) id: String,
+    pub(crate) conversation_id: String,
+    pub(crate) callbacks: Arc<AgentState>,
+    pub(crate) spec: AgentSpec,
+    pub(crate) hibernate_after: Option<Duration>,
+    /// Its route through the model gateway, when its model calls take it.
+    pub(crate) route: Option<RouteGuard>,
+}
+
 impl AgentCore {
-    pub(crate) fn new(
-        id: String,
-        conversation_id: String,
-        context: Arc<AgentContext>,
-        pool: Arc<Pool>,
-        callbacks: Arc<AgentState>,
-        spec: AgentSpec,
-        hibernate_after: Option<Duration>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(parts: AgentParts, context: Arc<AgentContext>, pool: Arc<Pool>) -> Arc<Self> {
+        let AgentParts {
+            id,
+            conversation_id,
+            callbacks,
+            spec,
+            hibernate_after,
+            route,
+        } = parts;
         let core = Arc::new(Self {
             id,
             conversation_id,
@@ -179,6 +193,7 @@ impl AgentCore {
             dirty: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             shown: Mutex::new(Shown::default()),
+            route,
         });
         core.pool
             .live
@@ -256,6 +271,14 @@ impl AgentCore {
     /// Whether the agent has a harness now.
     pub(crate) fn harness_pid(&self) -> Option<u32> {
         self.shown.lock().harness_pid
+    }
+
+    /// What the agent's model calls went through at the gateway since the last report.
+    pub(crate) fn model_calls(&self) -> CallReport {
+        self.route
+            .as_ref()
+            .map(|r| r.route().take_report())
+            .unwrap_or_default()
     }
 
     /// Notes the harness a turn ran on (the worker may have moved the agent to another).

@@ -611,6 +611,34 @@ pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
         usage: result.usage,
         stop_reason: result.stop_reason,
         structured_output: result.structured_output,
+        model_retries: 0,
+    }
+}
+
+/// Adds what the model gateway saw during the turn to its outcome: the retries, and for a quota
+/// failure the server's `Retry-After` header when the worker could not read one from the
+/// error message.
+pub(crate) fn with_model_calls(
+    reply: Result<ChatOutcome>,
+    calls: crate::gateway::CallReport,
+) -> Result<ChatOutcome> {
+    match reply {
+        Ok(mut outcome) => {
+            outcome.model_retries = calls.retries;
+            Ok(outcome)
+        }
+        Err(Error::Agent {
+            kind: AgentErrorKind::Quota,
+            http_status,
+            retry_after,
+            message,
+        }) => Err(Error::Agent {
+            kind: AgentErrorKind::Quota,
+            http_status,
+            retry_after: retry_after.or(calls.quota_retry_after),
+            message,
+        }),
+        other => other,
     }
 }
 

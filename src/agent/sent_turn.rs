@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{OwnedRwLockReadGuard, oneshot, watch};
 
-use super::{life::LiveUse, outcome_from, turn::saved};
+use super::{life::LiveUse, outcome_from, turn::saved, with_model_calls};
 use crate::{
     error::{Error, Result},
     protocol::{
@@ -74,7 +74,13 @@ impl SentTurn {
                 other => other,
             };
             let outcome = match reply {
-                Ok(Some(result)) => saved(&live, outcome_from(result)).await.map(Some),
+                Ok(Some(result)) => {
+                    let calls = live.core().model_calls();
+                    match with_model_calls(Ok(outcome_from(result)), calls) {
+                        Ok(outcome) => saved(&live, outcome).await.map(Some),
+                        Err(e) => Err(e),
+                    }
+                }
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };

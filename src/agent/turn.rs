@@ -9,7 +9,7 @@ use std::sync::{
 use tokio::sync::{OwnedRwLockReadGuard, watch};
 use tracing::Instrument;
 
-use super::{life::LiveUse, outcome_from, settle_quota, wait_for_quota};
+use super::{life::LiveUse, outcome_from, settle_quota, wait_for_quota, with_model_calls};
 use crate::{
     error::{Error, Result},
     protocol::{
@@ -104,9 +104,8 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
             if let Ok(result) = &reply {
                 core.ran_on_harness(result.harness_pid);
             }
-            let outcome = settle_quota(&quota, &core.context.store, reply)
-                .await
-                .map(outcome_from)?;
+            let reply = with_model_calls(reply.map(outcome_from), core.model_calls());
+            let outcome = settle_quota(&quota, &core.context.store, reply).await?;
             saved(&live, outcome).await
         }
         .instrument(span),

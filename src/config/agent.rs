@@ -13,6 +13,7 @@ use crate::{
         tools::{Tool, ToolRegistry},
     },
     error::{Error, Result},
+    gateway::ModelRetry,
     protocol::wire::{AgentBehavior, AgentSpec, ContinuationMode, WireSecret},
     sdk_config::{
         BudgetConfig, Capabilities, CompactionConfig, InlineSkill, McpServer, RetryConfig,
@@ -77,6 +78,8 @@ pub struct AgentConfig {
     pub(crate) confirmation_timeout: Option<Duration>,
     /// Idle this long, the agent hibernates (default: its pool's).
     pub(crate) hibernate_after: Option<Duration>,
+    /// How the model gateway retries this agent's failed model calls.
+    pub(crate) model_retry: ModelRetry,
     /// Problems found while building (a bad tool), reported by `create_agent`.
     problems: Vec<Error>,
 }
@@ -103,6 +106,7 @@ impl AgentConfig {
             env: EnvVars::default(),
             confirmation_timeout: None,
             hibernate_after: None,
+            model_retry: ModelRetry::default(),
             problems: Vec::new(),
         }
     }
@@ -260,6 +264,15 @@ impl AgentConfig {
     #[must_use]
     pub const fn hibernate_after(mut self, after: Duration) -> Self {
         self.hibernate_after = Some(after);
+        self
+    }
+
+    /// How the model gateway retries this agent's model calls that failed before anything
+    /// reached the agent (OpenAI-compatible models; see [`ModelRetry`] for the defaults, which
+    /// are the official clients').
+    #[must_use]
+    pub fn model_retry(mut self, retry: ModelRetry) -> Self {
+        self.model_retry = retry;
         self
     }
 

@@ -116,6 +116,8 @@ pub struct BridgeConfig {
     /// This bridge's name in leases (default: host, pid and a random suffix; on Kubernetes the
     /// pod name is a good choice).
     pub holder: Option<String>,
+    /// Whether OpenAI-compatible model calls go through the model gateway (default: yes).
+    pub model_gateway: bool,
     /// Enables the worker's failure-injection method (the bridge's own tests).
     pub(crate) debug_methods: bool,
 }
@@ -155,6 +157,7 @@ impl Default for BridgeConfig {
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(10),
             holder: None,
+            model_gateway: true,
             debug_methods: false,
         }
     }
@@ -391,6 +394,15 @@ impl BridgeConfig {
     #[must_use]
     pub const fn lease_wait(mut self, wait: Duration) -> Self {
         self.lease_wait = wait;
+        self
+    }
+
+    /// Sends OpenAI-compatible model calls through the bridge's model gateway (the default),
+    /// which never lets a broken stream pass as a complete answer and retries what is safe to
+    /// retry (see `docs/architecture.md`), or straight to the model server (`false`).
+    #[must_use]
+    pub const fn model_gateway(mut self, enabled: bool) -> Self {
+        self.model_gateway = enabled;
         self
     }
 

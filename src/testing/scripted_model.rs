@@ -34,7 +34,16 @@ pub enum Reply {
         status: u16,
         /// Response body.
         body: String,
+        /// A `Retry-After` header (whole seconds), when set.
+        retry_after: Option<u64>,
     },
+    /// Stream these text chunks, then end the stream cleanly but early: no `finish_reason`, no
+    /// `[DONE]` (a proxy or server that cut the answer short).
+    Truncated(Vec<String>),
+    /// Stream these text chunks, then a chunk that is not JSON, then the end marker.
+    Malformed(Vec<String>),
+    /// Stream these text chunks (none: only the response head), then drop the connection.
+    Disconnect(Vec<String>),
     /// Never answer: the request hangs until the client gives up (a model that stalls, for
     /// testing timeouts and cancellation).
     Stall,
@@ -94,7 +103,23 @@ impl Reply {
         Self::HttpError {
             status,
             body: body.into(),
+            retry_after: None,
         }
+    }
+
+    /// Fails with an HTTP status and a `Retry-After: secs` header.
+    pub fn http_error_retry_after(status: u16, body: impl Into<String>, secs: u64) -> Self {
+        Self::HttpError {
+            status,
+            body: body.into(),
+            retry_after: Some(secs),
+        }
+    }
+
+    /// The words of `text` as stream chunks, for the fault replies.
+    #[must_use]
+    pub fn words(text: &str) -> Vec<String> {
+        text.split_inclusive(' ').map(str::to_owned).collect()
     }
 
     /// Answers with `reply` after `delay`.
@@ -334,10 +359,20 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
                 reply = *inner;
             }
             Reply::Stall => return futures::future::pending().await,
-            Reply::HttpError { status, body } => {
+            Reply::HttpError {
+                status,
+                body,
+                retry_after,
+            } => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return (status, body).into_response();
+                let mut response = (status, body).into_response();
+                if let Some(secs) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                }
+                return response;
             }
             other => return stream_reply(&request, seq, other),
         }
@@ -357,6 +392,11 @@ fn stream_reply(request: &RecordedRequest, seq: u64, reply: Reply) -> Response {
         })
     };
     let prompt_tokens = prompt_tokens(request);
+    let fault = match &reply {
+        Reply::Malformed(_) => Fault::Malformed,
+        Reply::Disconnect(_) => Fault::Disconnect,
+        _ => Fault::Truncated,
+    };
     let mut events: Vec<(Duration, Value)> = Vec::new();
     let completion_tokens;
     match reply {
@@ -394,6 +434,20 @@ fn stream_reply(request: &RecordedRequest, seq: u64, reply: Reply) -> Response {
             ));
             events.push((Duration::ZERO, chunk(json!({}), Some("tool_calls"))));
         }
+        Reply::Truncated(chunks) | Reply::Malformed(chunks) | Reply::Disconnect(chunks) => {
+            let events = chunks
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let mut delta = json!({ "content": text });
+                    if i == 0 {
+                        delta["role"] = json!("assistant");
+                    }
+                    chunk(delta, None)
+                })
+                .collect();
+            return fault_stream(fault, events);
+        }
         Reply::HttpError { .. } | Reply::Delayed { .. } | Reply::Stall => {
             unreachable!("handled by the caller")
         }
@@ -428,6 +482,38 @@ fn stream_reply(request: &RecordedRequest, seq: u64, reply: Reply) -> Response {
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// How a scripted stream goes wrong.
+#[derive(Clone, Copy)]
+enum Fault {
+    Truncated,
+    Malformed,
+    Disconnect,
+}
+
+/// A stream that goes wrong as `fault` says, after `events`.
+fn fault_stream(fault: Fault, events: Vec<Value>) -> Response {
+    let mut frames: Vec<Result<Bytes, std::io::Error>> = events
+        .into_iter()
+        .map(|event| Ok(Bytes::from(format!("data: {event}\n\n"))))
+        .collect();
+    match fault {
+        Fault::Malformed => {
+            frames.push(Ok(Bytes::from_static(b"data: DEADBEEF {not json\n\n")));
+            frames.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        }
+        Fault::Disconnect => frames.push(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "scripted disconnect",
+        ))),
+        Fault::Truncated => {} // just stop
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(futures::stream::iter(frames)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

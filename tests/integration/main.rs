@@ -13,6 +13,7 @@ mod conformance;
 mod conversation;
 mod examples;
 mod failures;
+mod gateway;
 mod hibernation;
 mod hook_failures;
 mod hooks;

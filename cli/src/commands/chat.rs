@@ -113,19 +113,24 @@ pub(crate) async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
         agent_config = agent_config.policy(rule);
     }
     let agent = bridge.create_agent(agent_config).await?;
-    match options.prompt {
+    let failed = match options.prompt {
         Some(prompt) => {
             turn(&agent, prompt, options.json).await?;
+            0
         }
         None if std::io::stdin().is_terminal() => {
             let history = bridge.data_dir().join("cli-history.txt");
-            edited_session(&agent, options.json, history).await?;
+            edited_session(&agent, options.json, history).await?
         }
         None => piped_session(&agent, options.json).await?,
-    }
+    };
     agent.close().await?;
     bridge.shutdown().await;
     drop(demo_model);
+    // Each failure was shown with its turn; the exit status says that not every turn completed.
+    if failed > 0 {
+        return Err(std::io::Error::other(format!("{failed} turn(s) did not complete")).into());
+    }
     Ok(())
 }
 
@@ -297,13 +302,15 @@ fn output_failed(error: std::io::Error) -> agy_bridge::Result<Output> {
 const SESSION_HELP: &str =
     "Interactive chat: one prompt per line; Ctrl-C cancels a turn, Ctrl-D exits.";
 
-/// A terminal session with line editing and history (kept in `history`).
+/// A terminal session with line editing and history (kept in `history`); returns how many
+/// turns failed.
 async fn edited_session(
     agent: &agy_bridge::Agent,
     json: bool,
     history: std::path::PathBuf,
-) -> agy_bridge::Result<()> {
+) -> agy_bridge::Result<usize> {
     use rustyline::{DefaultEditor, error::ReadlineError};
+    let mut failed = 0;
     tell!("{SESSION_HELP}");
     let mut editor = DefaultEditor::new().map_err(|e| std::io::Error::other(e.to_string()))?;
     let _ = editor.load_history(&history);
@@ -323,7 +330,10 @@ async fn edited_session(
                 match turn(agent, line, json).await {
                     Ok(Output::Open) => {}
                     Ok(Output::Closed) => break,
-                    Err(e) => render::error(&e),
+                    Err(e) => {
+                        failed += 1;
+                        render::error(&e);
+                    }
                 }
             }
             Err(ReadlineError::Interrupted) => {} // Ctrl-C at the prompt clears the line
@@ -334,12 +344,13 @@ async fn edited_session(
     if let Err(e) = editor.save_history(&history) {
         tracing::debug!("could not save the CLI history: {e}");
     }
-    Ok(())
+    Ok(failed)
 }
 
-/// One prompt per line from piped input until its end.
-async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<()> {
+/// One prompt per line from piped input until its end; returns how many turns failed.
+async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Result<usize> {
     use tokio::io::AsyncBufReadExt;
+    let mut failed = 0;
     tell!("{SESSION_HELP}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
@@ -349,8 +360,11 @@ async fn piped_session(agent: &agy_bridge::Agent, json: bool) -> agy_bridge::Res
         match turn(agent, line, json).await {
             Ok(Output::Open) => {}
             Ok(Output::Closed) => break,
-            Err(e) => render::error(&e),
+            Err(e) => {
+                failed += 1;
+                render::error(&e);
+            }
         }
     }
-    Ok(())
+    Ok(failed)
 }
