@@ -4,8 +4,10 @@
 //! (`conversations_per_harness`): memory per live agent at 16, 64 and 256 agents, activation,
 //! and the turns/s of 32 concurrent agents, each against a harness per agent in the same run.
 //!
-//! `cargo bench --bench activation` (or `scripts/bench`; `AGY_BENCH_ONLY=shared` runs only the
-//! shared-harness part). Prints a Markdown report for BENCHMARKS.md.
+//! Last, the model gateway's cost: warm turns with and without it, alternating.
+//!
+//! `cargo bench --bench activation` (or `scripts/bench`; `AGY_BENCH_ONLY=shared` or
+//! `AGY_BENCH_ONLY=gateway` runs only that part). Prints a Markdown report for BENCHMARKS.md.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -441,6 +443,87 @@ async fn shared_section(url: &str, python: &Path) {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// Time to the first text event, and to the end, of one turn.
+async fn timed_turn(agent: &Agent, prompt: &str) -> (f64, f64) {
+    let t = Instant::now();
+    let mut reply = agent.chat(prompt).await.unwrap();
+    let mut first = None;
+    while let Some(event) = reply.next().await {
+        if first.is_none() && matches!(event, agy_bridge::ChatEvent::Text { .. }) {
+            first = Some(ms(t.elapsed()));
+        }
+    }
+    reply.finish().await.unwrap();
+    (first.unwrap_or(f64::NAN), ms(t.elapsed()))
+}
+
+/// The model gateway's cost: warm text turns (one model call each, ten chunks 5 ms apart) with
+/// and without the gateway, alternating, in the same run.
+async fn gateway_section() {
+    const TURNS: usize = 60;
+    let model = ScriptedModel::with_responder(std::sync::Arc::new(|_: &_| {
+        agy_bridge::testing::Reply::slow_text(
+            (0..10).map(|i| format!("w{i} ")),
+            Duration::from_millis(5),
+        )
+    }))
+    .await
+    .unwrap();
+    let url = model.base_url();
+    let (on_dir, off_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let on = Bridge::start(BridgeConfig::default().data_dir(on_dir.path()))
+        .await
+        .unwrap();
+    let off = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(off_dir.path())
+            .model_gateway(false),
+    )
+    .await
+    .unwrap();
+    let via = on.create_agent(agent_config(&url)).await.unwrap();
+    let direct = off.create_agent(agent_config(&url)).await.unwrap();
+    for i in 0..5 {
+        timed_turn(&via, &format!("warm {i}")).await;
+        timed_turn(&direct, &format!("warm {i}")).await;
+    }
+    let (mut via_first, mut via_total, mut direct_first, mut direct_total) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..TURNS {
+        let (first, total) = timed_turn(&via, &format!("turn {i}")).await;
+        via_first.push(first);
+        via_total.push(total);
+        let (first, total) = timed_turn(&direct, &format!("turn {i}")).await;
+        direct_first.push(first);
+        direct_total.push(total);
+    }
+    println!(
+        "\n### Model gateway: warm text turns (ms, median of {TURNS}, alternating; one model call of 10 chunks 5 ms apart each)\n"
+    );
+    println!("| path | time to first text | whole turn | ratio |");
+    println!("|---|---|---|---|");
+    let base = median(direct_total.clone());
+    for (name, first, total) in [
+        (
+            "straight to the model server (baseline)",
+            direct_first,
+            direct_total,
+        ),
+        ("through the gateway (default)", via_first, via_total),
+    ] {
+        let t = median(total);
+        println!(
+            "| {name} | {:.1} | {t:.1} | {:.3} |",
+            median(first),
+            t / base
+        );
+    }
+    via.close().await.unwrap();
+    direct.close().await.unwrap();
+    on.shutdown().await;
+    off.shutdown().await;
+}
+
 struct Memory {
     rust_live: f64,
     rust_idle: f64,
@@ -519,6 +602,12 @@ fn main() {
         let url = model.base_url().to_owned();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         eprintln!("measuring (load average {})…", load.trim());
+        if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("gateway") {
+            println!("## Run of {} (model gateway)", support::run_date());
+            println!("\nLoad average at start: {}", load.trim());
+            gateway_section().await;
+            return;
+        }
         if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("shared") {
             println!("## Run of {} (shared harnesses)", support::run_date());
             println!("\nLoad average at start: {}", load.trim());
@@ -590,5 +679,6 @@ fn main() {
         println!("| one pre-started (idle) `localharness` | {:.0} |", mem.spare_harness / 1024.0);
 
         shared_section(&url, &env.python).await;
+        gateway_section().await;
     });
 }
