@@ -544,6 +544,53 @@ async fn a_real_model_gets_the_demo_tools_only_when_asked() {
     assert!(with_tools.contains(&"clock".to_owned()), "{with_tools:?}");
 }
 
+/// A model stream cut short is never printed as a finished answer with exit status 0: a single
+/// prompt fails, and a piped session that had a failed turn exits non-zero after the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_cut_short_makes_chat_exit_non_zero() {
+    use agy_bridge::testing::{Reply, ScriptedModel};
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let model = ScriptedModel::start().await.unwrap();
+    let chat = || {
+        let mut chat = cli();
+        chat.args(["chat", "--base-url", &model.base_url(), "--model", "m"])
+            .env("XDG_DATA_HOME", data.path());
+        chat
+    };
+    model.push(Reply::Truncated(Reply::words("Hello! You")));
+    let (ok, stdout, stderr) = tokio::task::block_in_place(|| run(chat().arg("hi")));
+    assert!(!ok, "exit 0 after a truncated answer: {stdout}\n{stderr}");
+
+    model.push(Reply::Malformed(Reply::words("Half an")));
+    let (ok, stdout, stderr) = tokio::task::block_in_place(|| {
+        let mut child = chat()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"first\nsecond\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    });
+    assert!(!ok, "exit 0 after a failed turn: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("You said: second"),
+        "the session went on: {stdout}"
+    );
+    assert!(stderr.contains("1 turn(s) did not complete"), "{stderr}");
+}
+
 /// Ctrl-C while `--ask` waits for an answer cancels the turn, and nothing is left reading the
 /// terminal: the CLI exits at once instead of waiting for a line.
 #[test]

@@ -42,7 +42,8 @@ pub enum Reply {
     Truncated(Vec<String>),
     /// Stream these text chunks, then a chunk that is not JSON, then the end marker.
     Malformed(Vec<String>),
-    /// Stream these text chunks (none: only the response head), then drop the connection.
+    /// Stream these text chunks (none: only the response head), then, 50 ms later, drop the
+    /// connection.
     Disconnect(Vec<String>),
     /// Never answer: the request hangs until the client gives up (a model that stalls, for
     /// testing timeouts and cancellation).
@@ -510,10 +511,17 @@ fn fault_stream(fault: Fault, events: Vec<Value>) -> Response {
         ))),
         Fault::Truncated => {} // just stop
     }
+    // The events go out before the connection drops (a pause lets them be flushed).
+    let stream = futures::StreamExt::then(futures::stream::iter(frames), |frame| async move {
+        if frame.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        frame
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(futures::stream::iter(frames)))
+        .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
