@@ -20,7 +20,6 @@ mod sse;
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc, Weak,
@@ -214,13 +213,18 @@ async fn serve(listener: tokio::net::TcpListener, gateway: Weak<Gateway>) {
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         tokio::spawn(async move {
+            // An `Err` makes hyper close the connection without an answer: what the harness
+            // gets when the model server could not be reached at all.
             let service = hyper::service::service_fn(move |req| {
                 let gateway = gateway.upgrade();
                 async move {
-                    Ok::<_, Infallible>(match gateway {
+                    match gateway {
                         Some(gateway) => handle(&gateway, req).await,
-                        None => status(StatusCode::SERVICE_UNAVAILABLE, "the bridge is gone"),
-                    })
+                        None => Ok(status(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the bridge is gone",
+                        )),
+                    }
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -259,9 +263,12 @@ fn forwarded(name: &hyper::header::HeaderName) -> bool {
     )
 }
 
-async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(
+    gateway: &Gateway,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
     let Some((route, rest)) = gateway.find(req.uri().path()) else {
-        return status(StatusCode::NOT_FOUND, "");
+        return Ok(status(StatusCode::NOT_FOUND, ""));
     };
     let query = req
         .uri()
@@ -279,7 +286,7 @@ async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Respo
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
+        Err(_) => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE, "request too large")),
     };
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -298,7 +305,7 @@ async fn handle(gateway: &Gateway, req: Request<hyper::body::Incoming>) -> Respo
             .await;
         let failed = match attempt {
             Ok(upstream) => match answer(upstream).await {
-                Attempt::Ready(response) => return response,
+                Attempt::Ready(response) => return Ok(response),
                 Attempt::Failed(failure) => failure,
             },
             Err(e) => Failure {
@@ -342,22 +349,18 @@ enum Attempt {
     Failed(Failure),
 }
 
-/// The last failure, as the harness sees it: the model server's own answer, or a 502 that
-/// says what happened.
-fn give_up(route: &Route, failed: Failure) -> Response<Body> {
+/// The last failure, as the harness sees it: the model server's own answer, or, when it gave
+/// none, the connection closed without an answer (as the server itself would have left it).
+fn give_up(route: &Route, failed: Failure) -> Result<Response<Body>, std::io::Error> {
     tracing::warn!("model call failed ({}); not retrying", failed.reason);
     match failed.response {
         Some(response) => {
             if response.status() == StatusCode::TOO_MANY_REQUESTS {
                 *route.quota_retry_after.lock() = failed.retry_after;
             }
-            response
+            Ok(response)
         }
-        None => {
-            let mut response = Response::new(full(Bytes::from(failed.reason)));
-            *response.status_mut() = StatusCode::BAD_GATEWAY;
-            response
-        }
+        None => Err(std::io::Error::other(failed.reason)),
     }
 }
 

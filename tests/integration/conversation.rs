@@ -224,7 +224,11 @@ async fn an_image_in_the_prompt_reaches_the_model() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_500_is_a_typed_error_and_the_agent_recovers_with_its_history() {
     let (bridge, model, _data) = start().await;
-    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    // The model gateway's retries off: this is about the error itself.
+    let agent = bridge
+        .create_agent(agent_config(&model).model_retry(agy_bridge::ModelRetry::none()))
+        .await
+        .unwrap();
     let (_, first) = collect(agent.chat("remember the number 7").await.unwrap()).await;
     first.unwrap();
     model.push(Reply::http_error(500, "internal trouble"));
@@ -265,7 +269,11 @@ async fn a_500_is_a_typed_error_and_the_agent_recovers_with_its_history() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_backs_off_the_key_then_succeeds() {
     let (bridge, model, _data) = start().await;
-    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    // The model gateway's retries off: this is about the error itself.
+    let agent = bridge
+        .create_agent(agent_config(&model).model_retry(agy_bridge::ModelRetry::none()))
+        .await
+        .unwrap();
     model.push(Reply::http_error(
         429,
         r#"{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [{"retryDelay": "2s"}]}}"#,

@@ -714,8 +714,9 @@ async fn a_quota_hit_backs_the_key_off_in_every_bridge_on_the_store() {
     let b = Bridge::start(bridge_config(&data_b, &schema).holder("replica-b"))
         .await
         .unwrap();
+    // The model gateway's retries off: this is about the backoff the 429 leaves.
     let agent_a = a
-        .create_agent(agent_config(&model.base_url()))
+        .create_agent(agent_config(&model.base_url()).model_retry(agy_bridge::ModelRetry::none()))
         .await
         .unwrap();
     let agent_b = b
