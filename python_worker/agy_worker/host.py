@@ -281,8 +281,14 @@ class AgentHost:
         model = cfg.get("model") or {}
         enabled = cfg.get("enabled_tools", [])
         extra = cfg.get("capabilities_extra") or {}
-        # With disabled_tools the SDK exposes its default set (which writes) minus those.
-        has_writes = bool(extra.get("disabled_tools")) or any(n not in READ_ONLY_BUILTINS for n in enabled)
+        # With disabled_tools the SDK exposes its default set (which writes) minus those. MCP
+        # servers need a policy too, however they came (the raw sdk option included): without
+        # one, the SDK's own safety rule refuses the agent instead of running them unguarded.
+        has_writes = (
+            bool(extra.get("disabled_tools"))
+            or any(n not in READ_ONLY_BUILTINS for n in enabled)
+            or bool((cfg.get("sdk_options") or {}).get("mcp_servers"))
+        )
         common: dict[str, Any] = {
             "conversation_id": cfg["conversation_id"],
             "save_dir": cfg["save_dir"],

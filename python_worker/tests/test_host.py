@@ -108,3 +108,31 @@ def test_prompts_text_and_parts(tmp_path):
         with pytest.raises(RpcError) as e:
             to_prompt([bad_part])
         assert e.value.code == INVALID_PARAMS
+
+
+class _Peer:
+    """Just enough of a peer for AgentHost to register its methods on."""
+
+    def method(self, name, fn):
+        pass
+
+    def notify(self, method, params):
+        pass
+
+
+def test_mcp_servers_from_a_raw_sdk_option_get_no_blanket_policy(tmp_path):
+    from agy_worker.host import AgentHost, HostedAgent
+
+    host = AgentHost(_Peer(), None)
+    cfg = {
+        "conversation_id": "c" * 32,
+        "save_dir": str(tmp_path),
+        "app_data_dir": str(tmp_path),
+        "model": {"kind": "openai_compatible", "model": "m", "base_url": "http://127.0.0.1:1/v1"},
+    }
+    plain = host._build_config(HostedAgent("a1"), cfg)
+    assert len(plain.policies) == 1  # no write tools, no MCP: allow_all stands in
+    servers = [{"type": "stdio", "name": "files", "command": "true", "args": []}]
+    guarded = host._build_config(HostedAgent("a2"), {**cfg, "sdk_options": {"mcp_servers": servers}})
+    # No policy at all: the SDK's own safety rule then refuses the agent, as for write tools.
+    assert guarded.mcp_servers and guarded.policies == []

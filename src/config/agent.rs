@@ -388,7 +388,16 @@ impl AgentConfig {
             .filter(|t| !crate::protocol::READ_ONLY_BUILTINS.contains(t))
             .collect();
         let unguarded = self.policies.is_empty() && !self.hooks.has("pre_tool_call_decide");
-        if unguarded && (!writes.is_empty() || self.has_mcp) {
+        // MCP servers however they were given: `mcp_server` or the raw `sdk_option`.
+        let has_mcp = self.has_mcp
+            || self
+                .sdk_options
+                .as_ref()
+                .and_then(|o| o.get("mcp_servers"))
+                .is_some_and(|servers| {
+                    !servers.is_null() && servers.as_array().is_none_or(|a| !a.is_empty())
+                });
+        if unguarded && (!writes.is_empty() || has_mcp) {
             let what = if writes.is_empty() {
                 "MCP servers are".to_owned()
             } else {
@@ -467,5 +476,31 @@ mod tests {
         let wire = serde_json::to_value(model.to_wire()).unwrap();
         assert_eq!(wire["api_key"], KEY);
         assert!(!format!("{:?}", model.to_wire()).contains(KEY));
+    }
+
+    #[test]
+    fn mcp_servers_need_a_policy_however_they_are_given() {
+        let model = || ModelConfig::openai_compatible("http://127.0.0.1:1/v1", "m");
+        let server = serde_json::json!([{"name": "files", "command": "mcp-files"}]);
+        for config in [
+            AgentConfig::new(model()).mcp_server(McpServer::Stdio {
+                name: "files".into(),
+                command: "mcp-files".into(),
+                args: vec![],
+                env: None,
+            }),
+            AgentConfig::new(model()).sdk_option("mcp_servers", server.clone()),
+        ] {
+            let err = config.validate().unwrap_err();
+            assert!(err.to_string().contains("MCP servers"), "{err}");
+            config
+                .policy(PolicyRule::allow_all())
+                .validate()
+                .expect("with a policy");
+        }
+        AgentConfig::new(model())
+            .sdk_option("mcp_servers", serde_json::json!([]))
+            .validate()
+            .expect("no servers, no policy needed");
     }
 }
