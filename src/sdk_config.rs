@@ -208,14 +208,29 @@ pub struct InlineSkill {
     pub allowed_tools: Vec<String>,
 }
 
-/// An MCP server the agent may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An MCP server the agent may use (its tools need a safety policy, as write tools do).
+/// Build one with [`McpServer::stdio`] or [`McpServer::http`] and the option methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use agy_bridge::sdk_config::McpServer;
+///
+/// let files = McpServer::stdio("files", "mcp-files")
+///     .arg("--root")
+///     .arg("/srv/data")
+///     .enabled_tools(["read_file", "list_dir"])
+///     .timeout(Duration::from_secs(20));
+/// let search = McpServer::http("search", "https://mcp.example.com/mcp")
+///     .header("Authorization", "Bearer …")
+///     .disabled_tools(["delete_index"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum McpServer {
     /// A server started as a child process speaking MCP on stdio.
     Stdio {
-        /// Server name (tools appear as `name/tool`).
+        /// Server name (letters, digits, `-` and `_`).
         name: String,
         /// Program.
         command: String,
@@ -224,17 +239,173 @@ pub enum McpServer {
         /// Environment.
         #[serde(skip_serializing_if = "Option::is_none")]
         env: Option<BTreeMap<String, String>>,
+        /// What every kind of server takes.
+        #[serde(flatten)]
+        options: McpOptions,
     },
     /// A streamable-HTTP MCP server.
     Http {
-        /// Server name.
+        /// Server name (letters, digits, `-` and `_`).
         name: String,
         /// URL.
         url: String,
         /// Request headers.
         #[serde(skip_serializing_if = "Option::is_none")]
         headers: Option<BTreeMap<String, String>>,
+        /// Connection timeout in seconds (the SDK's default: 30).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout: Option<f64>,
+        /// How long to wait for the next server-sent event, in seconds (default 300).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sse_read_timeout: Option<f64>,
+        /// Whether the session is terminated when the connection closes (default true).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        terminate_on_close: Option<bool>,
+        /// What every kind of server takes.
+        #[serde(flatten)]
+        options: McpOptions,
     },
+}
+
+/// Options of every MCP server (the SDK's `BaseMcpServerConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct McpOptions {
+    /// Only these tools are shown to the model (exclusive with `disabled_tools`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_tools: Option<Vec<String>>,
+    /// These tools are hidden from the model (exclusive with `enabled_tools`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_tools: Option<Vec<String>>,
+    /// Timeout in seconds for connecting to the server and listing its tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// Puts every tool of the server in the prompt at once instead of behind tool search.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_all_tools_eager: bool,
+}
+
+impl McpServer {
+    /// A server the harness starts as `command`, speaking MCP on its stdio.
+    pub fn stdio(name: impl Into<String>, command: impl Into<String>) -> Self {
+        Self::Stdio {
+            name: name.into(),
+            command: command.into(),
+            args: Vec::new(),
+            env: None,
+            options: McpOptions::default(),
+        }
+    }
+
+    /// A streamable-HTTP server at `url`.
+    pub fn http(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self::Http {
+            name: name.into(),
+            url: url.into(),
+            headers: None,
+            timeout: None,
+            sse_read_timeout: None,
+            terminate_on_close: None,
+            options: McpOptions::default(),
+        }
+    }
+
+    /// Adds an argument (stdio servers; ignored for HTTP ones).
+    #[must_use]
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        if let Self::Stdio { args, .. } = &mut self {
+            args.push(arg.into());
+        }
+        self
+    }
+
+    /// Sets an environment variable of the server process (stdio servers).
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Self::Stdio { env, .. } = &mut self {
+            env.get_or_insert_with(BTreeMap::new)
+                .insert(name.into(), value.into());
+        }
+        self
+    }
+
+    /// Sets a request header (HTTP servers).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Self::Http { headers, .. } = &mut self {
+            headers
+                .get_or_insert_with(BTreeMap::new)
+                .insert(name.into(), value.into());
+        }
+        self
+    }
+
+    /// Shows the model only these of the server's tools.
+    #[must_use]
+    pub fn enabled_tools<S: Into<String>>(mut self, tools: impl IntoIterator<Item = S>) -> Self {
+        self.options_mut().enabled_tools = Some(tools.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Hides these of the server's tools from the model.
+    #[must_use]
+    pub fn disabled_tools<S: Into<String>>(mut self, tools: impl IntoIterator<Item = S>) -> Self {
+        self.options_mut().disabled_tools = Some(tools.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Limits connecting to the server and listing its tools (whole seconds, at least one).
+    #[must_use]
+    pub fn timeout(mut self, limit: std::time::Duration) -> Self {
+        self.options_mut().timeout_seconds = Some(limit.as_secs().max(1));
+        self
+    }
+
+    /// Puts all the server's tools in the prompt at once, not behind tool search.
+    #[must_use]
+    pub fn force_all_tools_eager(mut self, eager: bool) -> Self {
+        self.options_mut().force_all_tools_eager = eager;
+        self
+    }
+
+    /// The HTTP connection timeout (HTTP servers).
+    #[must_use]
+    pub fn connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        if let Self::Http { timeout, .. } = &mut self {
+            *timeout = Some(limit.as_secs_f64());
+        }
+        self
+    }
+
+    /// How long to wait for the server's next event (HTTP servers).
+    #[must_use]
+    pub fn sse_read_timeout(mut self, limit: std::time::Duration) -> Self {
+        if let Self::Http {
+            sse_read_timeout, ..
+        } = &mut self
+        {
+            *sse_read_timeout = Some(limit.as_secs_f64());
+        }
+        self
+    }
+
+    /// Whether the MCP session ends when its connection closes (HTTP servers).
+    #[must_use]
+    pub fn terminate_on_close(mut self, terminate: bool) -> Self {
+        if let Self::Http {
+            terminate_on_close, ..
+        } = &mut self
+        {
+            *terminate_on_close = Some(terminate);
+        }
+        self
+    }
+
+    fn options_mut(&mut self) -> &mut McpOptions {
+        match self {
+            Self::Stdio { options, .. } | Self::Http { options, .. } => options,
+        }
+    }
 }
 
 /// A subagent the agent may delegate to.

@@ -483,12 +483,7 @@ mod tests {
         let model = || ModelConfig::openai_compatible("http://127.0.0.1:1/v1", "m");
         let server = serde_json::json!([{"name": "files", "command": "mcp-files"}]);
         for config in [
-            AgentConfig::new(model()).mcp_server(McpServer::Stdio {
-                name: "files".into(),
-                command: "mcp-files".into(),
-                args: vec![],
-                env: None,
-            }),
+            AgentConfig::new(model()).mcp_server(McpServer::stdio("files", "mcp-files")),
             AgentConfig::new(model()).sdk_option("mcp_servers", server.clone()),
         ] {
             let err = config.validate().unwrap_err();

@@ -121,12 +121,7 @@ async fn invalid_and_unsafe_configurations_are_refused_with_the_field_named() {
         "{err}"
     );
 
-    let mcp = McpServer::Stdio {
-        name: "files".into(),
-        command: "true".into(),
-        args: vec![],
-        env: None,
-    };
+    let mcp = McpServer::stdio("files", "true");
     let err = bridge
         .create_agent(agent_config(&model).mcp_server(mcp))
         .await

@@ -18,6 +18,7 @@ mod hibernation;
 mod hook_failures;
 mod hooks;
 mod leaks;
+mod mcp;
 mod policies;
 mod pools;
 #[cfg(feature = "postgres")]

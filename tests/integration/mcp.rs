@@ -1,0 +1,127 @@
+//! MCP servers through a real MCP server process (`tests/fixtures/mcp_server.py`, on the `mcp`
+//! package the SDK brings): the model gets only the enabled tools, calls one, and its answer
+//! comes back from the server; a disabled tool is never offered; the server's environment is
+//! passed; and no MCP server runs without a safety policy.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use agy_bridge::{
+    PolicyRule,
+    sdk_config::McpServer,
+    testing::{RecordedRequest, Reply, ScriptedModel},
+};
+use common::{agent_config, collect, start};
+use serde_json::json;
+
+/// The fixture server, run by the managed venv's interpreter.
+async fn fixture(name: &str) -> McpServer {
+    let venv = agy_bridge::setup::ensure(agy_bridge::PythonConfig::default(), None)
+        .await
+        .expect("the managed venv");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp_server.py");
+    McpServer::stdio(name, venv.python.display().to_string())
+        .arg(script)
+        .env("MCP_TEST_NAME", "fixture-one")
+        .force_all_tools_eager(true)
+}
+
+/// Names of the tools the model was offered, in the last request.
+fn offered(model: &ScriptedModel) -> Vec<String> {
+    model
+        .requests()
+        .last()
+        .map(RecordedRequest::tools)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_enabled_mcp_tools_are_offered_and_a_call_reaches_the_real_server() {
+    // Each turn: call the offered tool whose name ends in "add", then report its answer.
+    let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
+        if let Some(result) = req.tool_result() {
+            return Reply::text(format!("MCP said: {result}"));
+        }
+        let add = req
+            .tools()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .find(|n| n.ends_with("add"));
+        match add {
+            Some(name) => Reply::tool_call(name, json!({"a": 2, "b": 40})),
+            None => Reply::text("no add tool offered"),
+        }
+    }))
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bridge = agy_bridge::Bridge::start(common::config(&data))
+        .await
+        .unwrap();
+    let server = fixture("arith").await.enabled_tools(["add", "whoami"]);
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .mcp_server(server)
+                .policy(PolicyRule::allow_all()),
+        )
+        .await
+        .unwrap();
+    let (text, outcome) = collect(agent.chat("add 2 and 40").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("42"), "{text}");
+    let tools = offered(&model);
+    assert!(tools.iter().any(|t| t.ends_with("add")), "{tools:?}");
+    assert!(tools.iter().any(|t| t.ends_with("whoami")), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.contains("secret")), "{tools:?}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_mcp_tool_is_never_offered_and_the_server_gets_its_environment() {
+    let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
+        if let Some(result) = req.tool_result() {
+            return Reply::text(format!("MCP said: {result}"));
+        }
+        let whoami = req
+            .tools()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .find(|n| n.ends_with("whoami"));
+        match whoami {
+            Some(name) => Reply::tool_call(name, json!({})),
+            None => Reply::text("no whoami tool offered"),
+        }
+    }))
+    .await
+    .unwrap();
+    let (bridge, _, _data) = start().await;
+    let server = fixture("named").await.disabled_tools(["secret"]);
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .mcp_server(server)
+                .policy(PolicyRule::allow_all()),
+        )
+        .await
+        .unwrap();
+    let (text, outcome) = collect(agent.chat("who is there?").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("fixture-one"), "{text}");
+    let tools = offered(&model);
+    assert!(tools.iter().any(|t| t.ends_with("add")), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.contains("secret")), "{tools:?}");
+
+    // Without a policy, an MCP server is refused however it is given.
+    let raw = serde_json::to_value(vec![fixture("raw").await]).unwrap();
+    let err = bridge
+        .create_agent(agent_config(&model).sdk_option("mcp_servers", raw))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("MCP servers"), "{err}");
+    bridge.shutdown().await;
+}
