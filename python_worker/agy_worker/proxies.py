@@ -100,16 +100,24 @@ def make_policies(
         # No policy given: allow everything unless write tools are on; then hand the SDK an
         # empty list so that its own safety rule refuses the agent with a clear message.
         return [] if has_writes else [policy.allow_all()]
-    out = []
+    out: list[Any] = []
     for rule in rules:
         tool, decision, reason = rule["tool"], rule["decision"], rule.get("reason", "")
+        # The SDK's presets name their rules, and the harness reads some names
+        # (workspace_only is enforced by path, allow_all is a catch-all).
+        named: dict[str, Any] = {"name": rule["name"]} if rule.get("name") else {}
         if decision == "allow":
-            out.append(policy.allow(tool))
+            out.append(policy.allow(tool, **named))
         elif decision == "deny":
-            out.append(policy.deny(tool, reason=reason))
+            out.append(policy.deny(tool, reason=reason, **named))
+        elif decision in ("auto", "auto_ask"):
+            handler = _confirm(peer, agent_id, callbacks, rule) if decision == "auto_ask" else None
+            out.append(policy.auto(handler=handler, model=rule.get("model")))
         else:
             out.append(
-                policy.ask_user(tool, handler=_confirm(peer, agent_id, callbacks, rule), reason=reason)
+                policy.ask_user(
+                    tool, handler=_confirm(peer, agent_id, callbacks, rule), reason=reason, **named
+                )
             )
     return out
 

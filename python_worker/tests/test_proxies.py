@@ -190,3 +190,22 @@ def test_decide_hooks_fail_closed_when_rust_cannot_run_them():
     assert run(stop.run(None, args)).decision == t.StopDecision.ALLOW_STOP
     questions = t.AskQuestionInteractionSpec(questions=[])
     assert run(ask.run(None, questions)).cancelled is True
+
+
+def test_presets_keep_their_sdk_names_and_auto_mode_reaches_the_sdk():
+    from google.antigravity.hooks import policy
+
+    rules = [
+        {"index": 0, "tool": "view_file", "decision": "deny", "reason": "", "name": "workspace_only"},
+        {"index": 1, "tool": "*", "decision": "allow", "reason": "", "name": "allow_all"},
+        {"index": 2, "tool": "*", "decision": "auto", "reason": "", "model": "gemini-x"},
+        {"index": 3, "tool": "*", "decision": "auto_ask", "reason": ""},
+    ]
+    spec = SCHEMA["$defs"]["PolicySpec"]
+    for rule in rules:
+        validate(rule, spec)
+    made = proxies.make_policies(FakePeer({}), "a", proxies.Callbacks(), rules, has_writes=True)
+    assert [getattr(p, "name", None) for p in made[:2]] == ["workspace_only", "allow_all"]
+    assert isinstance(made[2], policy.AutoPolicy) and made[2].model == "gemini-x"
+    assert made[2].ask_user is None
+    assert isinstance(made[3], policy.AutoPolicy) and made[3].ask_user is not None

@@ -133,10 +133,12 @@ impl AgentState {
 
     /// `policy/confirm`: asks the handler of an `ask_user` rule.
     pub(crate) async fn confirm(self: Arc<Self>, params: ConfirmParams) -> Result<Value, RpcError> {
-        let Some(PolicyRule::AskUser {
-            handler, reason, ..
-        }) = self.policies.rules().get(params.index)
-        else {
+        let rule = self.policies.rules().get(params.index);
+        let reason = match rule {
+            Some(PolicyRule::AskUser { reason, .. }) => reason.clone(),
+            _ => String::new(),
+        };
+        let Some(handler) = rule.and_then(PolicyRule::handler) else {
             return Err(RpcError::new(
                 rpc_codes::INVALID_PARAMS,
                 format!(
@@ -150,7 +152,7 @@ impl AgentState {
             tool: params.tool.clone(),
             args: params.args,
             reason: if params.reason.is_empty() {
-                reason.clone()
+                reason
             } else {
                 params.reason
             },

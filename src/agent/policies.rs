@@ -54,7 +54,9 @@ where
     }
 }
 
-/// One policy rule.
+/// One policy rule. The SDK's presets are here too, by their SDK names:
+/// [`PolicyRule::safe_defaults`], [`PolicyRule::confirm_run_command`],
+/// [`PolicyRule::workspace_only`] and [`PolicyRule::auto`].
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum PolicyRule {
@@ -62,6 +64,8 @@ pub enum PolicyRule {
     Allow {
         /// Tool name or pattern.
         tool: String,
+        /// The rule's name in the SDK (its presets name theirs; the harness reads some).
+        name: Option<String>,
     },
     /// Deny matching tools; the model sees `reason`.
     Deny {
@@ -69,6 +73,8 @@ pub enum PolicyRule {
         tool: String,
         /// Shown to the model.
         reason: String,
+        /// The rule's name in the SDK.
+        name: Option<String>,
     },
     /// Ask `handler` before running matching tools.
     AskUser {
@@ -78,15 +84,47 @@ pub enum PolicyRule {
         reason: String,
         /// Decides.
         handler: Arc<dyn AskUserHandler>,
+        /// The rule's name in the SDK.
+        name: Option<String>,
+    },
+    /// The SDK's auto policy mode (`policy.auto()`): the harness has a safety model assess
+    /// calls of tools with execution or network risk (commands, URL fetches) and blocks the
+    /// flagged ones, or asks `handler` about them. Needs a Gemini model for the assessment.
+    Auto {
+        /// Asked about a flagged call (none: flagged calls are denied).
+        handler: Option<Arc<dyn AskUserHandler>>,
+        /// The Gemini model that assesses (default: the runtime's).
+        model: Option<String>,
     },
 }
+
+/// The SDK's name for the rules `workspace_only` makes (the harness enforces them by path).
+const WORKSPACE_ONLY: &str = "workspace_only";
+
+/// The SDK's read-only built-ins and the deprecated ones (`BuiltinTools.read_only()` and
+/// `deprecated()`), which `safe_defaults` allows.
+const SAFE_TOOLS: &[&str] = &[
+    "view_file",
+    "read_url_content",
+    "schedule",
+    "finish",
+    "list_dir",
+    "search_dir",
+    "find_file",
+];
+
+/// The SDK's file tools (`BuiltinTools.file_tools()`), which `workspace_only` scopes.
+const FILE_TOOLS: &[&str] = &["view_file", "create_file", "edit_file"];
 
 impl std::fmt::Debug for PolicyRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Allow { tool } => write!(f, "allow({tool:?})"),
-            Self::Deny { tool, reason } => write!(f, "deny({tool:?}, {reason:?})"),
+            Self::Allow { tool, .. } => write!(f, "allow({tool:?})"),
+            Self::Deny { tool, reason, .. } => write!(f, "deny({tool:?}, {reason:?})"),
             Self::AskUser { tool, reason, .. } => write!(f, "ask_user({tool:?}, {reason:?})"),
+            Self::Auto { model, handler } => {
+                write!(f, "auto(model: {model:?}, handler: {})", handler.is_some())
+            }
         }
     }
 }
@@ -94,13 +132,19 @@ impl std::fmt::Debug for PolicyRule {
 impl PolicyRule {
     /// Allows `tool` (a name, `"*"`, or `"server/*"`).
     pub fn allow(tool: impl Into<String>) -> Self {
-        Self::Allow { tool: tool.into() }
+        Self::Allow {
+            tool: tool.into(),
+            name: None,
+        }
     }
 
-    /// Allows every tool.
+    /// Allows every tool (the SDK's `allow_all()`).
     #[must_use]
     pub fn allow_all() -> Self {
-        Self::allow("*")
+        Self::Allow {
+            tool: "*".into(),
+            name: Some("allow_all".into()),
+        }
     }
 
     /// Denies `tool`.
@@ -113,13 +157,18 @@ impl PolicyRule {
         Self::Deny {
             tool: tool.into(),
             reason: reason.into(),
+            name: None,
         }
     }
 
-    /// Denies every tool.
+    /// Denies every tool (the SDK's `deny_all()`).
     #[must_use]
     pub fn deny_all() -> Self {
-        Self::deny("*")
+        Self::Deny {
+            tool: "*".into(),
+            reason: String::new(),
+            name: Some("deny_all".into()),
+        }
     }
 
     /// Asks `handler` before `tool` runs.
@@ -137,19 +186,118 @@ impl PolicyRule {
             tool: tool.into(),
             reason: reason.into(),
             handler: Arc::new(handler),
+            name: None,
         }
     }
 
-    /// The rule's tool pattern.
+    /// The SDK's `safe_defaults(handler)`: the read-only built-ins run, every other tool call
+    /// (Rust tools, MCP tools, writes, commands) is put to `handler` first.
+    pub fn safe_defaults(handler: impl AskUserHandler) -> Vec<Self> {
+        SAFE_TOOLS
+            .iter()
+            .map(|tool| Self::allow(*tool))
+            .chain([Self::ask_user("*", handler)])
+            .collect()
+    }
+
+    /// The SDK's `confirm_run_command()` (its default for local agents): every tool runs
+    /// except `run_command`, which is denied with a message saying how to enable it.
+    #[must_use]
+    pub fn confirm_run_command() -> Vec<Self> {
+        let name = Some("confirm_run_command".to_owned());
+        vec![
+            Self::Deny {
+                tool: "run_command".into(),
+                reason: String::new(),
+                name: name.clone(),
+            },
+            Self::Allow {
+                tool: "*".into(),
+                name,
+            },
+        ]
+    }
+
+    /// The SDK's `confirm_run_command(handler)`: every tool runs; `run_command` only when
+    /// `handler` approves.
+    pub fn confirm_run_command_with(handler: impl AskUserHandler) -> Vec<Self> {
+        let name = Some("confirm_run_command".to_owned());
+        vec![
+            Self::AskUser {
+                tool: "run_command".into(),
+                reason: String::new(),
+                handler: Arc::new(handler),
+                name: name.clone(),
+            },
+            Self::Allow {
+                tool: "*".into(),
+                name,
+            },
+        ]
+    }
+
+    /// The SDK's `workspace_only(...)`: the file tools (`view_file`, `create_file`,
+    /// `edit_file`) may touch only paths inside the agent's workspaces
+    /// ([`crate::AgentConfig::workspace`]); the harness enforces it by path. Other tools are
+    /// unaffected (combine it with other rules for them).
+    #[must_use]
+    pub fn workspace_only() -> Vec<Self> {
+        FILE_TOOLS
+            .iter()
+            .map(|tool| Self::Deny {
+                tool: (*tool).into(),
+                reason: String::new(),
+                name: Some(WORKSPACE_ONLY.into()),
+            })
+            .collect()
+    }
+
+    /// The SDK's `auto()`: auto policy mode, flagged calls denied. See [`PolicyRule::Auto`].
+    #[must_use]
+    pub const fn auto() -> Self {
+        Self::Auto {
+            handler: None,
+            model: None,
+        }
+    }
+
+    /// The SDK's `auto(handler=…)`: auto policy mode, flagged calls put to `handler`.
+    pub fn auto_with(handler: impl AskUserHandler) -> Self {
+        Self::Auto {
+            handler: Some(Arc::new(handler)),
+            model: None,
+        }
+    }
+
+    /// The tool pattern of the rule (`"*"` for auto policy mode).
     #[must_use]
     pub fn tool(&self) -> &str {
         match self {
-            Self::Allow { tool } | Self::Deny { tool, .. } | Self::AskUser { tool, .. } => tool,
+            Self::Allow { tool, .. } | Self::Deny { tool, .. } | Self::AskUser { tool, .. } => tool,
+            Self::Auto { .. } => "*",
         }
     }
 
-    /// `None` if the rule does not match `tool`, else whether it matched as a wildcard.
+    /// The handler this rule asks, if it asks one.
+    pub(crate) fn handler(&self) -> Option<&Arc<dyn AskUserHandler>> {
+        match self {
+            Self::AskUser { handler, .. } => Some(handler),
+            Self::Auto { handler, .. } => handler.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// `None` if the rule does not match `tool` as the bridge re-checks a Rust tool call, else
+    /// whether it matched as a wildcard. Auto policy mode and workspace rules are the
+    /// harness's to enforce (by assessment, by path), so they never match here.
     fn matches(&self, tool: &str) -> Option<bool> {
+        match self {
+            Self::Auto { .. } => return None,
+            Self::Deny {
+                name: Some(name), ..
+            } if name == WORKSPACE_ONLY => return None,
+            _ => {}
+        }
         let pattern = self.tool();
         if pattern == "*" {
             return Some(true);
@@ -166,23 +314,35 @@ impl PolicyRule {
     const fn rank(&self) -> u8 {
         match self {
             Self::Deny { .. } => 0,
-            Self::AskUser { .. } => 1,
+            Self::AskUser { .. } | Self::Auto { .. } => 1,
             Self::Allow { .. } => 2,
         }
     }
 
     /// The rule as the worker receives it (`index` identifies it in `policy/confirm`).
     pub(crate) fn wire(&self, index: usize) -> PolicySpec {
-        let (decision, reason) = match self {
-            Self::Allow { .. } => (Decision::Allow, ""),
-            Self::Deny { reason, .. } => (Decision::Deny, reason.as_str()),
-            Self::AskUser { reason, .. } => (Decision::AskUser, reason.as_str()),
+        let (decision, reason, name, model) = match self {
+            Self::Allow { name, .. } => (Decision::Allow, "", name, None),
+            Self::Deny { reason, name, .. } => (Decision::Deny, reason.as_str(), name, None),
+            Self::AskUser { reason, name, .. } => (Decision::AskUser, reason.as_str(), name, None),
+            Self::Auto { model, handler } => (
+                if handler.is_some() {
+                    Decision::AutoAsk
+                } else {
+                    Decision::Auto
+                },
+                "",
+                &None,
+                model.clone(),
+            ),
         };
         PolicySpec {
             tool: self.tool().to_owned(),
             decision,
             reason: reason.to_owned(),
             index,
+            name: name.clone(),
+            model,
         }
     }
 }
@@ -263,10 +423,13 @@ impl PolicySet {
             .filter_map(|r| r.matches(tool).map(|wild| (u8::from(wild), r.rank(), r)))
             .min_by_key(|(wild, rank, _)| (*wild, *rank));
         match best.map(|(_, _, r)| r) {
-            None | Some(PolicyRule::Allow { .. }) => PolicyDecision::Allow,
+            None | Some(PolicyRule::Allow { .. } | PolicyRule::Auto { .. }) => {
+                PolicyDecision::Allow
+            }
             Some(PolicyRule::Deny {
                 reason,
                 tool: pattern,
+                ..
             }) => PolicyDecision::Deny {
                 reason: if reason.is_empty() {
                     format!("denied by policy {pattern:?}")

@@ -290,6 +290,16 @@ impl AgentConfig {
         self
     }
 
+    /// Adds several policy rules, e.g. one of the SDK's presets:
+    /// `.policies(PolicyRule::confirm_run_command())`.
+    #[must_use]
+    pub fn policies(mut self, rules: impl IntoIterator<Item = PolicyRule>) -> Self {
+        for rule in rules {
+            self.policies.push(rule);
+        }
+        self
+    }
+
     /// Continues the conversation with this id (e.g. [`crate::Agent::conversation_id`] of an
     /// earlier agent, even from another process), or starts it under this id.
     #[must_use]

@@ -218,6 +218,10 @@ pub(crate) enum Decision {
     Deny,
     /// Ask Rust (`policy/confirm`).
     AskUser,
+    /// The SDK's auto policy mode, flagged calls denied.
+    Auto,
+    /// The SDK's auto policy mode, flagged calls put to Rust (`policy/confirm`).
+    AutoAsk,
 }
 
 /// One policy rule as the worker hands it to the SDK.
@@ -231,6 +235,12 @@ pub(crate) struct PolicySpec {
     pub reason: String,
     /// The rule's position, named again in `policy/confirm`.
     pub index: usize,
+    /// The rule's name in the SDK (its presets name their rules; the harness reads some).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The assessing model of auto policy mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// An agent's configuration as the worker reads it (`agent/create`).

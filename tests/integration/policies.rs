@@ -39,7 +39,8 @@ async fn deny_allow_and_precedence_are_enforced() {
         (
             vec![PolicyRule::deny_all()],
             false,
-            "Denied by policy \"*\"",
+            // The SDK's deny_all() names its rule, and so does ours.
+            "Denied by policy \"deny_all\"",
         ),
         (
             vec![PolicyRule::deny_all(), PolicyRule::allow("weather")],
@@ -334,5 +335,88 @@ async fn a_confirmation_timeout_denies_the_call() {
     outcome.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 0, "the tool must not run");
     assert!(!text.contains("sunny"), "{text}");
+    bridge.shutdown().await;
+}
+
+/// A `run_command` call printing `marker`, as the scripted model sends it.
+fn run_command(marker: &str, cwd: &std::path::Path) -> Reply {
+    Reply::tool_call(
+        "run_command",
+        json!({
+            "CommandLine": format!("echo {marker}"),
+            "Cwd": cwd,
+            "WaitMsBeforeAsync": 5000,
+            "toolSummary": "Echo",
+            "toolAction": "Echoing",
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_s_confirm_run_command_preset_denies_or_asks_before_a_command() {
+    let (bridge, model, data) = start().await;
+    // Without a handler: the command is denied by the preset's named rule.
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool("run_command")
+                .policies(PolicyRule::confirm_run_command()),
+        )
+        .await
+        .unwrap();
+    model.push(run_command("ran-unasked", data.path()));
+    let (text, outcome) = collect(agent.chat("run it").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(!text.contains("ran-unasked\n"), "the command ran: {text}");
+    assert!(text.contains("confirm_run_command"), "{text}");
+
+    // With a handler: it is asked, approves, and the command runs.
+    let asked: Arc<Mutex<Vec<ConfirmRequest>>> = Arc::default();
+    let log = Arc::clone(&asked);
+    let agent = bridge
+        .create_agent(agent_config(&model).builtin_tool("run_command").policies(
+            PolicyRule::confirm_run_command_with(move |req: ConfirmRequest| {
+                log.lock().unwrap().push(req);
+                async { true }
+            }),
+        ))
+        .await
+        .unwrap();
+    model.push(run_command("ran-after-asking", data.path()));
+    let (text, outcome) = collect(agent.chat("run it").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("ran-after-asking"), "{text}");
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].tool, "run_command");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_s_safe_defaults_preset_asks_before_a_rust_tool() {
+    let (bridge, model, _data) = start().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for approve in [false, true] {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&asked);
+        let agent = bridge
+            .create_agent(
+                agent_config(&model)
+                    .tool(counted_tool("weather", &runs))
+                    .policies(PolicyRule::safe_defaults(move |_req: ConfirmRequest| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        async move { approve }
+                    })),
+            )
+            .await
+            .unwrap();
+        let before = runs.load(Ordering::SeqCst);
+        model.push(Reply::tool_call("weather", json!({"city": "Tromsø"})));
+        let (text, outcome) = collect(agent.chat("weather?").await.unwrap()).await;
+        outcome.unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "asked once: {text}");
+        assert_eq!(runs.load(Ordering::SeqCst) > before, approve, "{text}");
+        agent.close().await.unwrap();
+    }
     bridge.shutdown().await;
 }
