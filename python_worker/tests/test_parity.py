@@ -1,0 +1,183 @@
+"""Parity with the SDK: every public config model field of `google-antigravity` (the pydantic
+models it exports) and every public policy helper is either reachable from Rust or listed as
+not mapped, with the reason. A new SDK version's additions fail this test instead of becoming
+silent gaps. The table is docs/sdk-parity.md, which this test checks line by line."""
+
+from pathlib import Path
+
+import google.antigravity as ag
+import pydantic
+from google.antigravity.hooks import policy
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk-parity.md"
+
+# SDK name -> how Rust reaches it.
+MAPPED = {
+    # Agent configs (the worker builds them from AgentConfig / ModelConfig).
+    "AgentConfig.app_data_dir": "the bridge's data directory (`BridgeConfig::data_dir`)",
+    "AgentConfig.budget_config": "`AgentConfig::budget(BudgetConfig)`",
+    "AgentConfig.capabilities": "`AgentConfig::capabilities`, `builtin_tool`",
+    "AgentConfig.compaction_config": "`AgentConfig::compaction`",
+    "AgentConfig.conversation_id": "`AgentConfig::conversation_id`, `Bridge::open_agent`",
+    "AgentConfig.hooks": "`AgentConfig::hooks(Hooks)`",
+    "AgentConfig.inline_skills": "`AgentConfig::inline_skill`",
+    "AgentConfig.mcp_servers": "`AgentConfig::mcp_server(McpServer)`",
+    "AgentConfig.policies": "`AgentConfig::policy`, `policies` (`PolicyRule`, presets)",
+    "AgentConfig.response_schema": "`AgentConfig::response_schema::<T>()`",
+    "AgentConfig.retry_config": "`AgentConfig::retry(RetryConfig)`",
+    "AgentConfig.save_dir": "the bridge's data directory",
+    "AgentConfig.session_continuation_mode": "set by the bridge (create, resume, hibernation)",
+    "AgentConfig.skills_paths": "`AgentConfig::skills_path`",
+    "AgentConfig.subagents": "`AgentConfig::subagent(Subagent)`",
+    "AgentConfig.system_instructions": "`AgentConfig::system_instructions`, `system`",
+    "AgentConfig.tools": "`AgentConfig::tool` (Rust tools)",
+    "AgentConfig.workspaces": "`AgentConfig::workspace`",
+    "LocalAgentConfig.api_key": "`ModelConfig::gemini`, `Vertex { api_key }`",
+    "BaseLocalAgentConfig.env": "`AgentConfig::env`",
+    "LocalAgentConfig.location": "`ModelConfig::Vertex { location }`",
+    "LocalAgentConfig.model": "`ModelConfig::with_model`",
+    "LocalAgentConfig.project": "`ModelConfig::vertex`",
+    "LocalAgentConfig.vertex": "`ModelConfig::Vertex`",
+    "LocalOpenAIAgentConfig.base_url": "`ModelConfig::openai_compatible` (through the model gateway)",
+    "LocalOpenAIAgentConfig.model": "`ModelConfig::openai_compatible`",
+    "LiteRTAgentConfig.model_path": "`ModelConfig::LiteRt { model_path }`",
+    # Capabilities.
+    "CapabilitiesConfig.agent_behavior": "`AgentConfig::behavior(AgentBehavior)`",
+    "CapabilitiesConfig.disabled_tools": "`Capabilities::disabled_tools`",
+    "CapabilitiesConfig.enable_subagents": "`Capabilities::enable_subagents`",
+    "CapabilitiesConfig.enabled_tools": "`AgentConfig::builtin_tool`",
+    "CapabilitiesConfig.max_subagent_depth": "`Capabilities::max_subagent_depth`",
+    "CapabilitiesConfig.run_command_config": "`Capabilities::run_command`",
+    "CapabilitiesConfig.tool_output_truncation_config": "`Capabilities::tool_output_max_tokens`",
+    "ToolOutputTruncationConfig.max_tokens": "`Capabilities::tool_output_max_tokens`",
+    "CompactionConfig.token_threshold": "`CompactionConfig::token_threshold`",
+    "RetryConfig.api_retry": "`RetryConfig::api_retry`",
+    "RetryConfig.model_output_retry": "`RetryConfig::model_output_retry`",
+    "ModelAPIRetryConfig.exponential_multiplier": "`ApiRetry::exponential_multiplier`",
+    "ModelAPIRetryConfig.initial_sleep_duration_ms": "`ApiRetry::initial_sleep_duration_ms`",
+    "ModelAPIRetryConfig.jitter_range": "`ApiRetry::jitter_range`",
+    "ModelAPIRetryConfig.max_retries": "`ApiRetry::max_retries`",
+    "ModelOutputRetryConfig.max_retries": "`OutputRetry::max_retries`",
+    "InlineSkill.allowed_tools": "`InlineSkill::allowed_tools`",
+    "InlineSkill.content": "`InlineSkill::content`",
+    "InlineSkill.description": "`InlineSkill::description`",
+    "InlineSkill.name": "`InlineSkill::name`",
+    "SystemInstructionSection.content": "`InstructionSection`",
+    "SystemInstructionSection.title": "`InstructionSection`",
+    "TemplatedSystemInstructions.identity": "`SystemInstructions::Templated`",
+    "TemplatedSystemInstructions.sections": "`SystemInstructions::Templated`",
+    "CustomSystemInstructions.text": "`SystemInstructions::Custom`",
+    # Content of prompts.
+    "_BaseMedia.data": "`Part` (images, audio, documents, video)",
+    "_BaseMedia.mime_type": "`Part` (images, audio, documents, video)",
+    "McpStdioServer.type": "`McpServer::Stdio`",
+    "McpStreamableHttpServer.type": "`McpServer::Http`",
+    # What a turn reports.
+    "UsageMetadata.cached_content_token_count": "`Usage::cached_tokens`",
+    "UsageMetadata.candidates_token_count": "`Usage::output_tokens`",
+    "UsageMetadata.prompt_token_count": "`Usage::prompt_tokens`",
+    "UsageMetadata.thoughts_token_count": "`Usage::thoughts_tokens`",
+    "UsageMetadata.total_token_count": "`Usage::total_tokens`",
+    # MCP servers.
+    "McpStdioServer.args": "`McpServer::arg`",
+    "McpStdioServer.command": "`McpServer::stdio`",
+    "McpStdioServer.env": "`McpServer::env`",
+    "McpStreamableHttpServer.headers": "`McpServer::header`",
+    "McpStreamableHttpServer.url": "`McpServer::http`",
+    "McpStreamableHttpServer.timeout": "`McpServer::connect_timeout`",
+    "McpStreamableHttpServer.sse_read_timeout": "`McpServer::sse_read_timeout`",
+    "McpStreamableHttpServer.terminate_on_close": "`McpServer::terminate_on_close`",
+    "BaseMcpServerConfig.name": "`McpServer::stdio` / `http`",
+    "BaseMcpServerConfig.enabled_tools": "`McpServer::enabled_tools`",
+    "BaseMcpServerConfig.disabled_tools": "`McpServer::disabled_tools`",
+    "BaseMcpServerConfig.timeout_seconds": "`McpServer::timeout`",
+    "BaseMcpServerConfig.force_all_tools_eager": "`McpServer::force_all_tools_eager`",
+    # Policy helpers.
+    "policy.allow": "`PolicyRule::allow`",
+    "policy.deny": "`PolicyRule::deny`, `deny_with_reason`",
+    "policy.ask_user": "`PolicyRule::ask_user`, `ask_user_with_reason`",
+    "policy.allow_all": "`PolicyRule::allow_all`",
+    "policy.deny_all": "`PolicyRule::deny_all`",
+    "policy.safe_defaults": "`PolicyRule::safe_defaults`",
+    "policy.confirm_run_command": "`PolicyRule::confirm_run_command`, `confirm_run_command_with`",
+    "policy.workspace_only": "`PolicyRule::workspace_only`",
+    "policy.auto": "`PolicyRule::auto`, `auto_with`",
+}
+
+# SDK name -> why Rust does not reach it (yet).
+NOT_MAPPED = {
+    "AgentConfig.debug_config": "debugging aid of the SDK's own; the bridge has tracing and AGY_WORKER_DEBUG",
+    "AgentConfig.triggers": "not yet (issue 21, item 6: triggers as typed events)",
+    "LocalAgentConfig.models": "not yet (issue 21, item 1: model targets and endpoints)",
+    "LiteRTAgentConfig.audio_backend": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.backend": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.cache_dir": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.download_if_missing": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.enable_speculative_decoding": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.port": "not yet (issue 21, item 1: LiteRT options)",
+    "LiteRTAgentConfig.vision_backend": "not yet (issue 21, item 1: LiteRT options)",
+    "CapabilitiesConfig.allowed_subagents": "not yet (issue 21, item 4)",
+    "CapabilitiesConfig.compaction_threshold": "reachable through `CompactionConfig::token_threshold`",
+    "CapabilitiesConfig.finish_tool_schema_json": "set by the SDK from `response_schema`",
+    "CapabilitiesConfig.mcp_max_output_bytes": "not yet (issue 21, item 4)",
+    "InlineSkill.dependent_skills": "not yet (issue 21, item 4)",
+    "InlineSkill.dependent_tools": "not yet (issue 21, item 4)",
+    "InlineSkill.metadata": "not yet (issue 21, item 4)",
+    "GeminiAPIEndpoint.api_key": "not yet (issue 21, item 1: endpoints)",
+    "GeminiAPIEndpoint.options": "not yet (issue 21, item 1: GeminiModelOptions)",
+    "VertexEndpoint.api_key": "not yet (issue 21, item 1: endpoints)",
+    "VertexEndpoint.location": "not yet (issue 21, item 1: endpoints)",
+    "VertexEndpoint.options": "not yet (issue 21, item 1: GeminiModelOptions)",
+    "VertexEndpoint.project": "not yet (issue 21, item 1: endpoints)",
+    "ModelEndpoint.base_url": "not yet (issue 21, item 1: endpoints)",
+    "ModelEndpoint.http_headers": "not yet (issue 21, item 1: endpoints)",
+    "ModelTarget.endpoint": "not yet (issue 21, item 1: model targets)",
+    "ModelTarget.name": "not yet (issue 21, item 1: model targets)",
+    "ModelTarget.types": "not yet (issue 21, item 1: model targets)",
+    "GeminiModelOptions.max_output_tokens": "not yet (issue 21, item 1)",
+    "GeminiModelOptions.service_tier": "not yet (issue 21, item 1)",
+    "GeminiModelOptions.thinking_level": "not yet (issue 21, item 1)",
+    "UsageMetadata.service_tier": "not yet (issue 21, item 5)",
+    "_BaseMedia.description": "not yet (issue 21, item 5: media description)",
+    "policy.enforce": "the SDK's internal glue (turns policies into its decide hook)",
+    "policy.flatten_policies": "the SDK's internal glue (the worker hands it flat lists)",
+    "SandboxStatus.available": "not yet (issue 21, item 5: sandbox status on the outcome)",
+    "SandboxStatus.unavailable_reason": "not yet (issue 21, item 5: sandbox status on the outcome)",
+}
+
+
+def _sdk_names() -> set[str]:
+    names: set[str] = set()
+    models = [getattr(ag, n) for n in getattr(ag, "__all__", [])]
+    models += [ag.types.McpStdioServer, ag.types.McpStreamableHttpServer]
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+            continue
+        # A field belongs to the first class (in method resolution order) that declares it,
+        # so a field inherited from AgentConfig is listed once, under AgentConfig.
+        for field in model.model_fields:
+            owner = next(c for c in reversed(model.__mro__) if field in getattr(c, "__annotations__", {}))
+            names.add(f"{owner.__name__}.{field}")
+    public = getattr(policy, "__all__", None) or [n for n in dir(policy) if not n.startswith("_")]
+    for name in public:
+        obj = getattr(policy, name)
+        if callable(obj) and not isinstance(obj, type) and getattr(obj, "__module__", "") == policy.__name__:
+            names.add(f"policy.{name}")
+    return names
+
+
+def test_every_sdk_config_field_and_policy_helper_is_mapped_or_listed_with_a_reason():
+    names = _sdk_names()
+    missing = sorted(names - MAPPED.keys() - NOT_MAPPED.keys())
+    assert missing == [], f"SDK names the bridge neither maps nor lists: {missing}"
+    gone = sorted((MAPPED.keys() | NOT_MAPPED.keys()) - names)
+    assert gone == [], f"listed names the SDK no longer has: {gone}"
+    assert not MAPPED.keys() & NOT_MAPPED.keys()
+
+
+def test_the_parity_table_in_the_docs_is_this_one():
+    text = DOC.read_text()
+    for name, how in sorted(MAPPED.items()):
+        assert f"| `{name}` | {how} |" in text, f"docs/sdk-parity.md lacks {name}"
+    for name, why in sorted(NOT_MAPPED.items()):
+        assert f"| `{name}` | — | {why} |" in text, f"docs/sdk-parity.md lacks {name}"
