@@ -20,6 +20,7 @@ HOOK_FAILED = -32051
 TOOL_CALL = "tool/call"
 HOOK_RUN = "hook/run"
 POLICY_CONFIRM = "policy/confirm"
+POLICY_WHEN = "policy/when"
 CHAT_EVENT = "chat/event"
 SPARE_HARNESSES = "worker/spare_harnesses"
 
@@ -52,6 +53,7 @@ __all__ = [
     "INVALID_CONFIG",
     "MESSAGE_TOO_LARGE",
     "POLICY_CONFIRM",
+    "POLICY_WHEN",
     "READ_ONLY_BUILTINS",
     "SPARE_HARNESSES",
     "TOOL_CALL",

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .protocol import HOOK_RUN, POLICY_CONFIRM, TOOL_CALL
+from .protocol import HOOK_RUN, POLICY_CONFIRM, POLICY_WHEN, TOOL_CALL
 from .rpc import INVALID_PARAMS, Peer, RpcError
 
 log = logging.getLogger("agy_worker.proxies")
@@ -106,6 +106,8 @@ def make_policies(
         # The SDK's presets name their rules, and the harness reads some names
         # (workspace_only is enforced by path, allow_all is a catch-all).
         named: dict[str, Any] = {"name": rule["name"]} if rule.get("name") else {}
+        if rule.get("when"):
+            named["when"] = _predicate(peer, agent_id, callbacks, rule)
         if decision == "allow":
             out.append(policy.allow(tool, **named))
         elif decision == "deny":
@@ -120,6 +122,25 @@ def make_policies(
                 )
             )
     return out
+
+
+def _predicate(
+    peer: Peer, agent_id: str, callbacks: Callbacks, rule: dict[str, Any]
+) -> Callable[[Any], Awaitable[bool]]:
+    """A rule's argument predicate, evaluated in Rust (`policy/when`). The SDK hands it the
+    call's arguments. When Rust cannot answer, it decides closed: an allow rule does not
+    apply, a deny or ask rule does."""
+    closed: bool = rule["decision"] != "allow"
+
+    async def when(args: Any) -> bool:
+        params = {"agent_id": agent_id, "index": rule["index"], "tool": rule["tool"], "args": integral(args)}
+        try:
+            return bool(await callbacks.run(peer.call(POLICY_WHEN, params)))
+        except RpcError as e:
+            log.warning("policy predicate for %s failed closed: %s", rule["tool"], e.message)
+            return closed
+
+    return when
 
 
 def _confirm(

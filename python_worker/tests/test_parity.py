@@ -93,7 +93,7 @@ MAPPED = {
     "BaseMcpServerConfig.timeout_seconds": "`McpServer::timeout`",
     "BaseMcpServerConfig.force_all_tools_eager": "`McpServer::force_all_tools_eager`",
     # Policy helpers.
-    "policy.allow": "`PolicyRule::allow`",
+    "policy.allow": "`PolicyRule::allow` (with `.when(|args| …)` for `when=`)",
     "policy.deny": "`PolicyRule::deny`, `deny_with_reason`",
     "policy.ask_user": "`PolicyRule::ask_user`, `ask_user_with_reason`",
     "policy.allow_all": "`PolicyRule::allow_all`",

@@ -30,7 +30,9 @@ def test_the_worker_serves_exactly_the_methods_rust_calls():
 
 
 def test_the_worker_calls_exactly_the_methods_rust_serves():
-    assert {protocol.TOOL_CALL, protocol.HOOK_RUN, protocol.POLICY_CONFIRM} == _methods("worker_to_rust")
+    assert {protocol.TOOL_CALL, protocol.HOOK_RUN, protocol.POLICY_CONFIRM, protocol.POLICY_WHEN} == _methods(
+        "worker_to_rust"
+    )
     assert {protocol.CHAT_EVENT, protocol.SPARE_HARNESSES} == _methods("worker_notification")
 
 

@@ -209,3 +209,22 @@ def test_presets_keep_their_sdk_names_and_auto_mode_reaches_the_sdk():
     assert isinstance(made[2], policy.AutoPolicy) and made[2].model == "gemini-x"
     assert made[2].ask_user is None
     assert isinstance(made[3], policy.AutoPolicy) and made[3].ask_user is not None
+
+
+def test_a_predicate_asks_rust_with_schema_valid_params_and_fails_closed():
+    from agy_worker.protocol import POLICY_WHEN
+
+    allow = {"index": 0, "tool": "run_command", "decision": "allow", "reason": "", "when": True}
+    deny = {"index": 1, "tool": "run_command", "decision": "deny", "reason": "", "when": True}
+    validate(allow, SCHEMA["$defs"]["PolicySpec"])
+    peer = FakePeer({POLICY_WHEN: True})
+    made = proxies.make_policies(peer, "a", proxies.Callbacks(), [allow], has_writes=True)
+    assert run(made[0].when({"CommandLine": "git status", "n": 2.0})) is True
+    assert peer.calls[-1] == (
+        POLICY_WHEN,
+        {"agent_id": "a", "index": 0, "tool": "run_command", "args": {"CommandLine": "git status", "n": 2}},
+    )
+    refusing = FakePeer({POLICY_WHEN: RpcError(-32051, "predicate panicked")})
+    for rule, closed in ((allow, False), (deny, True)):
+        (made,) = proxies.make_policies(refusing, "a", proxies.Callbacks(), [rule], has_writes=True)
+        assert run(made.when({})) is closed

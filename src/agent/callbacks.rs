@@ -23,7 +23,7 @@ use super::{
 use crate::{
     protocol::{
         codes,
-        wire::{ConfirmParams, HookParams, ToolCallParams},
+        wire::{ConfirmParams, HookParams, ToolCallParams, WhenParams},
     },
     rpc::{RpcError, codes as rpc_codes},
     types::ChatEvent,
@@ -98,7 +98,7 @@ impl AgentState {
             ));
         }
         // Defense in depth: the harness enforces the policy already; check again here.
-        match self.policies.evaluate(&params.tool) {
+        match self.policies.evaluate_call(&params.tool, &params.args) {
             PolicyDecision::Allow => {}
             PolicyDecision::Deny { reason } => {
                 return Err(RpcError::new(
@@ -276,5 +276,28 @@ impl ReverseRequests for AgentState {
         params: ConfirmParams,
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
         self.confirm(params).boxed()
+    }
+
+    fn policy_when(
+        self: Arc<Self>,
+        params: WhenParams,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        let result = match self.policies.rules().get(params.index) {
+            Some(rule) => match rule.predicate_holds(&params.args) {
+                Ok(holds) => Ok(json!(holds)),
+                Err(panic) => {
+                    tracing::error!(agent = %self.agent_id, tool = %params.tool, "a policy predicate panicked: {panic}");
+                    Err(RpcError::new(
+                        codes::HOOK_FAILED,
+                        format!("the policy predicate panicked: {panic}"),
+                    ))
+                }
+            },
+            None => Err(RpcError::new(
+                rpc_codes::INVALID_PARAMS,
+                format!("agent {} has no rule {}", self.agent_id, params.index),
+            )),
+        };
+        futures::future::ready(result).boxed()
     }
 }

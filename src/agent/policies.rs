@@ -66,6 +66,8 @@ pub enum PolicyRule {
         tool: String,
         /// The rule's name in the SDK (its presets name theirs; the harness reads some).
         name: Option<String>,
+        /// The rule applies only to calls whose arguments this holds for (the SDK's `when=`).
+        when: Option<ArgPredicate>,
     },
     /// Deny matching tools; the model sees `reason`.
     Deny {
@@ -75,6 +77,8 @@ pub enum PolicyRule {
         reason: String,
         /// The rule's name in the SDK.
         name: Option<String>,
+        /// The rule applies only to calls whose arguments this holds for.
+        when: Option<ArgPredicate>,
     },
     /// Ask `handler` before running matching tools.
     AskUser {
@@ -86,6 +90,8 @@ pub enum PolicyRule {
         handler: Arc<dyn AskUserHandler>,
         /// The rule's name in the SDK.
         name: Option<String>,
+        /// The rule applies only to calls whose arguments this holds for.
+        when: Option<ArgPredicate>,
     },
     /// The SDK's auto policy mode (`policy.auto()`): the harness has a safety model assess
     /// calls of tools with execution or network risk (commands, URL fetches) and blocks the
@@ -96,6 +102,16 @@ pub enum PolicyRule {
         /// The Gemini model that assesses (default: the runtime's).
         model: Option<String>,
     },
+}
+
+/// A predicate on a tool call's arguments (JSON, as the model sent them), evaluated in Rust.
+#[derive(Clone)]
+pub struct ArgPredicate(Arc<dyn Fn(&Value) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ArgPredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArgPredicate")
+    }
 }
 
 /// The SDK's name for the rules `workspace_only` makes (the harness enforces them by path).
@@ -135,6 +151,7 @@ impl PolicyRule {
         Self::Allow {
             tool: tool.into(),
             name: None,
+            when: None,
         }
     }
 
@@ -144,6 +161,7 @@ impl PolicyRule {
         Self::Allow {
             tool: "*".into(),
             name: Some("allow_all".into()),
+            when: None,
         }
     }
 
@@ -158,6 +176,7 @@ impl PolicyRule {
             tool: tool.into(),
             reason: reason.into(),
             name: None,
+            when: None,
         }
     }
 
@@ -168,6 +187,7 @@ impl PolicyRule {
             tool: "*".into(),
             reason: String::new(),
             name: Some("deny_all".into()),
+            when: None,
         }
     }
 
@@ -187,7 +207,53 @@ impl PolicyRule {
             reason: reason.into(),
             handler: Arc::new(handler),
             name: None,
+            when: None,
         }
+    }
+
+    /// Makes the rule apply only to calls whose arguments `predicate` holds for (the SDK's
+    /// `when=`); other calls are decided by the other rules. The predicate runs in Rust, for
+    /// built-in and MCP tools too (the harness asks over `policy/when`). A predicate that
+    /// panics counts as holding for a deny or ask rule and as not holding for an allow rule.
+    /// No effect on auto policy mode.
+    ///
+    /// ```
+    /// use agy_bridge::PolicyRule;
+    ///
+    /// let git_only = PolicyRule::allow("run_command").when(|args| {
+    ///     args["CommandLine"].as_str().is_some_and(|c| c.starts_with("git "))
+    /// });
+    /// ```
+    #[must_use]
+    pub fn when(mut self, predicate: impl Fn(&Value) -> bool + Send + Sync + 'static) -> Self {
+        let predicate = Some(ArgPredicate(Arc::new(predicate)));
+        match &mut self {
+            Self::Allow { when, .. } | Self::Deny { when, .. } | Self::AskUser { when, .. } => {
+                *when = predicate;
+            }
+            Self::Auto { .. } => {}
+        }
+        self
+    }
+
+    /// Whether the rule's predicate holds for `args` (no predicate: it does); a panicking
+    /// predicate decides closed (see [`PolicyRule::when`]) and is reported as `Err`.
+    pub(crate) fn predicate_holds(&self, args: &Value) -> Result<bool, String> {
+        let when = match self {
+            Self::Allow { when, .. } | Self::Deny { when, .. } | Self::AskUser { when, .. } => when,
+            Self::Auto { .. } => &None,
+        };
+        let Some(ArgPredicate(predicate)) = when else {
+            return Ok(true);
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| predicate(args)))
+            .map_err(|panic| crate::rpc::panic_message(panic.as_ref()))
+    }
+
+    /// The predicate's verdict, failing closed when it panicked.
+    fn holds_for(&self, args: &Value) -> bool {
+        self.predicate_holds(args)
+            .unwrap_or(!matches!(self, Self::Allow { .. }))
     }
 
     /// The SDK's `safe_defaults(handler)`: the read-only built-ins run, every other tool call
@@ -210,10 +276,12 @@ impl PolicyRule {
                 tool: "run_command".into(),
                 reason: String::new(),
                 name: name.clone(),
+                when: None,
             },
             Self::Allow {
                 tool: "*".into(),
                 name,
+                when: None,
             },
         ]
     }
@@ -228,10 +296,12 @@ impl PolicyRule {
                 reason: String::new(),
                 handler: Arc::new(handler),
                 name: name.clone(),
+                when: None,
             },
             Self::Allow {
                 tool: "*".into(),
                 name,
+                when: None,
             },
         ]
     }
@@ -248,6 +318,7 @@ impl PolicyRule {
                 tool: (*tool).into(),
                 reason: String::new(),
                 name: Some(WORKSPACE_ONLY.into()),
+                when: None,
             })
             .collect()
     }
@@ -290,7 +361,10 @@ impl PolicyRule {
     /// `None` if the rule does not match `tool` as the bridge re-checks a Rust tool call, else
     /// whether it matched as a wildcard. Auto policy mode and workspace rules are the
     /// harness's to enforce (by assessment, by path), so they never match here.
-    fn matches(&self, tool: &str) -> Option<bool> {
+    fn matches(&self, tool: &str, args: &Value) -> Option<bool> {
+        if !self.holds_for(args) {
+            return None;
+        }
         match self {
             Self::Auto { .. } => return None,
             Self::Deny {
@@ -336,6 +410,12 @@ impl PolicyRule {
                 model.clone(),
             ),
         };
+        let when = matches!(
+            self,
+            Self::Allow { when: Some(_), .. }
+                | Self::Deny { when: Some(_), .. }
+                | Self::AskUser { when: Some(_), .. }
+        );
         PolicySpec {
             tool: self.tool().to_owned(),
             decision,
@@ -343,6 +423,7 @@ impl PolicyRule {
             index,
             name: name.clone(),
             model,
+            when,
         }
     }
 }
@@ -414,13 +495,24 @@ impl PolicySet {
         &self.rules
     }
 
-    /// The decision for `tool`. With no matching rule the call is allowed.
+    /// The decision for `tool`, whatever its arguments (rules with a predicate see `null`).
+    /// With no matching rule the call is allowed.
     #[must_use]
     pub fn evaluate(&self, tool: &str) -> PolicyDecision {
+        self.evaluate_call(tool, &Value::Null)
+    }
+
+    /// The decision for a call of `tool` with `args` (for the rules' predicates). With no
+    /// matching rule the call is allowed.
+    #[must_use]
+    pub fn evaluate_call(&self, tool: &str, args: &Value) -> PolicyDecision {
         let best = self
             .rules
             .iter()
-            .filter_map(|r| r.matches(tool).map(|wild| (u8::from(wild), r.rank(), r)))
+            .filter_map(|r| {
+                r.matches(tool, args)
+                    .map(|wild| (u8::from(wild), r.rank(), r))
+            })
             .min_by_key(|(wild, rank, _)| (*wild, *rank));
         match best.map(|(_, _, r)| r) {
             None | Some(PolicyRule::Allow { .. } | PolicyRule::Auto { .. }) => {
@@ -520,5 +612,43 @@ mod tests {
         assert!(
             matches!(set.evaluate("t"), PolicyDecision::Deny { reason } if reason == "no weather!")
         );
+    }
+
+    #[test]
+    fn predicates_narrow_a_rule_and_a_panicking_one_decides_closed() {
+        let git = |args: &Value| {
+            args["CommandLine"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("git "))
+        };
+        let set = PolicySet::from_iter([
+            PolicyRule::deny_all(),
+            PolicyRule::allow("run_command").when(git),
+        ]);
+        let call = |c: &str| serde_json::json!({ "CommandLine": c });
+        assert_eq!(
+            kind(&set.evaluate_call("run_command", &call("git log"))),
+            "allow"
+        );
+        assert_eq!(
+            kind(&set.evaluate_call("run_command", &call("rm -rf /"))),
+            "deny"
+        );
+
+        let boom = |_: &Value| -> bool { panic!("predicate bug") };
+        let allow =
+            PolicySet::from_iter([PolicyRule::deny_all(), PolicyRule::allow("t").when(boom)]);
+        assert_eq!(kind(&allow.evaluate_call("t", &Value::Null)), "deny");
+        let deny =
+            PolicySet::from_iter([PolicyRule::allow_all(), PolicyRule::deny("t").when(boom)]);
+        assert_eq!(kind(&deny.evaluate_call("t", &Value::Null)), "deny");
+        assert!(
+            PolicyRule::deny("t")
+                .when(boom)
+                .predicate_holds(&Value::Null)
+                .is_err()
+        );
+        assert!(PolicyRule::allow("t").wire(0).when.then_some(()).is_none());
+        assert!(PolicyRule::allow("t").when(git).wire(0).when);
     }
 }

@@ -9,7 +9,7 @@ use super::{
         AgentCreateParams, AgentCreateResult, AgentRef, AnsweredParams, CancelResult,
         ChatEventParams, ChatParams, ChatResult, ConfirmParams, DebugParams, EchoParams,
         EchoResult, Empty, HookParams, InitializeParams, PingRustParams, PingRustResult,
-        SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WorkerInfo,
+        SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WhenParams, WorkerInfo,
     },
 };
 use crate::types::{ConversationState, Step};
@@ -88,6 +88,8 @@ methods! {
     HookRun = "hook/run", WorkerToRust, HookParams => HookAnswer;
     /// Ask an `ask_user` handler.
     PolicyConfirm = "policy/confirm", WorkerToRust, ConfirmParams => bool;
+    /// Evaluate a policy rule's argument predicate.
+    PolicyWhen = "policy/when", WorkerToRust, WhenParams => bool;
 }
 
 #[cfg(test)]

@@ -241,6 +241,9 @@ pub(crate) struct PolicySpec {
     /// The assessing model of auto policy mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The rule applies only when its argument predicate holds (asked with `policy/when`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub when: bool,
 }
 
 /// An agent's configuration as the worker reads it (`agent/create`).
@@ -463,6 +466,20 @@ pub(crate) struct ConfirmParams {
     /// The rule's reason.
     #[serde(default)]
     pub reason: String,
+}
+
+/// `policy/when` params: does a rule's argument predicate hold for this call?
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct WhenParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The rule's index.
+    pub index: usize,
+    /// The tool.
+    pub tool: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Value,
 }
 
 /// `worker/debug` params: failure injection for the bridge's own tests.

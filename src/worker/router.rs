@@ -20,9 +20,13 @@ use crate::{
     protocol::{
         Method, codes as proto,
         methods::{
-            ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, SpareHarnesses, ToolCall,
+            ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, PolicyWhen, SpareHarnesses,
+            ToolCall,
         },
-        wire::{ChatEventParams, ConfirmParams, HookParams, SpareHarnessesParams, ToolCallParams},
+        wire::{
+            ChatEventParams, ConfirmParams, HookParams, SpareHarnessesParams, ToolCallParams,
+            WhenParams,
+        },
     },
     rpc::{Handler, RpcError, codes},
     types::ChatEvent,
@@ -59,6 +63,11 @@ pub(crate) trait ReverseRequests: Send + Sync {
         self: Arc<Self>,
         params: ConfirmParams,
     ) -> BoxFuture<'static, Result<Value, RpcError>>;
+    /// `policy/when`.
+    fn policy_when(
+        self: Arc<Self>,
+        params: WhenParams,
+    ) -> BoxFuture<'static, Result<Value, RpcError>>;
 }
 
 /// The params every reverse request starts with: the agent it is for.
@@ -79,6 +88,12 @@ impl ForAgent for HookParams {
 }
 
 impl ForAgent for ConfirmParams {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
+impl ForAgent for WhenParams {
     fn agent_id(&self) -> &str {
         &self.agent_id
     }
@@ -210,6 +225,9 @@ impl Handler for Router {
                 .reverse::<HookRun>(params, |agent, params, turns| agent.hook_run(params, turns)),
             PolicyConfirm::NAME => self
                 .reverse::<PolicyConfirm>(params, |agent, params, _| agent.policy_confirm(params)),
+            PolicyWhen::NAME => {
+                self.reverse::<PolicyWhen>(params, |agent, params, _| agent.policy_when(params))
+            }
             _ => async move {
                 Err(RpcError::new(
                     codes::METHOD_NOT_FOUND,

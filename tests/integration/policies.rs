@@ -420,3 +420,42 @@ async fn the_sdk_s_safe_defaults_preset_asks_before_a_rust_tool() {
     }
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_argument_predicate_in_rust_decides_a_built_in_tool_call() {
+    let (bridge, model, data) = start().await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&asked);
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool("run_command")
+                .policy(PolicyRule::deny_all())
+                .policy(PolicyRule::allow("run_command").when(move |args| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    args["CommandLine"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("echo allowed"))
+                })),
+        )
+        .await
+        .unwrap();
+    model.push(Reply::tool_call(
+        "run_command",
+        json!({"CommandLine": "echo allowed-by-predicate", "Cwd": data.path(), "WaitMsBeforeAsync": 5000, "toolSummary": "Echo", "toolAction": "Echoing"}),
+    ));
+    let (text, outcome) = collect(agent.chat("run it").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("allowed-by-predicate"), "{text}");
+
+    model.push(run_command("refused-by-predicate", data.path()));
+    let (text, outcome) = collect(agent.chat("run that").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains("deny_all"), "denied by the catch-all: {text}");
+    assert!(!text.contains("refused-by-predicate\n"), "{text}");
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "the Rust predicate decided both"
+    );
+    bridge.shutdown().await;
+}
