@@ -1,9 +1,11 @@
-"""Parity with the SDK: every public config model field of `google-antigravity` (the pydantic
-models it exports) and every public policy helper is either reachable from Rust or listed as
+"""Parity with the SDK: every field of the config models `google-antigravity` exports (and of
+every model those contain) and every public policy helper is either reachable from Rust or listed as
 not mapped, with the reason. A new SDK version's additions fail this test instead of becoming
 silent gaps. The table is docs/sdk-parity.md, which this test checks line by line."""
 
+import typing
 from pathlib import Path
+from typing import Any
 
 import google.antigravity as ag
 import pydantic
@@ -41,6 +43,19 @@ MAPPED = {
     "LocalOpenAIAgentConfig.base_url": "`ModelConfig::openai_compatible` (through the model gateway)",
     "LocalOpenAIAgentConfig.model": "`ModelConfig::openai_compatible`",
     "LiteRTAgentConfig.model_path": "`ModelConfig::LiteRt { model_path }`",
+    "BudgetConfig.max_input_tokens": "`BudgetConfig::max_input_tokens`",
+    "BudgetConfig.max_model_calls": "`BudgetConfig::max_model_calls`",
+    "BudgetConfig.max_output_tokens": "`BudgetConfig::max_output_tokens`",
+    "BudgetConfig.max_tool_calls": "`BudgetConfig::max_tool_calls`",
+    "BudgetConfig.max_total_tokens": "`BudgetConfig::max_total_tokens`",
+    "RunCommandConfig.enable_daemons": "`RunCommandConfig::enable_daemons`",
+    "RunCommandConfig.enable_sandbox": "`RunCommandConfig::enable_sandbox`",
+    "RunCommandConfig.timeout_seconds": "`RunCommandConfig::timeout_seconds`",
+    "SubagentConfig.description": "`Subagent::description`",
+    "SubagentConfig.model": "`Subagent::model`",
+    "SubagentConfig.name": "`Subagent::name`",
+    "SubagentConfig.system_instructions": "`Subagent::system_instructions`",
+    "SubagentConfig.tools": "`Subagent::tools` (by name: Rust tools of the parent or built-ins)",
     # Capabilities.
     "CapabilitiesConfig.agent_behavior": "`AgentConfig::behavior(AgentBehavior)`",
     "CapabilitiesConfig.disabled_tools": "`Capabilities::disabled_tools`",
@@ -106,6 +121,23 @@ MAPPED = {
 
 # SDK name -> why Rust does not reach it (yet).
 NOT_MAPPED = {
+    "BudgetConfig.scope": "not yet (issue 21, item 4)",
+    "DebugConfig.enable_server_side_tracing": "the SDK's debugging aid (see AgentConfig.debug_config)",
+    "DebugConfig.logging_level": "the SDK's debugging aid (see AgentConfig.debug_config)",
+    "SubagentConfig.capabilities": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentCapabilities.agent_behavior": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentCapabilities.allowed_subagents": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentCapabilities.disabled_tools": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentCapabilities.enabled_tools": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentCapabilities.run_command_config": "not yet (issue 21, item 4: subagent capabilities)",
+    "SubagentConfig.skills_config": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentSkillsConfig.inherit_config": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentSkillsConfig.none_config": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentSkillsConfig.override_config": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentInheritSkillsConfig.extra_skills_paths": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentInheritSkillsConfig.skill_names": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentOverrideSkillsConfig.inline_skills": "not yet (issue 21, item 4: subagent skills)",
+    "SubagentOverrideSkillsConfig.skills_paths": "not yet (issue 21, item 4: subagent skills)",
     "AgentConfig.debug_config": "debugging aid of the SDK's own; the bridge has tracing and AGY_WORKER_DEBUG",
     "AgentConfig.triggers": "not yet (issue 21, item 6: triggers as typed events)",
     "LocalAgentConfig.models": "not yet (issue 21, item 1: model targets and endpoints)",
@@ -146,18 +178,30 @@ NOT_MAPPED = {
 }
 
 
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    """The pydantic models an annotation names (through unions, lists, dicts, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
 def _sdk_names() -> set[str]:
+    """Every field of the config models the SDK exports and of every model they contain, and
+    every public policy helper."""
     names: set[str] = set()
-    models = [getattr(ag, n) for n in getattr(ag, "__all__", [])]
-    models += [ag.types.McpStdioServer, ag.types.McpStreamableHttpServer]
-    for model in models:
-        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+    todo = [getattr(ag, n) for n in getattr(ag, "__all__", [])]
+    seen: set[type] = set()
+    while todo:
+        model = todo.pop()
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)) or model in seen:
             continue
-        # A field belongs to the first class (in method resolution order) that declares it,
-        # so a field inherited from AgentConfig is listed once, under AgentConfig.
-        for field in model.model_fields:
+        seen.add(model)
+        for field, info in model.model_fields.items():
+            # A field belongs to the first class (in method resolution order) that declares
+            # it, so one inherited by several configs is listed once.
             owner = next(c for c in reversed(model.__mro__) if field in getattr(c, "__annotations__", {}))
             names.add(f"{owner.__name__}.{field}")
+            todo.extend(_models_in(info.annotation))
     public = getattr(policy, "__all__", None) or [n for n in dir(policy) if not n.startswith("_")]
     for name in public:
         obj = getattr(policy, name)
