@@ -72,7 +72,9 @@ pub use secrecy::SecretString;
 pub use store::{ConversationInfo, StoreConfig};
 pub use streaming::ChatResponse;
 pub use tools::{FnTool, Tool, ToolContext, ToolError};
-pub use types::{ChatEvent, ChatOutcome, ConversationState, Step, StepToolCall, Usage};
+pub use types::{
+    ChatEvent, ChatOutcome, ConversationState, SandboxStatus, Step, StepToolCall, Usage,
+};
 pub use worker::{
     StartupTimings,
     child_env::EnvVars,

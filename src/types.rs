@@ -49,6 +49,23 @@ pub enum ChatEvent {
         /// The step.
         step: Box<Step>,
     },
+    /// The agent asked for its commands to run in the SDK's sandbox
+    /// (`RunCommandConfig::enable_sandbox`), but the harness has none here: its commands run
+    /// unsandboxed. Sent first in every turn of such an agent.
+    SandboxUnavailable {
+        /// The harness's reason.
+        reason: String,
+    },
+}
+
+/// Whether the harness can sandbox the commands an agent runs (the SDK's `SandboxStatus`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SandboxStatus {
+    /// A sandbox is available.
+    pub available: bool,
+    /// Why not, when it is not.
+    #[serde(default)]
+    pub unavailable_reason: Option<String>,
 }
 
 /// Token usage as reported by the SDK. Fields are `None` when the model did not report them.
@@ -82,6 +99,10 @@ pub struct ChatOutcome {
     /// dropped connection, a 429 or 5xx, a stream that broke before its first event).
     #[serde(default)]
     pub model_retries: u32,
+    /// Whether the harness could sandbox the agent's commands during the turn, as it reported
+    /// it (see [`ChatEvent::SandboxUnavailable`]).
+    #[serde(default)]
+    pub sandbox: Option<SandboxStatus>,
 }
 
 /// A tool call recorded in a step.

@@ -94,6 +94,26 @@ def classify_exception(exc: BaseException) -> RpcError:
     return RpcError(AGENT_ERROR, message, data)
 
 
+def sandbox_status(agent: Any) -> dict[str, Any] | None:
+    """The harness's sandbox status for the agent's conversation, as it reported it."""
+    try:
+        status = agent.conversation.connection.sandbox_status
+    except Exception:  # noqa: BLE001 - no connection (yet): nothing reported
+        return None
+    if status is None:
+        return None
+    return {"available": bool(status.available), "unavailable_reason": status.unavailable_reason}
+
+
+def sandbox_warning(config: Any, sandbox: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `sandbox_unavailable` event for an agent that asked for a sandbox the harness does not
+    have (its commands then run unsandboxed), else None."""
+    run_command = getattr(getattr(config, "capabilities", None), "run_command_config", None)
+    if not getattr(run_command, "enable_sandbox", False) or sandbox is None or sandbox["available"]:
+        return None
+    return {"type": "sandbox_unavailable", "reason": sandbox.get("unavailable_reason") or "no sandbox"}
+
+
 def _usage(u: Any) -> dict[str, Any] | None:
     if u is None:
         return None
@@ -441,6 +461,10 @@ class AgentHost:
         notify = self.peer.notify
         response = None
         hosted.current_turn = turn_id
+        sandbox = sandbox_status(hosted.agent)
+        warning = sandbox_warning(hosted.config, sandbox)
+        if warning is not None and turn_id is not None:
+            notify(CHAT_EVENT, {"agent_id": agent_id, "turn_id": turn_id, "event": warning})
         try:
             response = await hosted.agent.chat(prompt)
             async for chunk in response.chunks:
@@ -468,6 +492,7 @@ class AgentHost:
                 "stop_reason": getattr(stop, "value", str(stop)),
                 "structured_output": _jsonable(hosted.agent.conversation.get_last_structured_output()),
                 "harness_pid": hosted.harness_pid,
+                "sandbox": sandbox,
             }
         except asyncio.CancelledError:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the

@@ -136,3 +136,29 @@ def test_mcp_servers_from_a_raw_sdk_option_get_no_blanket_policy(tmp_path):
     guarded = host._build_config(HostedAgent("a2"), {**cfg, "sdk_options": {"mcp_servers": servers}})
     # No policy at all: the SDK's own safety rule then refuses the agent, as for write tools.
     assert guarded.mcp_servers and guarded.policies == []
+
+
+def test_an_agent_that_asked_for_a_missing_sandbox_is_warned_and_no_other():
+    from types import SimpleNamespace
+
+    from agy_worker.host import sandbox_status, sandbox_warning
+
+    def config(sandboxed):
+        return SimpleNamespace(
+            capabilities=SimpleNamespace(run_command_config=SimpleNamespace(enable_sandbox=sandboxed))
+        )
+
+    def agent(status):
+        return SimpleNamespace(
+            conversation=SimpleNamespace(connection=SimpleNamespace(sandbox_status=status))
+        )
+
+    missing = sandbox_status(agent(t.SandboxStatus(available=False, unavailable_reason="no bwrap")))
+    present = sandbox_status(agent(t.SandboxStatus(available=True)))
+    assert missing == {"available": False, "unavailable_reason": "no bwrap"}
+    validate(missing, SCHEMA["$defs"]["SandboxStatus"])
+    assert sandbox_warning(config(True), missing) == {"type": "sandbox_unavailable", "reason": "no bwrap"}
+    validate(sandbox_warning(config(True), missing), SCHEMA["$defs"]["ChatEvent"])
+    assert sandbox_warning(config(False), missing) is None  # not asked for
+    assert sandbox_warning(config(True), present) is None
+    assert sandbox_status(SimpleNamespace()) is None  # no connection yet

@@ -88,6 +88,8 @@ MAPPED = {
     "McpStdioServer.type": "`McpServer::Stdio`",
     "McpStreamableHttpServer.type": "`McpServer::Http`",
     # What a turn reports.
+    "SandboxStatus.available": "`ChatOutcome::sandbox`, `ChatEvent::SandboxUnavailable`",
+    "SandboxStatus.unavailable_reason": "`ChatOutcome::sandbox`, `ChatEvent::SandboxUnavailable`",
     "UsageMetadata.cached_content_token_count": "`Usage::cached_tokens`",
     "UsageMetadata.candidates_token_count": "`Usage::output_tokens`",
     "UsageMetadata.prompt_token_count": "`Usage::prompt_tokens`",
@@ -173,8 +175,6 @@ NOT_MAPPED = {
     "_BaseMedia.description": "not yet (issue 21, item 5: media description)",
     "policy.enforce": "the SDK's internal glue (turns policies into its decide hook)",
     "policy.flatten_policies": "the SDK's internal glue (the worker hands it flat lists)",
-    "SandboxStatus.available": "not yet (issue 21, item 5: sandbox status on the outcome)",
-    "SandboxStatus.unavailable_reason": "not yet (issue 21, item 5: sandbox status on the outcome)",
 }
 
 

@@ -612,6 +612,7 @@ pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
         stop_reason: result.stop_reason,
         structured_output: result.structured_output,
         model_retries: 0,
+        sandbox: result.sandbox,
     }
 }
 

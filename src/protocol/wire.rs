@@ -387,6 +387,9 @@ pub(crate) struct ChatResult {
     /// conversation on another one, e.g. after its harness died).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness_pid: Option<u32>,
+    /// The harness's sandbox status, as it reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::types::SandboxStatus>,
 }
 
 /// `agent/cancel` result.

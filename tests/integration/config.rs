@@ -181,3 +181,40 @@ async fn the_inter_agent_delay_spaces_turns() {
     assert!(started.elapsed() >= Duration::from_millis(600));
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_harness_s_sandbox_status_reaches_the_outcome() {
+    let (bridge, model, _data) = start().await;
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .builtin_tool("run_command")
+                .policy(agy_bridge::PolicyRule::deny_all())
+                .capabilities(Capabilities {
+                    run_command: Some(agy_bridge::sdk_config::RunCommandConfig {
+                        enable_sandbox: true,
+                        ..Default::default()
+                    }),
+                    ..Capabilities::default()
+                }),
+        )
+        .await
+        .unwrap();
+    let mut reply = agent.chat("hello").await.unwrap();
+    let mut warned = None;
+    while let Some(event) = futures::StreamExt::next(&mut reply).await {
+        if let agy_bridge::ChatEvent::SandboxUnavailable { reason } = event {
+            warned = Some(reason);
+        }
+    }
+    let outcome = reply.finish().await.unwrap();
+    let sandbox = outcome.sandbox.expect("the harness reports its sandbox");
+    // This machine's harness has a sandbox; a missing one is reported by the event (and the
+    // worker's tests provoke that case).
+    assert_eq!(
+        warned.is_some(),
+        !sandbox.available,
+        "{sandbox:?} {warned:?}"
+    );
+    bridge.shutdown().await;
+}

@@ -72,6 +72,10 @@ impl Renderer {
                 self.break_line()?;
                 tell!("{FAILURE}[hook failed]{FAILURE:#} {point}: {message}");
             }
+            ChatEvent::SandboxUnavailable { reason } => {
+                self.break_line()?;
+                tell!("{FAILURE}[no sandbox]{FAILURE:#} commands run unsandboxed: {reason}");
+            }
             ChatEvent::Step { step } if step.status == "ERROR" && !step.error.is_empty() => {
                 self.break_line()?;
                 let error = without_echo(&step.error);
