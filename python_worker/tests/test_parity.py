@@ -172,7 +172,10 @@ NOT_MAPPED = {
     "GeminiModelOptions.service_tier": "not yet (issue 21, item 1)",
     "GeminiModelOptions.thinking_level": "not yet (issue 21, item 1)",
     "UsageMetadata.service_tier": "not yet (issue 21, item 5)",
-    "_BaseMedia.description": "not yet (issue 21, item 5): the harness drops it on the OpenAI path (checked: it reaches neither the model request nor the history), so it cannot be shown to take effect offline",
+    "_BaseMedia.description": (
+        "not yet (issue 21, item 5): the harness drops it on the OpenAI path (checked: it reaches "
+        "neither the model request nor the history), so it cannot be shown to take effect offline"
+    ),
     "policy.enforce": "the SDK's internal glue (turns policies into its decide hook)",
     "policy.flatten_policies": "the SDK's internal glue (the worker hands it flat lists)",
 }
