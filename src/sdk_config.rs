@@ -129,6 +129,12 @@ pub struct Capabilities {
         rename = "tool_output_truncation_config"
     )]
     pub tool_output_max_tokens: Option<u32>,
+    /// The subagents the agent may call, by name (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_subagents: Option<Vec<String>>,
+    /// Cut an MCP tool's output for the model at this many bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_max_output_bytes: Option<u64>,
 }
 
 /// Context compaction. The threshold is also the hard limit for one message.

@@ -58,6 +58,10 @@ MAPPED = {
     "SubagentConfig.tools": "`Subagent::tools` (by name: Rust tools of the parent or built-ins)",
     # Capabilities.
     "CapabilitiesConfig.agent_behavior": "`AgentConfig::behavior(AgentBehavior)`",
+    "CapabilitiesConfig.allowed_subagents": (
+        "`Capabilities::allowed_subagents` (no offline test: needs a delegating model)"
+    ),
+    "CapabilitiesConfig.mcp_max_output_bytes": "`Capabilities::mcp_max_output_bytes`",
     "CapabilitiesConfig.disabled_tools": "`Capabilities::disabled_tools`",
     "CapabilitiesConfig.enable_subagents": "`Capabilities::enable_subagents`",
     "CapabilitiesConfig.enabled_tools": "`AgentConfig::builtin_tool`",
@@ -150,10 +154,8 @@ NOT_MAPPED = {
     "LiteRTAgentConfig.enable_speculative_decoding": "not yet (issue 21, item 1: LiteRT options)",
     "LiteRTAgentConfig.port": "not yet (issue 21, item 1: LiteRT options)",
     "LiteRTAgentConfig.vision_backend": "not yet (issue 21, item 1: LiteRT options)",
-    "CapabilitiesConfig.allowed_subagents": "not yet (issue 21, item 4)",
     "CapabilitiesConfig.compaction_threshold": "reachable through `CompactionConfig::token_threshold`",
     "CapabilitiesConfig.finish_tool_schema_json": "set by the SDK from `response_schema`",
-    "CapabilitiesConfig.mcp_max_output_bytes": "not yet (issue 21, item 4)",
     "InlineSkill.dependent_skills": "not yet (issue 21, item 4)",
     "InlineSkill.dependent_tools": "not yet (issue 21, item 4)",
     "InlineSkill.metadata": "not yet (issue 21, item 4)",

@@ -125,3 +125,53 @@ async fn a_disabled_mcp_tool_is_never_offered_and_the_server_gets_its_environmen
     assert!(err.to_string().contains("MCP servers"), "{err}");
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_max_output_bytes_decides_whether_an_mcp_output_reaches_the_prompt() {
+    let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
+        if let Some(result) = req.tool_result() {
+            return Reply::text(format!("MCP said: {result}"));
+        }
+        let big = req
+            .tools()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .find(|n| n.ends_with("big"));
+        match big {
+            Some(name) => Reply::tool_call(name, json!({})),
+            None => Reply::text("no big tool offered"),
+        }
+    }))
+    .await
+    .unwrap();
+    let (bridge, _, _data) = start().await;
+    // The harness keeps an output above the limit out of the prompt (saved to a file instead);
+    // its default limit is below the 5,000 bytes of `big`.
+    for (limit, whole) in [(Some(100_000), true), (Some(400), false), (None, false)] {
+        let agent = bridge
+            .create_agent(
+                agent_config(&model)
+                    .mcp_server(fixture("large").await)
+                    .policy(PolicyRule::allow_all())
+                    .capabilities(agy_bridge::sdk_config::Capabilities {
+                        mcp_max_output_bytes: limit,
+                        ..Default::default()
+                    }),
+            )
+            .await
+            .unwrap();
+        let (text, outcome) = collect(agent.chat("make it big").await.unwrap()).await;
+        outcome.unwrap();
+        assert_eq!(
+            text.contains("END"),
+            whole,
+            "limit {limit:?}: {} bytes",
+            text.len()
+        );
+        if !whole {
+            assert!(text.contains("was large"), "limit {limit:?}: {text}");
+        }
+        agent.close().await.unwrap();
+    }
+    bridge.shutdown().await;
+}
