@@ -212,6 +212,15 @@ pub struct InlineSkill {
     /// Tools the skill may use.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_tools: Vec<String>,
+    /// Tools the skill needs to be present.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependent_tools: Vec<String>,
+    /// Other skills it builds on, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependent_skills: Vec<String>,
+    /// Free-form key/value metadata.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// An MCP server the agent may use (its tools need a safety policy, as write tools do).

@@ -218,3 +218,31 @@ async fn the_harness_s_sandbox_status_reaches_the_outcome() {
     );
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inline_skill_reaches_the_model() {
+    let (bridge, model, _data) = start().await;
+    let skill = agy_bridge::sdk_config::InlineSkill {
+        name: "tide-tables".into(),
+        description: "Reads tide tables for harbours".into(),
+        content: "Always answer with the high-water time first.".into(),
+        metadata: [("owner".to_owned(), "harbour-office".to_owned())].into(),
+        dependent_skills: vec!["charts".into()],
+        ..Default::default()
+    };
+    let agent = bridge
+        .create_agent(agent_config(&model).inline_skill(skill))
+        .await
+        .unwrap();
+    common::chat_ok(&agent, "when is high water?").await;
+    // The model is offered the skill by name and description (its content and metadata are
+    // the harness's, loaded when the skill is used).
+    let request = model.requests().last().unwrap().body.to_string();
+    for needle in ["tide-tables", "Reads tide tables for harbours"] {
+        assert!(
+            request.contains(needle),
+            "{needle} not in the model request"
+        );
+    }
+    bridge.shutdown().await;
+}
