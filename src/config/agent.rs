@@ -218,6 +218,32 @@ impl AgentConfig {
         self
     }
 
+    /// The SDK's `.lightweight()` preset: the minimal software-engineering built-ins
+    /// (`run_command`, `view_file`, `create_file`, `edit_file`), minimal behaviour and prompt,
+    /// no subagents, and compaction at 65,536 tokens unless compaction is configured. Those
+    /// tools write, so the agent needs a policy (as for any write tool).
+    #[must_use]
+    pub fn lightweight(mut self) -> Self {
+        for tool in ["run_command", "view_file", "create_file", "edit_file"] {
+            if !self.builtin_tools.iter().any(|t| t == tool) {
+                self.builtin_tools.push(tool.to_owned());
+            }
+        }
+        self.behavior = AgentBehavior::Minimal;
+        self.capabilities.enable_subagents = Some(false);
+        let compaction_set = self
+            .sdk_options
+            .as_ref()
+            .is_some_and(|o| o.get("compaction_config").is_some());
+        if compaction_set {
+            self
+        } else {
+            self.compaction(CompactionConfig {
+                token_threshold: Some(65_536),
+            })
+        }
+    }
+
     /// Sets the agent's behaviour.
     #[must_use]
     pub const fn behavior(mut self, behavior: AgentBehavior) -> Self {

@@ -246,3 +246,51 @@ async fn an_inline_skill_reaches_the_model() {
     }
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lightweight_preset_offers_the_minimal_tools_and_needs_a_policy() {
+    let (bridge, model, _data) = start().await;
+    let err = bridge
+        .create_agent(agent_config(&model).lightweight())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without a safety policy"), "{err}");
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .lightweight()
+                .policies(agy_bridge::PolicyRule::confirm_run_command()),
+        )
+        .await
+        .unwrap();
+    common::chat_ok(&agent, "hello").await;
+    let mut offered: Vec<String> = model
+        .requests()
+        .last()
+        .unwrap()
+        .tools()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    offered.sort();
+    // The harness shows create_file and edit_file to the model as write_to_file and
+    // replace_file_content.
+    for tool in [
+        "replace_file_content",
+        "run_command",
+        "view_file",
+        "write_to_file",
+    ] {
+        assert!(
+            offered.iter().any(|t| t == tool),
+            "{tool} not offered: {offered:?}"
+        );
+    }
+    assert!(
+        !offered
+            .iter()
+            .any(|t| t == "generate_image" || t == "read_url_content"),
+        "more than the minimal set: {offered:?}"
+    );
+    bridge.shutdown().await;
+}
