@@ -6,7 +6,8 @@
 //!
 //! Precedence, as the SDK applies it (list order does not matter):
 //! specific deny > specific ask > specific allow > wildcard deny > wildcard ask > wildcard allow.
-//! `"*"` matches every tool, `"server/*"` every tool of an MCP server, anything else one name.
+//! `"*"` matches every tool, `"server/*"` every tool of an MCP server, `"server/tool"` one MCP
+//! tool, anything else one name.
 //!
 //! ```
 //! use agy_bridge::policies::{PolicyDecision, PolicyRule, PolicySet};
@@ -146,7 +147,8 @@ impl std::fmt::Debug for PolicyRule {
 }
 
 impl PolicyRule {
-    /// Allows `tool` (a name, `"*"`, or `"server/*"`).
+    /// Allows `tool`: a name, `"*"`, `"server/*"` for every tool of an MCP server, or
+    /// `"server/tool"` for one (the SDK's `allow(server, mcp_tools=[…])` is one rule per tool).
     pub fn allow(tool: impl Into<String>) -> Self {
         Self::Allow {
             tool: tool.into(),

@@ -175,3 +175,47 @@ async fn mcp_max_output_bytes_decides_whether_an_mcp_output_reaches_the_prompt()
     }
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_name_mcp_tools_as_server_slash_tool() {
+    // Each turn calls the offered tool whose name ends in the prompt's last word.
+    let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
+        if let Some(result) = req.tool_result() {
+            return Reply::text(format!("MCP said: {result}"));
+        }
+        let wanted = req
+            .last_user_prompt()
+            .and_then(|p| p.split_whitespace().last().map(str::to_owned))
+            .unwrap_or_default();
+        let name = req
+            .tools()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .find(|n| n.ends_with(&wanted));
+        match name {
+            Some(name) if wanted == "add" => Reply::tool_call(name, json!({"a": 1, "b": 2})),
+            Some(name) => Reply::tool_call(name, json!({})),
+            None => Reply::text("not offered"),
+        }
+    }))
+    .await
+    .unwrap();
+    let (bridge, _, _data) = start().await;
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .mcp_server(fixture("arith").await)
+                .policy(PolicyRule::deny_all())
+                .policy(PolicyRule::allow("arith/add")),
+        )
+        .await
+        .unwrap();
+    let (text, outcome) = collect(agent.chat("please add").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(text.contains('3'), "allowed by arith/add: {text}");
+    let (text, outcome) = collect(agent.chat("tell me the secret").await.unwrap()).await;
+    outcome.unwrap();
+    assert!(!text.contains("the secret is 42"), "denied: {text}");
+    assert!(text.to_lowercase().contains("denied"), "{text}");
+    bridge.shutdown().await;
+}
