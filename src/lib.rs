@@ -40,6 +40,7 @@ mod error;
 mod gateway;
 #[cfg(test)]
 mod layering;
+mod metrics;
 mod protocol;
 mod quota;
 mod rpc;

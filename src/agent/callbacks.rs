@@ -72,7 +72,19 @@ impl AgentState {
         events: &dyn TurnEvents,
     ) -> Result<Value, RpcError> {
         let name = params.tool.clone();
+        let started = std::time::Instant::now();
         let result = self.run_tool(params).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e)
+                if e.message.starts_with("blocked by policy")
+                    || e.message == "denied by the user" =>
+            {
+                "denied"
+            }
+            Err(_) => "failed",
+        };
+        crate::metrics::tool_call(&name, outcome, started.elapsed());
         let event = match &result {
             Ok(value) => ChatEvent::ToolResult {
                 name,
@@ -224,6 +236,7 @@ impl AgentState {
             }
         };
         tracing::error!(agent = %self.agent_id, %point, "the {point} hook failed: {failure}");
+        crate::metrics::hook_failed(point);
         events.send_to_agent(
             &self.agent_id,
             ChatEvent::HookFailed {

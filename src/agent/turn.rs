@@ -9,7 +9,10 @@ use std::sync::{
 use tokio::sync::{OwnedRwLockReadGuard, watch};
 use tracing::Instrument;
 
-use super::{life::LiveUse, outcome_from, settle_quota, wait_for_quota, with_model_calls};
+use super::{
+    life::{AgentCore, LiveUse},
+    outcome_from, settle_quota, wait_for_quota, with_model_calls,
+};
 use crate::{
     error::{Error, Result},
     protocol::{
@@ -86,27 +89,13 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let route = TurnRoute { slot, key, done };
     let task = tokio::spawn(
         async move {
-            let route = route;
-            let live = live;
-            let _gate = gate;
-            wait_for_quota(&quota, &core.context.store).await;
-            core.context.pace_turn().await;
-            let params = ChatParams {
-                agent_id: core.id.clone(),
-                turn_id,
-                prompt,
-            };
-            let reply = worker
-                .process
-                .call::<AgentChat>(&params, core.context.chat_timeout)
-                .await;
-            route.slot.turn_ended();
-            if let Ok(result) = &reply {
-                core.ran_on_harness(result.harness_pid);
-            }
-            let reply = with_model_calls(reply.map(outcome_from), core.model_calls());
-            let outcome = settle_quota(&quota, &core.context.store, reply).await?;
-            saved(&live, outcome).await
+            let started = std::time::Instant::now();
+            let result = run(route, live, gate, quota, core, prompt, turn_id, worker).await;
+            let outcome = result
+                .as_ref()
+                .map_or_else(crate::metrics::turn_outcome, |_| "ok");
+            crate::metrics::turn(outcome, started.elapsed());
+            result
         }
         .instrument(span),
     );
@@ -115,6 +104,43 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
         done: done_rx,
     };
     (ChatResponse::new(events, task, abandoned), last)
+}
+
+/// The turn itself: waits for quota and pacing, runs it on the worker, notes what the gateway
+/// saw, settles quota and saves the conversation. The route, live use and recycling gate are
+/// moved into locals first, in the order that drops the route last.
+#[allow(clippy::too_many_arguments)] // the parts of one TurnStart, kept apart for drop order
+async fn run(
+    route: TurnRoute,
+    live: LiveUse,
+    gate: OwnedRwLockReadGuard<()>,
+    quota: Arc<QuotaState>,
+    core: Arc<AgentCore>,
+    prompt: Prompt,
+    turn_id: u64,
+    worker: Arc<Worker>,
+) -> Result<ChatOutcome> {
+    let route = route;
+    let live = live;
+    let _gate = gate;
+    wait_for_quota(&quota, &core.context.store).await;
+    core.context.pace_turn().await;
+    let params = ChatParams {
+        agent_id: core.id.clone(),
+        turn_id,
+        prompt,
+    };
+    let reply = worker
+        .process
+        .call::<AgentChat>(&params, core.context.chat_timeout)
+        .await;
+    route.slot.turn_ended();
+    if let Ok(result) = &reply {
+        core.ran_on_harness(result.harness_pid);
+    }
+    let reply = with_model_calls(reply.map(outcome_from), core.model_calls());
+    let outcome = settle_quota(&quota, &core.context.store, reply).await?;
+    saved(&live, outcome).await
 }
 
 /// Saves the conversation after a completed turn (to the store, when there is one): the turn's

@@ -305,7 +305,11 @@ async fn handle(
             .await;
         let failed = match attempt {
             Ok(upstream) => match answer(upstream).await {
-                Attempt::Ready(response) => return Ok(response),
+                Attempt::Ready(response) => {
+                    let ok = response.status().is_success();
+                    crate::metrics::model_call(if ok { "ok" } else { "failed" });
+                    return Ok(response);
+                }
                 Attempt::Failed(failure) => failure,
             },
             Err(e) => Failure {
@@ -322,6 +326,7 @@ async fn handle(
             return give_up(&route, failed);
         };
         route.retries.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::model_call("retried");
         tracing::info!(
             retry,
             of = route.retry.max_retries,
@@ -353,6 +358,7 @@ enum Attempt {
 /// none, the connection closed without an answer (as the server itself would have left it).
 fn give_up(route: &Route, failed: Failure) -> Result<Response<Body>, std::io::Error> {
     tracing::warn!("model call failed ({}); not retrying", failed.reason);
+    crate::metrics::model_call("failed");
     match failed.response {
         Some(response) => {
             if response.status() == StatusCode::TOO_MANY_REQUESTS {
@@ -494,5 +500,6 @@ async fn stream(upstream: reqwest::Response) -> Attempt {
 /// chunked terminator, so the harness sees a broken answer, not a complete one.
 fn abort(reason: String) -> BoxError {
     tracing::warn!("model stream refused: {reason}");
+    crate::metrics::model_call("cut");
     reason.into()
 }

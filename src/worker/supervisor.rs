@@ -249,6 +249,7 @@ impl Supervisor {
         }
         restarts.push_back(Instant::now());
         self.total_restarts.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::worker_restart();
         tracing::warn!(
             old_pid = worker.process.pid(),
             generation = worker.generation + 1,

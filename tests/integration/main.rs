@@ -19,6 +19,8 @@ mod hook_failures;
 mod hooks;
 mod leaks;
 mod mcp;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod policies;
 mod pools;
 #[cfg(feature = "postgres")]

@@ -1,0 +1,69 @@
+//! Metrics through the `metrics` facade (feature `metrics`): the application installs the
+//! recorder and exporter it likes (Prometheus, StatsD, …); without the feature, or without a
+//! recorder, every call here costs nothing. The names, their labels and what they count are
+//! in `docs/operations.md` ("Metrics"). No label carries a prompt, a key, a tool argument or
+//! an unbounded value (tool names are the agent's own, a bounded set).
+
+use std::time::Duration;
+
+/// A turn ended: `outcome` is `ok` or the kind of its error (see [`turn_outcome`]).
+pub(crate) fn turn(outcome: &'static str, took: Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("agy_bridge_turns_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("agy_bridge_turn_duration_seconds", "outcome" => outcome)
+            .record(took.as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (outcome, took);
+}
+
+/// A Rust tool call ended: `outcome` is `ok`, `failed` or `denied`.
+pub(crate) fn tool_call(tool: &str, outcome: &'static str, took: Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        let tool = tool.to_owned();
+        metrics::counter!("agy_bridge_tool_calls_total", "tool" => tool.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("agy_bridge_tool_call_duration_seconds", "tool" => tool)
+            .record(took.as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (tool, outcome, took);
+}
+
+/// A Rust hook failed at `point`.
+pub(crate) fn hook_failed(point: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_hook_failures_total", "point" => point).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = point;
+}
+
+/// The model gateway answered a model call: `outcome` is `ok`, `retried` (one attempt that
+/// failed and is repeated), `failed` (passed on to the harness) or `cut` (a broken stream).
+pub(crate) fn model_call(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_model_calls_total", "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// A dead or hung worker was replaced.
+pub(crate) fn worker_restart() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_worker_restarts_total").increment(1);
+}
+
+/// The `outcome` label of a turn that ended with `error`.
+pub(crate) fn turn_outcome(error: &crate::error::Error) -> &'static str {
+    use crate::error::Error;
+    match error {
+        Error::Agent { .. } => "model_error",
+        Error::Timeout { .. } => "timeout",
+        Error::Cancelled => "cancelled",
+        Error::WorkerCrashed { .. } | Error::WorkerStopped => "worker_crashed",
+        Error::NotSaved { .. } => "not_saved",
+        _ => "error",
+    }
+}
