@@ -18,6 +18,27 @@ pub(crate) fn turn(outcome: &'static str, took: Duration) {
     let _ = (outcome, took);
 }
 
+/// The tokens a completed turn used, as the model reported them.
+pub(crate) fn tokens(input: Option<u64>, output: Option<u64>) {
+    #[cfg(feature = "metrics")]
+    {
+        if let Some(n) = input {
+            metrics::counter!("agy_bridge_tokens_total", "direction" => "input").increment(n);
+        }
+        if let Some(n) = output {
+            metrics::counter!("agy_bridge_tokens_total", "direction" => "output").increment(n);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (input, output);
+}
+
+/// The model refused an API key for quota: later turns with it wait.
+pub(crate) fn quota_backoff() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_quota_backoffs_total").increment(1);
+}
+
 /// A Rust tool call ended: `outcome` is `ok`, `failed` or `denied`.
 pub(crate) fn tool_call(tool: &str, outcome: &'static str, took: Duration) {
     #[cfg(feature = "metrics")]

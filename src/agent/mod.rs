@@ -599,6 +599,7 @@ pub(crate) fn track_quota<T>(quota: &QuotaState, reply: Result<T>) -> Result<T> 
             ..
         }) => {
             quota.record_hit(*retry_after);
+            crate::metrics::quota_backoff();
         }
         Err(_) => {}
     }

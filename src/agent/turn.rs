@@ -91,6 +91,11 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
         async move {
             let started = std::time::Instant::now();
             let result = run(route, live, gate, quota, core, prompt, turn_id, worker).await;
+            if let Ok(outcome) = &result
+                && let Some(usage) = &outcome.usage
+            {
+                crate::metrics::tokens(usage.prompt_tokens, usage.output_tokens);
+            }
             let outcome = result
                 .as_ref()
                 .map_or_else(crate::metrics::turn_outcome, |_| "ok");
