@@ -50,6 +50,9 @@ ensure_uv() {
 run_rust_tests() {
   local which=$1
   shift
+  # Several tests panic on purpose (failing tools and hooks); with backtraces on, their output
+  # buries the assertion of a test that really failed. AGY_TEST_BACKTRACE=1 brings them back.
+  export RUST_BACKTRACE="${AGY_TEST_BACKTRACE:-0}"
   if command -v cargo-nextest >/dev/null 2>&1; then
     local filter='not test(/::soak_/)'
     [ "$which" = soak ] && filter='test(/::soak_/)'
