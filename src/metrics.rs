@@ -33,6 +33,25 @@ pub(crate) fn tokens(input: Option<u64>, output: Option<u64>) {
     let _ = (input, output);
 }
 
+/// An agent was activated (created, or resumed from hibernation): `outcome` is `ok` or
+/// `failed`; `took` includes waiting for room under the live cap and for the lease.
+pub(crate) fn activation(outcome: &'static str, took: Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("agy_bridge_activations_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("agy_bridge_activation_duration_seconds", "outcome" => outcome)
+            .record(took.as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (outcome, took);
+}
+
+/// A live agent hibernated.
+pub(crate) fn hibernation() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_hibernations_total").increment(1);
+}
+
 /// The model refused an API key for quota: later turns with it wait.
 pub(crate) fn quota_backoff() {
     #[cfg(feature = "metrics")]

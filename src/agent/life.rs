@@ -305,8 +305,12 @@ impl AgentCore {
             return Ok(());
         };
         let kept = kept.take();
+        let started = Instant::now();
         let member = Arc::clone(self) as Arc<dyn Member>;
-        self.pool.live.admit(&member).await?;
+        if let Err(e) = self.pool.live.admit(&member).await {
+            crate::metrics::activation("failed", started.elapsed());
+            return Err(e);
+        }
         let opened = self.open(kept).await;
         match opened {
             Ok((live, harness_pid)) => {
@@ -315,11 +319,13 @@ impl AgentCore {
                     harness_pid,
                 };
                 *life = Life::Live(live);
+                crate::metrics::activation("ok", started.elapsed());
                 Ok(())
             }
             Err((e, kept)) => {
                 self.pool.live.remove(&member);
                 *life = Life::Hibernated { kept };
+                crate::metrics::activation("failed", started.elapsed());
                 Err(e)
             }
         }
@@ -441,6 +447,7 @@ impl AgentCore {
             return Ok(());
         };
         tracing::debug!(agent = %self.id, conversation = %self.conversation_id, "hibernating");
+        crate::metrics::hibernation();
         self.stop_on_worker(&live).await;
         let Live { lease, .. } = live;
         self.pool

@@ -94,5 +94,23 @@ async fn turns_tools_model_calls_and_hook_failures_are_counted() {
         1,
         "{seen:?}"
     );
+
+    // Hibernation, then a resume: one more activation.
+    agent.disconnect().await.unwrap();
+    common::chat_ok(&agent, "back again").await;
+    let mut later: Vec<(String, u64)> = Vec::new();
+    common::eventually("the resume is counted", || {
+        later.extend(counters(&snapshotter));
+        later
+            .iter()
+            .any(|(k, n)| k == "agy_bridge_activations_total{outcome=ok}" && *n > 0)
+    })
+    .await;
+    assert!(
+        later
+            .iter()
+            .any(|(k, n)| k == "agy_bridge_hibernations_total{}" && *n == 1),
+        "{later:?}"
+    );
     bridge.shutdown().await;
 }
