@@ -499,7 +499,9 @@ fn worker_options(
         storage_directory: dirs.save_dir.clone(),
         env: dirs.harness_env(),
     });
-    options.conversations_per_harness = pool.conversations_per_harness.unwrap_or(1);
+    options.conversations_per_harness = pool
+        .conversations_per_harness
+        .unwrap_or(crate::config::DEFAULT_CONVERSATIONS_PER_HARNESS);
     options
 }
 

@@ -526,11 +526,7 @@ async fn a_real_model_gets_the_demo_tools_only_when_asked() {
             .env("XDG_DATA_HOME", data.path()));
         assert!(ok, "{stderr}");
         assert!(stdout.contains("hello"), "{stdout}");
-        let tools = model.requests().pop().unwrap().tools();
-        let mut names: Vec<String> = tools
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_owned))
-            .collect();
+        let mut names = model.requests().pop().unwrap().tool_names();
         names.sort();
         names
     };

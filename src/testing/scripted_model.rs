@@ -168,6 +168,15 @@ impl RecordedRequest {
         })
     }
 
+    /// The names of the tools the model is offered.
+    #[must_use]
+    pub fn tool_names(&self) -> Vec<String> {
+        self.tools()
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The last message, if it is a tool result: its content.
     #[must_use]
     pub fn tool_result(&self) -> Option<String> {

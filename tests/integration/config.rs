@@ -264,14 +264,7 @@ async fn the_lightweight_preset_offers_the_minimal_tools_and_needs_a_policy() {
         .await
         .unwrap();
     common::chat_ok(&agent, "hello").await;
-    let mut offered: Vec<String> = model
-        .requests()
-        .last()
-        .unwrap()
-        .tools()
-        .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect();
+    let mut offered = model.requests().last().unwrap().tool_names();
     offered.sort();
     // The harness shows create_file and edit_file to the model as write_to_file and
     // replace_file_content.

@@ -32,29 +32,27 @@ fn offered(model: &ScriptedModel) -> Vec<String> {
     model
         .requests()
         .last()
-        .map(RecordedRequest::tools)
+        .map(RecordedRequest::tool_names)
         .unwrap_or_default()
-        .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect()
+}
+
+/// The scripted model's turn: after a tool result, "MCP said: <result>"; before, a call of the
+/// offered tool whose name ends in `suffix` (MCP tools are offered as `mcp_<server>_<tool>`).
+fn call_offered(req: &RecordedRequest, suffix: &str, args: serde_json::Value) -> Reply {
+    if let Some(result) = req.tool_result() {
+        return Reply::text(format!("MCP said: {result}"));
+    }
+    match req.tool_names().into_iter().find(|n| n.ends_with(suffix)) {
+        Some(name) => Reply::tool_call(name, args),
+        None => Reply::text(format!("no {suffix} tool offered")),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_enabled_mcp_tools_are_offered_and_a_call_reaches_the_real_server() {
     // Each turn: call the offered tool whose name ends in "add", then report its answer.
     let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
-        if let Some(result) = req.tool_result() {
-            return Reply::text(format!("MCP said: {result}"));
-        }
-        let add = req
-            .tools()
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_owned))
-            .find(|n| n.ends_with("add"));
-        match add {
-            Some(name) => Reply::tool_call(name, json!({"a": 2, "b": 40})),
-            None => Reply::text("no add tool offered"),
-        }
+        call_offered(req, "add", json!({"a": 2, "b": 40}))
     }))
     .await
     .unwrap();
@@ -84,18 +82,7 @@ async fn only_enabled_mcp_tools_are_offered_and_a_call_reaches_the_real_server()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_mcp_tool_is_never_offered_and_the_server_gets_its_environment() {
     let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
-        if let Some(result) = req.tool_result() {
-            return Reply::text(format!("MCP said: {result}"));
-        }
-        let whoami = req
-            .tools()
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_owned))
-            .find(|n| n.ends_with("whoami"));
-        match whoami {
-            Some(name) => Reply::tool_call(name, json!({})),
-            None => Reply::text("no whoami tool offered"),
-        }
+        call_offered(req, "whoami", json!({}))
     }))
     .await
     .unwrap();
@@ -129,18 +116,7 @@ async fn a_disabled_mcp_tool_is_never_offered_and_the_server_gets_its_environmen
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_max_output_bytes_decides_whether_an_mcp_output_reaches_the_prompt() {
     let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
-        if let Some(result) = req.tool_result() {
-            return Reply::text(format!("MCP said: {result}"));
-        }
-        let big = req
-            .tools()
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_owned))
-            .find(|n| n.ends_with("big"));
-        match big {
-            Some(name) => Reply::tool_call(name, json!({})),
-            None => Reply::text("no big tool offered"),
-        }
+        call_offered(req, "big", json!({}))
     }))
     .await
     .unwrap();
@@ -180,23 +156,16 @@ async fn mcp_max_output_bytes_decides_whether_an_mcp_output_reaches_the_prompt()
 async fn policies_name_mcp_tools_as_server_slash_tool() {
     // Each turn calls the offered tool whose name ends in the prompt's last word.
     let model = ScriptedModel::with_responder(Arc::new(|req: &RecordedRequest| {
-        if let Some(result) = req.tool_result() {
-            return Reply::text(format!("MCP said: {result}"));
-        }
         let wanted = req
             .last_user_prompt()
             .and_then(|p| p.split_whitespace().last().map(str::to_owned))
             .unwrap_or_default();
-        let name = req
-            .tools()
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_owned))
-            .find(|n| n.ends_with(&wanted));
-        match name {
-            Some(name) if wanted == "add" => Reply::tool_call(name, json!({"a": 1, "b": 2})),
-            Some(name) => Reply::tool_call(name, json!({})),
-            None => Reply::text("not offered"),
-        }
+        let args = if wanted == "add" {
+            json!({"a": 1, "b": 2})
+        } else {
+            json!({})
+        };
+        call_offered(req, &wanted, args)
     }))
     .await
     .unwrap();
