@@ -243,7 +243,8 @@ impl Bridge {
                     model: name,
                 },
             ) => {
-                let (via, route) = gateway.route(&agent_id, base_url, config.model_retry.clone());
+                let (via, route) =
+                    gateway.route(&agent_id, (base_url, name), config.model_retry.clone());
                 (
                     ModelConfig::openai_compatible(via, name.clone()),
                     Some(route),
@@ -449,6 +450,8 @@ async fn start_pool(
     pool: PoolConfig,
 ) -> Result<Arc<Pool>> {
     let python = pool.python.clone().unwrap_or_else(|| config.python.clone());
+    // A pool's own interpreter gets the tracing packages too.
+    let python = python.clone().otel(python.otel || config.python.otel);
     let options = |env| worker_options(config, dirs, &pool, env);
     let ensure = venv::ensure(python.clone(), config.setup_progress.clone());
     // Start the workers on the venv used last time while `ensure` confirms it is still the
@@ -499,6 +502,16 @@ fn worker_options(
         storage_directory: dirs.save_dir.clone(),
         env: dirs.harness_env(),
     });
+    #[cfg(feature = "otel")]
+    {
+        options.otel = config
+            .tracing
+            .as_ref()
+            .map(|t| crate::protocol::wire::OtelSettings {
+                endpoint: t.endpoint.clone(),
+                service_name: t.service_name.clone(),
+            });
+    }
     options.conversations_per_harness = pool
         .conversations_per_harness
         .unwrap_or(crate::config::DEFAULT_CONVERSATIONS_PER_HARNESS);

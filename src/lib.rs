@@ -48,6 +48,7 @@ pub mod sdk_config;
 mod secure_dir;
 mod store;
 mod streaming;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
@@ -56,6 +57,8 @@ mod worker;
 pub use agent::{Agent, hooks, policies, tools};
 pub use agy_bridge_macros::llm_tool;
 pub use bridge::Bridge;
+#[cfg(feature = "otel")]
+pub use config::WorkerTracing;
 pub use config::{
     AgentConfig, BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT,
     ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY, ModelConfig, default_data_dir,

@@ -12,6 +12,7 @@ import re
 import time
 from typing import Any
 
+from . import telemetry
 from .protocol import (
     AGENT_BUSY,
     AGENT_DISCONNECTED,
@@ -225,6 +226,10 @@ class HostedAgent:
         self.turn_task: asyncio.Task[Any] | None = None
         # The streamed turn whose chat/events step updates belong to.
         self.current_turn: Any = None
+        # Tracing (telemetry.py): the W3C context of the Rust turn span, and the SDK's context
+        # of the turn in progress.
+        self.turn_trace: dict[str, str] | None = None
+        self.turn_context: Any = None
 
     def winding_down(self) -> bool:
         """Whether the running turn was cancelled (its task may not have seen it yet)."""
@@ -272,6 +277,8 @@ class AgentHost:
         self.peer = peer
         self.sdk_ready = sdk_ready
         self.agents: dict[str, HostedAgent] = {}
+        # Set by `initialize` (off until then).
+        self.telemetry: telemetry.Telemetry = telemetry.Telemetry()
         for name, attr in self.METHODS.items():
             peer.method(name, getattr(self, attr))
 
@@ -317,8 +324,13 @@ class AgentHost:
             # Builtin tools are opt-in: the SDK default exposes file writes and commands.
             "capabilities": self._capabilities(cfg, enabled),
             "policies": make_policies(self.peer, agent_id, callbacks, cfg.get("policies"), has_writes),
-            "tools": [make_tool(self.peer, agent_id, callbacks, d) for d in cfg.get("tools", [])],
-            "hooks": make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", []))
+            "tools": [
+                make_tool(self.peer, agent_id, callbacks, d, lambda: self.telemetry.tool_context(hosted))
+                for d in cfg.get("tools", [])
+            ],
+            # The tracing hooks first: the turn span must exist before any other hook runs.
+            "hooks": self.telemetry.hooks(hosted)
+            + make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", []))
             + [make_step_hook(self.peer, hosted)],
         }
         if cfg.get("response_schema"):
@@ -391,11 +403,14 @@ class AgentHost:
         hosted = self._get(params)
         prompt = to_prompt(params.get("prompt"))
         self._check_idle(hosted)
-        return await self._locked_turn(hosted, params.get("turn_id"), prompt)
+        return await self._locked_turn(hosted, params.get("turn_id"), prompt, params.get("trace"))
 
-    async def _locked_turn(self, hosted: HostedAgent, turn_id: Any, prompt: Any) -> dict[str, Any]:
+    async def _locked_turn(
+        self, hosted: HostedAgent, turn_id: Any, prompt: Any, trace: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         async with hosted.turn_lock:
             hosted.turn_task = asyncio.current_task()
+            hosted.turn_trace = trace if isinstance(trace, dict) else None
             try:
                 if hosted.agent is None:  # re-opening after a model error failed: try again
                     await self._reopen(hosted)
@@ -405,6 +420,7 @@ class AgentHost:
                 return await self._run_turn(hosted, turn_id, prompt)
             finally:
                 hosted.turn_task = None
+                hosted.turn_trace = None
 
     async def send(self, params: Any) -> dict[str, Any]:
         """Starts a turn without streaming it; agent/wait_for_idle returns its outcome."""
@@ -413,7 +429,9 @@ class AgentHost:
         self._check_idle(hosted)
         if hosted.background is not None and not hosted.background.done():
             raise RpcError(AGENT_BUSY, f"agent {hosted.agent_id} is already running a turn")
-        hosted.background = asyncio.ensure_future(self._locked_turn(hosted, None, prompt))
+        hosted.background = asyncio.ensure_future(
+            self._locked_turn(hosted, None, prompt, params.get("trace"))
+        )
         # Let the turn take the lock before answering, so a chat right after sees it busy.
         await asyncio.sleep(0)
         return {}

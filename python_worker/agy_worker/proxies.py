@@ -72,14 +72,25 @@ class Callbacks:
             task.cancel()
 
 
-def make_tool(peer: Peer, agent_id: str, callbacks: Callbacks, decl: dict[str, Any]) -> Any:
+def make_tool(
+    peer: Peer,
+    agent_id: str,
+    callbacks: Callbacks,
+    decl: dict[str, Any],
+    trace: Callable[[], dict[str, str] | None] = lambda: None,
+) -> Any:
+    """The SDK tool that runs Rust tool `decl` by a `tool/call` reverse request, carrying the
+    W3C trace context `trace` gives (the SDK's tool span), when tracing is on."""
     from google.antigravity.tools.tool_runner import ToolWithSchema
     from google.antigravity.types import ToolExecutionError
 
     name = decl["name"]
 
     async def _proxy(**kwargs: Any) -> Any:
-        params = {"agent_id": agent_id, "tool": name, "args": integral(kwargs)}
+        params: dict[str, Any] = {"agent_id": agent_id, "tool": name, "args": integral(kwargs)}
+        context = trace()
+        if context:
+            params["trace"] = context
         try:
             return await callbacks.run(peer.call(TOOL_CALL, params))
         except RpcError as e:

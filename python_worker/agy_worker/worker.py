@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from . import PROTOCOL_VERSION, __version__, harness_pool, offloop, shared_harness
+from . import PROTOCOL_VERSION, __version__, harness_pool, offloop, shared_harness, telemetry
 from .host import AgentHost
 from .protocol import SPARE_HARNESSES, VERSION_MISMATCH
 from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError
@@ -120,6 +120,10 @@ class Worker:
             per_harness = (params or {}).get("conversations_per_harness") or 1
             if not isinstance(per_harness, int) or per_harness < 1:
                 raise RpcError(INVALID_PARAMS, f"conversations_per_harness must be >= 1, not {per_harness!r}")
+            try:
+                self.host.telemetry = telemetry.start((params or {}).get("otel"))
+            except RuntimeError as e:
+                raise RpcError(INVALID_PARAMS, str(e)) from e
             self._started = asyncio.ensure_future(self._start(prestart, per_harness))
         sdk_version = await asyncio.shield(self._started)
         return {
@@ -231,4 +235,5 @@ class Worker:
         await self.host.close_all(grace)
         if self.shared is not None:
             self.shared.close()  # any left after their agents closed
+        await asyncio.to_thread(self.host.telemetry.shutdown)
         await self.peer.flush_and_close()

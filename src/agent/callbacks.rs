@@ -13,11 +13,12 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::{FutureExt, future::BoxFuture};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{
     hooks::Hooks,
     policies::{AskUserHandler, ConfirmRequest, PolicyDecision, PolicyRule, PolicySet},
-    tools::{ToolContext, ToolRegistry, ToolState},
+    tools::{ToolContext, ToolError, ToolRegistry, ToolState},
     user_code::{self, Interrupted},
 };
 use crate::{
@@ -73,16 +74,28 @@ impl AgentState {
     ) -> Result<Value, RpcError> {
         let name = params.tool.clone();
         let started = std::time::Instant::now();
-        let result = self.run_tool(params).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e)
-                if e.message.starts_with("blocked by policy")
-                    || e.message == "denied by the user" =>
-            {
-                "denied"
+        // A child of the worker's span for this call when its context came along.
+        let span = tracing::info_span!(
+            "tool",
+            agent = %self.agent_id,
+            otel.name = %format_args!("execute_tool {name}"),
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %name,
+            gen_ai.tool.type = "function",
+            error.type = tracing::field::Empty,
+        );
+        if let Some(context) = &params.trace {
+            crate::telemetry::set_remote_parent(&span, context);
+        }
+        let result = self.run_tool(params).instrument(span.clone()).await;
+        let (result, outcome) = match result {
+            Ok(value) => (Ok(value), "ok"),
+            Err((error, outcome)) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", outcome);
+                (Err(error), outcome)
             }
-            Err(_) => "failed",
         };
         crate::metrics::tool_call(&name, outcome, started.elapsed());
         let event = match &result {
@@ -101,21 +114,26 @@ impl AgentState {
         result
     }
 
-    async fn run_tool(&self, params: ToolCallParams) -> Result<Value, RpcError> {
+    /// Runs the call; a failure comes with its outcome label (`denied`, `timeout`,
+    /// `panicked`, `invalid_arguments`, `unknown_tool` or `failed`).
+    async fn run_tool(&self, params: ToolCallParams) -> Result<Value, (RpcError, &'static str)> {
         if !self.tools.contains(&params.tool) {
             tracing::warn!(agent = %self.agent_id, tool = %params.tool, "tool/call for a tool this agent does not have");
-            return Err(RpcError::new(
-                codes::UNKNOWN_TOOL,
-                format!("agent {} has no tool {}", self.agent_id, params.tool),
+            return Err((
+                RpcError::new(
+                    codes::UNKNOWN_TOOL,
+                    format!("agent {} has no tool {}", self.agent_id, params.tool),
+                ),
+                "unknown_tool",
             ));
         }
         // Defense in depth: the harness enforces the policy already; check again here.
         match self.policies.evaluate_call(&params.tool, &params.args) {
             PolicyDecision::Allow => {}
             PolicyDecision::Deny { reason } => {
-                return Err(RpcError::new(
-                    codes::TOOL_FAILED,
-                    format!("blocked by policy: {reason}"),
+                return Err((
+                    RpcError::new(codes::TOOL_FAILED, format!("blocked by policy: {reason}")),
+                    "denied",
                 ));
             }
             PolicyDecision::AskUser { reason, handler } => {
@@ -127,7 +145,10 @@ impl AgentState {
                         reason,
                     };
                     if !self.ask(handler, request).await {
-                        return Err(RpcError::new(codes::TOOL_FAILED, "denied by the user"));
+                        return Err((
+                            RpcError::new(codes::TOOL_FAILED, "denied by the user"),
+                            "denied",
+                        ));
                     }
                 }
             }
@@ -140,7 +161,15 @@ impl AgentState {
         self.tools
             .dispatch(&params.tool, params.args, ctx)
             .await
-            .map_err(|e| RpcError::new(codes::TOOL_FAILED, e.to_string()))
+            .map_err(|e| {
+                let outcome = match &e {
+                    ToolError::TimedOut { .. } => "timeout",
+                    ToolError::Panicked { .. } => "panicked",
+                    ToolError::InvalidArguments { .. } => "invalid_arguments",
+                    _ => "failed",
+                };
+                (RpcError::new(codes::TOOL_FAILED, e.to_string()), outcome)
+            })
     }
 
     /// `policy/confirm`: asks the handler of an `ask_user` rule.

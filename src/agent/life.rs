@@ -273,6 +273,19 @@ impl AgentCore {
         self.shown.lock().harness_pid
     }
 
+    /// The provider and model of the agent, as span attributes name them.
+    pub(crate) fn model_names(&self) -> (&'static str, &str) {
+        self.spec.model.otel_names()
+    }
+
+    /// Makes `span` (a turn's) the parent of the spans of the model calls the gateway
+    /// forwards for this agent, until `None` replaces it.
+    pub(crate) fn set_turn_span(&self, span: Option<tracing::Span>) {
+        if let Some(route) = &self.route {
+            route.route().set_turn_span(span);
+        }
+    }
+
     /// What the agent's model calls went through at the gateway since the last report.
     pub(crate) fn model_calls(&self) -> CallReport {
         self.route

@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use tokio::sync::{OwnedRwLockReadGuard, watch};
-use tracing::Instrument;
+use tracing::{Instrument, field::Empty};
 
 use super::{
     life::{AgentCore, LiveUse},
@@ -85,20 +85,49 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let events = slot.router.open_turn(key.clone());
     let (done, done_rx) = watch::channel(false);
     let abandoned = Arc::new(AtomicBool::new(false));
-    let span = tracing::info_span!("turn", agent = %core.id, turn = turn_id, pool = %slot.pool);
+    let (provider, model) = core.model_names();
+    // Named and attributed as the OpenTelemetry GenAI conventions say, for applications that
+    // export `tracing` spans (docs/operations.md, "Traces").
+    let span = tracing::info_span!(
+        "turn",
+        agent = %core.id,
+        turn = turn_id,
+        pool = %slot.pool,
+        otel.name = "invoke_agent agy-bridge",
+        otel.status_code = Empty,
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = "agy-bridge",
+        gen_ai.provider.name = provider,
+        gen_ai.request.model = %model,
+        gen_ai.conversation.id = %core.conversation_id,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        error.type = Empty,
+    );
     let route = TurnRoute { slot, key, done };
     let task = tokio::spawn(
         async move {
             let started = std::time::Instant::now();
             let result = run(route, live, gate, quota, core, prompt, turn_id, worker).await;
+            let span = tracing::Span::current();
             if let Ok(outcome) = &result
                 && let Some(usage) = &outcome.usage
             {
                 crate::metrics::tokens(usage.prompt_tokens, usage.output_tokens);
+                if let Some(n) = usage.prompt_tokens {
+                    span.record("gen_ai.usage.input_tokens", n);
+                }
+                if let Some(n) = usage.output_tokens {
+                    span.record("gen_ai.usage.output_tokens", n);
+                }
             }
             let outcome = result
                 .as_ref()
                 .map_or_else(crate::metrics::turn_outcome, |_| "ok");
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", outcome);
+            }
             crate::metrics::turn(outcome, started.elapsed());
             result
         }
@@ -130,15 +159,19 @@ async fn run(
     let _gate = gate;
     wait_for_quota(&quota, &core.context.store).await;
     core.context.pace_turn().await;
+    let span = tracing::Span::current();
     let params = ChatParams {
         agent_id: core.id.clone(),
         turn_id,
         prompt,
+        trace: crate::telemetry::context_of(&span),
     };
+    core.set_turn_span(Some(span));
     let reply = worker
         .process
         .call::<AgentChat>(&params, core.context.chat_timeout)
         .await;
+    core.set_turn_span(None);
     route.slot.turn_ended();
     if let Ok(result) = &reply {
         core.ran_on_harness(result.harness_pid);

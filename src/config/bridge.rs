@@ -118,6 +118,9 @@ pub struct BridgeConfig {
     pub holder: Option<String>,
     /// Whether OpenAI-compatible model calls go through the model gateway (default: yes).
     pub model_gateway: bool,
+    /// Tracing in the workers (default: off); see [`BridgeConfig::tracing`].
+    #[cfg(feature = "otel")]
+    pub tracing: Option<WorkerTracing>,
     /// Enables the worker's failure-injection method (the bridge's own tests).
     pub(crate) debug_methods: bool,
 }
@@ -158,6 +161,8 @@ impl Default for BridgeConfig {
             lease_wait: Duration::from_secs(10),
             holder: None,
             model_gateway: true,
+            #[cfg(feature = "otel")]
+            tracing: None,
             debug_methods: false,
         }
     }
@@ -406,6 +411,20 @@ impl BridgeConfig {
         self
     }
 
+    /// Traces turns inside the workers too (feature `otel`): each worker exports its spans
+    /// (the SDK's turn, step and tool spans) over OTLP/HTTP as `tracing` says, and every turn
+    /// carries the W3C trace context of its Rust span across the pipe, so the worker's spans
+    /// and the Rust tools' spans join the Rust turn's trace (`docs/operations.md`, "Traces").
+    /// The Rust side's spans are `tracing` spans: export them with `tracing-opentelemetry` in
+    /// the application. The managed venv gets the OpenTelemetry packages (a venv of its own).
+    #[cfg(feature = "otel")]
+    #[must_use]
+    pub fn tracing(mut self, tracing: WorkerTracing) -> Self {
+        self.python.otel = true;
+        self.tracing = Some(tracing);
+        self
+    }
+
     /// Names this bridge in leases.
     #[must_use]
     pub fn holder(mut self, name: impl Into<String>) -> Self {
@@ -479,5 +498,51 @@ mod tests {
             clash.resolved_pools(),
             Err(Error::InvalidConfig { .. })
         ));
+    }
+}
+
+/// Where the workers export their spans (feature `otel`; see [`BridgeConfig::tracing`]).
+///
+/// ```
+/// use agy_bridge::{BridgeConfig, WorkerTracing};
+///
+/// let config = BridgeConfig::default()
+///     .tracing(WorkerTracing::otlp("http://127.0.0.1:4318/v1/traces").service_name("billing-agents"));
+/// # let _ = config;
+/// ```
+#[cfg(feature = "otel")]
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WorkerTracing {
+    /// The OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`. `None`: the
+    /// standard `OTEL_EXPORTER_OTLP_*` variables of this process, which the workers then
+    /// inherit (and keep from their harnesses and the commands agents run).
+    pub endpoint: Option<String>,
+    /// The `service.name` of the workers' spans (default `agy-worker`).
+    pub service_name: Option<String>,
+}
+
+#[cfg(feature = "otel")]
+impl WorkerTracing {
+    /// Exports to this OTLP/HTTP traces endpoint.
+    #[must_use]
+    pub fn otlp(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: Some(endpoint.into()),
+            service_name: None,
+        }
+    }
+
+    /// Exports where the standard `OTEL_EXPORTER_OTLP_*` variables say.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::default()
+    }
+
+    /// Names the workers' service in their spans.
+    #[must_use]
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
     }
 }

@@ -9,6 +9,8 @@ mod model;
 use std::path::PathBuf;
 
 pub use agent::AgentConfig;
+#[cfg(feature = "otel")]
+pub use bridge::WorkerTracing;
 pub use bridge::{
     BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT, ENV_CHAT_TIMEOUT_ALIAS,
 };

@@ -33,6 +33,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::{Request, Response, StatusCode, body::Frame};
 use parking_lot::Mutex;
+use tracing::Instrument;
 
 pub use retry::ModelRetry;
 use sse::{EventCheck, StreamFault};
@@ -62,9 +63,38 @@ pub(crate) struct Route {
     retry: ModelRetry,
     retries: AtomicU32,
     quota_retry_after: Mutex<Option<Duration>>,
+    /// The span of the agent's turn in progress: the parent of its model calls' spans.
+    turn_span: Mutex<Option<tracing::Span>>,
+    /// The model, as spans name it.
+    model: String,
 }
 
 impl Route {
+    /// Sets (or clears) the span of the turn in progress.
+    pub(crate) fn set_turn_span(&self, span: Option<tracing::Span>) {
+        *self.turn_span.lock() = span;
+    }
+
+    /// A span for one model call, the child of the turn's span; disabled outside a turn.
+    fn call_span(&self) -> tracing::Span {
+        let Some(turn) = self.turn_span.lock().clone() else {
+            return tracing::Span::none();
+        };
+        tracing::info_span!(
+            parent: &turn,
+            "model_call",
+            otel.name = %format_args!("chat {}", self.model),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = "openai",
+            gen_ai.request.model = %self.model,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            agy.retries = tracing::field::Empty,
+        )
+    }
+
     /// What the calls since the last report went through.
     pub(crate) fn take_report(&self) -> CallReport {
         CallReport {
@@ -157,7 +187,7 @@ impl Gateway {
     pub(crate) fn route(
         self: &Arc<Self>,
         agent_id: &str,
-        upstream: &str,
+        (upstream, model): (&str, &str),
         retry: ModelRetry,
     ) -> (String, RouteGuard) {
         let upstream = upstream.trim_end_matches('/');
@@ -168,6 +198,8 @@ impl Gateway {
             retry,
             retries: AtomicU32::new(0),
             quota_retry_after: Mutex::new(None),
+            turn_span: Mutex::new(None),
+            model: model.to_owned(),
         });
         self.routes
             .lock()
@@ -294,11 +326,67 @@ async fn handle(
             headers.append(name.clone(), value.clone());
         }
     }
+    let span = route.call_span();
+    let answer = forward(gateway, &route, &url, (&parts, headers), body)
+        .instrument(span.clone())
+        .await;
+    match &answer {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if !response.status().is_success() {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", response.status().as_str());
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", "unreachable");
+        }
+    }
+    // The call's span lasts as long as its answer streams.
+    Ok(answer?.map(|body| InSpan { body, _span: span }.boxed()))
+}
+
+/// A response body that keeps its model call's span open until it has been read (or dropped).
+struct InSpan {
+    body: Body,
+    _span: tracing::Span,
+}
+
+impl hyper::body::Body for InSpan {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Sends the request upstream, retrying what is safe to retry, and returns what the harness
+/// gets.
+async fn forward(
+    gateway: &Gateway,
+    route: &Route,
+    url: &str,
+    (parts, headers): (&hyper::http::request::Parts, reqwest::header::HeaderMap),
+    body: Bytes,
+) -> Result<Response<Body>, std::io::Error> {
     let mut retry = 0;
     loop {
         let attempt = gateway
             .client
-            .request(parts.method.clone(), &url)
+            .request(parts.method.clone(), url)
             .headers(headers.clone())
             .body(body.clone())
             .send()
@@ -323,9 +411,10 @@ async fn handle(
             .then(|| route.retry.pause(retry, failed.retry_after))
             .flatten();
         let Some(pause) = pause else {
-            return give_up(&route, failed);
+            return give_up(route, failed);
         };
         route.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::Span::current().record("agy.retries", retry);
         crate::metrics::model_call("retried");
         tracing::info!(
             retry,

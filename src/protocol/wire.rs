@@ -39,6 +39,32 @@ pub(crate) struct InitializeParams {
     /// Conversations one `localharness` may serve (absent: 1, a harness per agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversations_per_harness: Option<usize>,
+    /// Tracing: where the worker exports its spans (absent: no tracing in the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel: Option<OtelSettings>,
+}
+
+/// How the worker exports its spans (OTLP/HTTP).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct OtelSettings {
+    /// The OTLP/HTTP traces endpoint (absent: the worker's standard `OTEL_EXPORTER_OTLP_*`
+    /// variables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The `service.name` of the worker's spans (absent: `agy-worker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+}
+
+/// A W3C trace context (<https://www.w3.org/TR/trace-context/>): the span a message's work
+/// belongs to, in the other process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct TraceContext {
+    /// The `traceparent` header value.
+    pub traceparent: String,
+    /// The `tracestate` header value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// What a worker pre-starts `localharness` processes with: the storage directory and
@@ -195,6 +221,25 @@ pub(crate) enum ModelSpec {
         /// The model name.
         model: String,
     },
+}
+
+impl ModelSpec {
+    /// The provider and model as the OpenTelemetry GenAI conventions name them
+    /// (`gen_ai.provider.name`, `gen_ai.request.model`); `default` when the SDK picks it.
+    pub(crate) fn otel_names(&self) -> (&'static str, &str) {
+        match self {
+            Self::Gemini { model, .. } => ("gcp.gemini", model.as_deref().unwrap_or("default")),
+            Self::Vertex { model, .. } => ("gcp.vertex_ai", model.as_deref().unwrap_or("default")),
+            Self::LiteRt { model_path } => (
+                "litert",
+                model_path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("model"),
+            ),
+            Self::OpenaiCompatible { model, .. } => ("openai", model),
+        }
+    }
 }
 
 /// A Rust tool as the worker declares it to the SDK.
@@ -360,6 +405,9 @@ pub(crate) struct ChatParams {
     pub turn_id: u64,
     /// The prompt.
     pub prompt: Prompt,
+    /// The Rust turn span's trace context (tracing on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// `agent/send` params.
@@ -442,6 +490,9 @@ pub(crate) struct ToolCallParams {
     /// Arguments as the model sent them (integral floats made integers).
     #[serde(default)]
     pub args: Value,
+    /// The worker's tool span's trace context (tracing on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// `hook/run` params.

@@ -57,6 +57,13 @@ pub(crate) fn is_allowed(name: &OsStr) -> bool {
     ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// Whether `name` is one of OpenTelemetry's standard variables (`OTEL_*`): a worker that
+/// traces inherits them.
+#[must_use]
+pub(crate) fn is_otel(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"OTEL_")
+}
+
 /// The allowed part of `vars` (normally `std::env::vars_os()`).
 pub(crate) fn inherited(
     vars: impl IntoIterator<Item = (OsString, OsString)>,

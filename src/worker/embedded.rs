@@ -44,15 +44,29 @@ pub(crate) const WORKER_FILES: &[(&str, &str)] = &[
         "worker.py",
         include_str!("../../python_worker/agy_worker/worker.py"),
     ),
+    (
+        "telemetry.py",
+        include_str!("../../python_worker/agy_worker/telemetry.py"),
+    ),
 ];
 
 /// The worker's `pyproject.toml`; its `dependencies` are what the managed venv installs.
 pub(crate) const PYPROJECT: &str = include_str!("../../python_worker/pyproject.toml");
 
-/// The pinned requirements listed under `dependencies = [...]` in the embedded `pyproject.toml`.
+/// The pinned requirements listed under `dependencies = [...]` in the embedded `pyproject.toml`,
+/// and with `otel` those of its `otel` extra too (tracing).
 #[must_use]
-pub(crate) fn requirements() -> Vec<String> {
-    let Some(start) = PYPROJECT.find("dependencies = [") else {
+pub(crate) fn requirements(otel: bool) -> Vec<String> {
+    let mut all = list("\ndependencies = [");
+    if otel {
+        all.extend(list("\notel = ["));
+    }
+    all
+}
+
+/// The quoted lines of the list that starts with `head`.
+fn list(head: &str) -> Vec<String> {
+    let Some(start) = PYPROJECT.find(head) else {
         return Vec::new();
     };
     let body = &PYPROJECT[start..];
@@ -110,9 +124,21 @@ mod tests {
 
     #[test]
     fn requirements_pin_the_sdk_this_crate_expects() {
-        let reqs = requirements();
+        let reqs = requirements(false);
         let want = format!("google-antigravity=={}", crate::protocol::SDK_VERSION);
         assert!(reqs.contains(&want), "{reqs:?} lacks {want}");
+        assert!(
+            !reqs.iter().any(|r| r.starts_with("opentelemetry")),
+            "{reqs:?}"
+        );
+        let traced = requirements(true);
+        assert!(traced.starts_with(&reqs), "{traced:?}");
+        assert!(
+            traced
+                .iter()
+                .any(|r| r.starts_with("opentelemetry-exporter-otlp-proto-http==")),
+            "{traced:?}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::{
         self, Method,
         errors::close_reason,
         methods::{Initialize, WorkerShutdown},
-        wire::{Empty, HarnessPrestart, InitializeParams, WorkerInfo},
+        wire::{Empty, HarnessPrestart, InitializeParams, OtelSettings, WorkerInfo},
     },
     rpc::{Handler, Peer, PeerConfig},
 };
@@ -57,6 +57,8 @@ pub(crate) struct WorkerOptions {
     pub prestart: Option<HarnessPrestart>,
     /// Conversations one harness may serve (1: a harness per agent).
     pub conversations_per_harness: usize,
+    /// Tracing in the worker: where it exports its spans (`None`: off).
+    pub otel: Option<OtelSettings>,
 }
 
 impl WorkerOptions {
@@ -75,6 +77,7 @@ impl WorkerOptions {
             debug_methods: false,
             prestart: None,
             conversations_per_harness: 1,
+            otel: None,
         }
     }
 }
@@ -167,6 +170,12 @@ impl WorkerProcess {
             // Only allow-listed variables: the agent can print its environment.
             .env_clear()
             .envs(super::child_env::inherited(std::env::vars_os()))
+            // With tracing, the exporter's settings too (the worker keeps them from the
+            // harnesses and commands it starts).
+            .envs(
+                std::env::vars_os()
+                    .filter(|(name, _)| options.otel.is_some() && super::child_env::is_otel(name)),
+            )
             .env("PYTHONUTF8", "1")
             .env("PYTHONIOENCODING", "utf-8")
             .env(
@@ -274,6 +283,7 @@ impl WorkerProcess {
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
             harness_prestart: options.prestart.clone().filter(|p| p.count > 0),
             conversations_per_harness: Some(options.conversations_per_harness.max(1)),
+            otel: options.otel.clone(),
         };
         let info = worker
             .call::<Initialize>(&params, options.startup_timeout)

@@ -61,6 +61,9 @@ pub struct PythonConfig {
     /// Install from this directory of wheels only, never from the package index (overrides
     /// [`ENV_WHEELHOUSE`]).
     pub wheelhouse: Option<PathBuf>,
+    /// Install the OpenTelemetry packages the worker's tracing needs (a venv of its own;
+    /// [`crate::BridgeConfig::tracing`] turns this on).
+    pub otel: bool,
 }
 
 impl PythonConfig {
@@ -90,6 +93,13 @@ impl PythonConfig {
     #[must_use]
     pub fn wheelhouse(mut self, dir: impl Into<PathBuf>) -> Self {
         self.wheelhouse = Some(dir.into());
+        self
+    }
+
+    /// Installs the OpenTelemetry packages too (see [`PythonConfig::otel`](Self#structfield.otel)).
+    #[must_use]
+    pub const fn otel(mut self, on: bool) -> Self {
+        self.otel = on;
         self
     }
 
@@ -136,7 +146,7 @@ pub fn inspect(config: &PythonConfig) -> Result<Option<VenvStatus>> {
         return Ok(None);
     }
     let (base_exe, version) = probe_base_python(&config.base_interpreter())?;
-    let key = venv_key(&base_exe, &version);
+    let key = venv_key(&base_exe, &version, config.otel);
     let venvs = cache_dir(config).join("venvs");
     secure_dir::ensure_private_dir(&venvs)?;
     let dir = venvs.join(&key[..16]);
@@ -156,21 +166,29 @@ pub fn inspect(config: &PythonConfig) -> Result<Option<VenvStatus>> {
 /// [`Error::VenvSetup`] when the base interpreter cannot be run.
 pub fn stale_entries(config: &PythonConfig) -> Result<Vec<PathBuf>> {
     let cache = cache_dir(config);
-    let current = inspect(config)?.map(|s| s.dir);
+    // The venv of this configuration, with and without the tracing packages.
+    let mut current = Vec::new();
+    for otel in [false, true] {
+        current.extend(inspect(&config.clone().otel(otel))?.map(|s| s.dir));
+    }
     let mut stale = Vec::new();
     if let Ok(entries) = std::fs::read_dir(cache.join("venvs")) {
         for path in entries.flatten().map(|e| e.path()) {
-            if path.extension().is_some_and(|e| e == "lock") || Some(&path) == current.as_ref() {
+            if path.extension().is_some_and(|e| e == "lock") || current.contains(&path) {
                 continue;
             }
             if path
                 .file_name()
                 .is_some_and(|n| n.as_encoded_bytes().starts_with(b"last-"))
             {
-                // A memo of the venv used last (see `remembered`): kept while it names this one.
+                // A memo of the venv used last (see `remembered`): kept while it names a
+                // current one.
                 let names = std::fs::read(&path).unwrap_or_default();
-                let current_name = current.as_ref().and_then(|c| c.file_name());
-                if current_name.is_none_or(|c| c.as_encoded_bytes() != names) {
+                let named = current
+                    .iter()
+                    .filter_map(|c| c.file_name())
+                    .any(|c| c.as_encoded_bytes() == names);
+                if !named {
                     stale.push(path);
                 }
                 continue;
@@ -230,7 +248,7 @@ pub fn download_wheels(
                 "--dest",
             ])
             .arg(dest)
-            .args(embedded::requirements()),
+            .args(embedded::requirements(config.otel)),
         &report,
     )
 }
@@ -434,7 +452,7 @@ pub fn ensure_blocking(
     }
 
     let (base_exe, version) = probe_base_python(&config.base_interpreter())?;
-    let key = venv_key(&base_exe, &version);
+    let key = venv_key(&base_exe, &version, config.otel);
     let venvs = cache.join("venvs");
     secure_dir::ensure_private_dir(&venvs)?;
     let dir = venvs.join(&key[..16]);
@@ -470,7 +488,7 @@ pub fn ensure_blocking(
             &dir,
             &key,
             (&base_exe, &version),
-            wheelhouse.as_deref(),
+            (wheelhouse.as_deref(), config.otel),
             started,
             &report,
         )
@@ -488,7 +506,8 @@ fn memo_path(venvs: &Path, config: &PythonConfig) -> PathBuf {
     use sha2::{Digest, Sha256};
     let base = config.base_interpreter();
     let digest = Sha256::digest(base.as_os_str().as_encoded_bytes());
-    venvs.join(format!("last-{}", &embedded::hex(&digest)[..16]))
+    let otel = if config.otel { "-otel" } else { "" };
+    venvs.join(format!("last-{}{otel}", &embedded::hex(&digest)[..16]))
 }
 
 fn remember(venvs: &Path, config: &PythonConfig, dir: &Path) {
@@ -539,7 +558,7 @@ fn managed_env(dir: &Path) -> PythonEnv {
     }
 }
 
-fn venv_key(base_exe: &Path, version: &str) -> String {
+fn venv_key(base_exe: &Path, version: &str, otel: bool) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for part in [
@@ -547,6 +566,7 @@ fn venv_key(base_exe: &Path, version: &str) -> String {
         version,
         &base_exe.to_string_lossy(),
         &embedded::digest(),
+        if otel { "otel" } else { "" },
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -611,7 +631,7 @@ fn build(
     dir: &Path,
     key: &str,
     (base_exe, version): (&Path, &str),
-    wheelhouse: Option<&Path>,
+    (wheelhouse, otel): (Option<&Path>, bool),
     started: Instant,
     report: &dyn Fn(SetupEvent),
 ) -> Result<()> {
@@ -636,7 +656,7 @@ fn build(
             .map_err(|e| setup_error("removing the broken venv", e.to_string(), ""))?;
     }
     let python = dir.join("bin").join("python");
-    let requirements = embedded::requirements();
+    let requirements = embedded::requirements(otel);
     let uv = which("uv");
     if let Some(uv) = &uv {
         phase(format!("creating a venv with uv (Python {version})"));

@@ -21,6 +21,8 @@ mod leaks;
 mod mcp;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(feature = "otel")]
+mod otlp;
 mod policies;
 mod pools;
 #[cfg(feature = "postgres")]
@@ -30,3 +32,5 @@ mod security;
 mod shared_harnesses;
 mod supervision;
 mod tools;
+#[cfg(feature = "otel")]
+mod traces;
