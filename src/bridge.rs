@@ -157,6 +157,7 @@ impl Bridge {
             store,
             lease,
             dirs,
+            config.prices.clone(),
         ));
         let gateway = if config.model_gateway {
             Some(Gateway::start().await.map_err(|e| Error::InvalidConfig {

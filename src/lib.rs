@@ -41,6 +41,7 @@ mod gateway;
 #[cfg(test)]
 mod layering;
 mod metrics;
+mod pricing;
 mod protocol;
 mod quota;
 mod rpc;
@@ -68,6 +69,7 @@ pub use error::{AgentErrorKind, Error, Result};
 pub use gateway::ModelRetry;
 pub use hooks::Hooks;
 pub use policies::{PolicyRule, PolicySet};
+pub use pricing::{Price, PriceTable};
 pub use protocol::SDK_VERSION;
 pub use protocol::wire::{AgentBehavior, WorkerInfo};
 pub use quota::{QuotaRegistry, QuotaState};

@@ -33,6 +33,14 @@ pub(crate) fn tokens(input: Option<u64>, output: Option<u64>) {
     let _ = (input, output);
 }
 
+/// The estimated cost of a completed turn of `model` (a model with a price).
+pub(crate) fn turn_cost(model: &str, cost: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("agy_bridge_turn_cost", "model" => model.to_owned()).record(cost);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (model, cost);
+}
+
 /// An agent was activated (created, or resumed from hibernation): `outcome` is `ok` or
 /// `failed`; `took` includes waiting for room under the live cap and for the lease.
 pub(crate) fn activation(outcome: &'static str, took: Duration) {

@@ -1,5 +1,7 @@
 //! Plain data types shared by the API and the protocol.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One streamed event of a chat turn.
@@ -81,6 +83,9 @@ pub struct Usage {
     pub thoughts_tokens: Option<u64>,
     /// Total tokens.
     pub total_tokens: Option<u64>,
+    /// The service tier the model served the calls at, as it reported it (Gemini).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
 }
 
 /// The result of a finished turn.
@@ -103,6 +108,22 @@ pub struct ChatOutcome {
     /// it (see [`ChatEvent::SandboxUnavailable`]).
     #[serde(default)]
     pub sandbox: Option<SandboxStatus>,
+    /// This turn's usage by each subagent it ran, by the subagent's trajectory id (part of
+    /// [`ChatOutcome::usage`], which counts every model call of the turn).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subagent_usage: BTreeMap<String, Usage>,
+    /// The conversation's usage so far, this turn included: a running total the harness keeps
+    /// with the conversation, so it survives hibernation and moves between replicas with it.
+    #[serde(default)]
+    pub conversation_usage: Option<Usage>,
+    /// The estimated cost of this turn, when the model has a price
+    /// ([`crate::BridgeConfig::prices`]).
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// The estimated cost of the conversation so far (from
+    /// [`ChatOutcome::conversation_usage`]), when the model has a price.
+    #[serde(default)]
+    pub conversation_cost: Option<f64>,
 }
 
 /// A tool call recorded in a step.

@@ -118,13 +118,50 @@ def sandbox_warning(config: Any, sandbox: dict[str, Any] | None) -> dict[str, An
 def _usage(u: Any) -> dict[str, Any] | None:
     if u is None:
         return None
-    return {
+    usage = {
         "prompt_tokens": u.prompt_token_count,
         "cached_tokens": u.cached_content_token_count,
         "output_tokens": u.candidates_token_count,
         "thoughts_tokens": u.thoughts_token_count,
         "total_tokens": u.total_token_count,
     }
+    tier = getattr(u, "service_tier", None)
+    if tier is not None:
+        usage["service_tier"] = str(getattr(tier, "value", tier))
+    return usage
+
+
+def _trajectory_usages(conversation: Any) -> dict[str, Any]:
+    try:
+        return dict(conversation.trajectory_usages or {})
+    except Exception:  # noqa: BLE001 - usage is a report, never a reason to fail a turn
+        return {}
+
+
+def subagent_usage(conversation: Any, before: dict[str, Any]) -> dict[str, Any]:
+    """This turn's usage by each subagent trajectory: what `trajectory_usages` grew by since
+    `before`, leaving out the main trajectory (the conversation's own id)."""
+    main = getattr(conversation, "conversation_id", None)
+    out: dict[str, Any] = {}
+    for trajectory, usage in _trajectory_usages(conversation).items():
+        if trajectory == main:
+            continue
+        earlier = before.get(trajectory)
+        delta = usage - earlier if earlier is not None else usage
+        if any(
+            getattr(delta, f, None)
+            for f in ("prompt_token_count", "candidates_token_count", "total_token_count")
+        ):
+            out[trajectory] = _usage(delta)
+    return out
+
+
+def conversation_usage(conversation: Any) -> dict[str, Any] | None:
+    """The conversation's running total (the harness keeps it with the conversation)."""
+    try:
+        return _usage(conversation.total_usage)
+    except Exception:  # noqa: BLE001 - usage is a report, never a reason to fail a turn
+        return None
 
 
 def to_prompt(prompt: Any) -> Any:
@@ -483,6 +520,7 @@ class AgentHost:
         warning = sandbox_warning(hosted.config, sandbox)
         if warning is not None and turn_id is not None:
             notify(CHAT_EVENT, {"agent_id": agent_id, "turn_id": turn_id, "event": warning})
+        usages_before = _trajectory_usages(hosted.agent.conversation)
         try:
             response = await hosted.agent.chat(prompt)
             async for chunk in response.chunks:
@@ -511,6 +549,8 @@ class AgentHost:
                 "structured_output": _jsonable(hosted.agent.conversation.get_last_structured_output()),
                 "harness_pid": hosted.harness_pid,
                 "sandbox": sandbox,
+                "subagent_usage": subagent_usage(hosted.agent.conversation, usages_before),
+                "conversation_usage": conversation_usage(hosted.agent.conversation),
             }
         except asyncio.CancelledError:
             # The Rust side cancelled the request (or dropped the stream). Cancelling only the

@@ -102,6 +102,7 @@ MAPPED = {
     "UsageMetadata.prompt_token_count": "`Usage::prompt_tokens`",
     "UsageMetadata.thoughts_token_count": "`Usage::thoughts_tokens`",
     "UsageMetadata.total_token_count": "`Usage::total_tokens`",
+    "UsageMetadata.service_tier": "`Usage::service_tier`",
     # MCP servers.
     "McpStdioServer.args": "`McpServer::arg`",
     "McpStdioServer.command": "`McpServer::stdio`",
@@ -173,7 +174,6 @@ NOT_MAPPED = {
     "GeminiModelOptions.max_output_tokens": "not yet (issue 21, item 1)",
     "GeminiModelOptions.service_tier": "not yet (issue 21, item 1)",
     "GeminiModelOptions.thinking_level": "not yet (issue 21, item 1)",
-    "UsageMetadata.service_tier": "not yet (issue 21, item 5)",
     "_BaseMedia.description": (
         "not yet (issue 21, item 5): the harness drops it on the OpenAI path (checked: it reaches "
         "neither the model request nor the history), so it cannot be shown to take effect offline"

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::{
     error::{Error, Result},
+    pricing::PriceTable,
     store::ConversationDirs,
     store::{Lease, LeaseSettings, Store},
 };
@@ -34,6 +35,8 @@ pub(crate) struct AgentContext {
     pub(crate) dirs: ConversationDirs,
     /// Conversations active in this bridge, and the agent holding each (one at a time).
     active: Mutex<HashMap<String, String>>,
+    /// Model prices, for the outcomes' cost estimates.
+    pub(crate) prices: PriceTable,
 }
 
 impl AgentContext {
@@ -44,6 +47,7 @@ impl AgentContext {
         store: Arc<Store>,
         lease: LeaseSettings,
         dirs: ConversationDirs,
+        prices: PriceTable,
     ) -> Self {
         Self {
             chat_timeout,
@@ -55,6 +59,7 @@ impl AgentContext {
             lease,
             dirs,
             active: Mutex::new(HashMap::new()),
+            prices,
         }
     }
 

@@ -273,6 +273,22 @@ impl AgentCore {
         self.shown.lock().harness_pid
     }
 
+    /// A turn's outcome from the worker's result, with its cost when the model has a price.
+    pub(crate) fn outcome(
+        &self,
+        result: crate::protocol::wire::ChatResult,
+    ) -> crate::types::ChatOutcome {
+        let mut outcome = super::outcome_from(result);
+        if let Some(price) = self.context.prices.price(self.model_names().1) {
+            outcome.cost = outcome.usage.as_ref().and_then(|u| price.cost(u));
+            outcome.conversation_cost = outcome
+                .conversation_usage
+                .as_ref()
+                .and_then(|u| price.cost(u));
+        }
+        outcome
+    }
+
     /// The provider and model of the agent, as span attributes name them.
     pub(crate) fn model_names(&self) -> (&'static str, &str) {
         self.spec.model.otel_names()

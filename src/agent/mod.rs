@@ -243,6 +243,8 @@ impl Agent {
         let params = SendParams {
             agent_id: self.core.id.clone(),
             prompt: prompt.into().to_wire(),
+            // The worker's spans of the turn join the caller's trace.
+            trace: crate::telemetry::context_of(&tracing::Span::current()),
         };
         let live = self.live().await?;
         let gate = live.slot().enter().await;
@@ -280,7 +282,7 @@ impl Agent {
                         .process
                         .call::<AgentWaitForIdle>(&self.agent_ref(), self.core.context.chat_timeout)
                         .await
-                        .map(|r| r.map(outcome_from))
+                        .map(|r| r.map(|r| self.core.outcome(r)))
                 }
             },
         };
@@ -614,6 +616,10 @@ pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
         structured_output: result.structured_output,
         model_retries: 0,
         sandbox: result.sandbox,
+        subagent_usage: result.subagent_usage,
+        conversation_usage: result.conversation_usage,
+        cost: None,
+        conversation_cost: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{OwnedRwLockReadGuard, oneshot, watch};
 
-use super::{life::LiveUse, outcome_from, turn::saved, with_model_calls};
+use super::{life::LiveUse, turn::saved, with_model_calls};
 use crate::{
     error::{Error, Result},
     protocol::{
@@ -76,7 +76,7 @@ impl SentTurn {
             let outcome = match reply {
                 Ok(Some(result)) => {
                     let calls = live.core().model_calls();
-                    match with_model_calls(Ok(outcome_from(result)), calls) {
+                    match with_model_calls(Ok(live.core().outcome(result)), calls) {
                         Ok(outcome) => saved(&live, outcome).await.map(Some),
                         Err(e) => Err(e),
                     }

@@ -11,7 +11,7 @@ use tracing::{Instrument, field::Empty};
 
 use super::{
     life::{AgentCore, LiveUse},
-    outcome_from, settle_quota, wait_for_quota, with_model_calls,
+    settle_quota, wait_for_quota, with_model_calls,
 };
 use crate::{
     error::{Error, Result},
@@ -86,6 +86,7 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let (done, done_rx) = watch::channel(false);
     let abandoned = Arc::new(AtomicBool::new(false));
     let (provider, model) = core.model_names();
+    let model_label = model.to_owned();
     // Named and attributed as the OpenTelemetry GenAI conventions say, for applications that
     // export `tracing` spans (docs/operations.md, "Traces").
     let span = tracing::info_span!(
@@ -110,6 +111,11 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
             let started = std::time::Instant::now();
             let result = run(route, live, gate, quota, core, prompt, turn_id, worker).await;
             let span = tracing::Span::current();
+            if let Ok(outcome) = &result
+                && let Some(cost) = outcome.cost
+            {
+                crate::metrics::turn_cost(&model_label, cost);
+            }
             if let Ok(outcome) = &result
                 && let Some(usage) = &outcome.usage
             {
@@ -176,7 +182,7 @@ async fn run(
     if let Ok(result) = &reply {
         core.ran_on_harness(result.harness_pid);
     }
-    let reply = with_model_calls(reply.map(outcome_from), core.model_calls());
+    let reply = with_model_calls(reply.map(|r| core.outcome(r)), core.model_calls());
     let outcome = settle_quota(&quota, &core.context.store, reply).await?;
     saved(&live, outcome).await
 }

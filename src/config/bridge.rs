@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use crate::{
     error::{Error, Result},
+    pricing::PriceTable,
     rpc::DEFAULT_MAX_MESSAGE_SIZE,
     store::StoreConfig,
     worker::{
@@ -118,6 +119,8 @@ pub struct BridgeConfig {
     pub holder: Option<String>,
     /// Whether OpenAI-compatible model calls go through the model gateway (default: yes).
     pub model_gateway: bool,
+    /// Model prices for cost estimates (default: none); see [`BridgeConfig::prices`].
+    pub prices: PriceTable,
     /// Tracing in the workers (default: off); see [`BridgeConfig::tracing`].
     #[cfg(feature = "otel")]
     pub tracing: Option<WorkerTracing>,
@@ -161,6 +164,7 @@ impl Default for BridgeConfig {
             lease_wait: Duration::from_secs(10),
             holder: None,
             model_gateway: true,
+            prices: PriceTable::new(),
             #[cfg(feature = "otel")]
             tracing: None,
             debug_methods: false,
@@ -422,6 +426,14 @@ impl BridgeConfig {
     pub fn tracing(mut self, tracing: WorkerTracing) -> Self {
         self.python.otel = true;
         self.tracing = Some(tracing);
+        self
+    }
+
+    /// Prices models, so that turns report an estimated cost ([`crate::ChatOutcome::cost`],
+    /// [`crate::ChatOutcome::conversation_cost`]) and the `metrics` feature records it.
+    #[must_use]
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
         self
     }
 

@@ -417,6 +417,9 @@ pub(crate) struct SendParams {
     pub agent_id: String,
     /// The prompt.
     pub prompt: Prompt,
+    /// The caller's trace context (tracing on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// `agent/chat` result (and `agent/wait_for_idle`'s for a sent turn).
@@ -438,6 +441,13 @@ pub(crate) struct ChatResult {
     /// The harness's sandbox status, as it reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::types::SandboxStatus>,
+    /// This turn's usage by subagent trajectory (the SDK's `trajectory_usages`, the turn's
+    /// part of each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subagent_usage: BTreeMap<String, Usage>,
+    /// The conversation's usage so far (the SDK's `total_usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_usage: Option<Usage>,
 }
 
 /// `agent/cancel` result.

@@ -34,3 +34,4 @@ mod supervision;
 mod tools;
 #[cfg(feature = "otel")]
 mod traces;
+mod usage;

@@ -1,0 +1,93 @@
+//! Usage and cost: each turn's tokens and estimated cost, and the conversation's running
+//! totals, which the harness keeps with the conversation, so they carry on after hibernation
+//! and in another bridge (a replica) that opens the conversation.
+
+use agy_bridge::{Bridge, ChatOutcome, Price, PriceTable, Usage};
+
+use crate::common::{agent_config, collect, config};
+
+const PRICE: Price = Price::per_million(3.0, 15.0);
+
+fn input(usage: &Option<Usage>) -> u64 {
+    usage.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0)
+}
+
+fn output(usage: &Option<Usage>) -> u64 {
+    usage.as_ref().and_then(|u| u.output_tokens).unwrap_or(0)
+}
+
+async fn turn(agent: &agy_bridge::Agent, prompt: &str) -> ChatOutcome {
+    let (_, outcome) = collect(agent.chat(prompt).await.unwrap()).await;
+    let outcome = outcome.unwrap();
+    // The turn's cost is its usage at the model's price.
+    let usage = outcome
+        .usage
+        .clone()
+        .expect("the scripted model reports usage");
+    assert!(usage.prompt_tokens.unwrap() > 0 && usage.output_tokens.unwrap() > 0);
+    let cost = outcome.cost.expect("the model has a price");
+    assert!(
+        (cost - PRICE.cost(&usage).unwrap()).abs() < 1e-12,
+        "{outcome:?}"
+    );
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_totals_and_cost_survive_hibernation_and_a_new_bridge() {
+    let data = tempfile::tempdir().unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let prices = PriceTable::new().model("scripted", PRICE);
+    let (id, first, second) = {
+        let bridge = Bridge::start(config(&data).prices(prices.clone()))
+            .await
+            .unwrap();
+        let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+        let first = turn(&agent, "the first question").await;
+        assert_eq!(input(&first.conversation_usage), input(&first.usage));
+        assert_eq!(output(&first.conversation_usage), output(&first.usage));
+        assert!((first.conversation_cost.unwrap() - first.cost.unwrap()).abs() < 1e-12);
+
+        // Hibernated and back: the totals carry on.
+        agent.disconnect().await.unwrap();
+        assert!(agent.is_hibernated());
+        let second = turn(&agent, "a second, longer question after a pause").await;
+        assert_eq!(
+            input(&second.conversation_usage),
+            input(&first.usage) + input(&second.usage),
+            "{second:?}"
+        );
+        assert_eq!(
+            output(&second.conversation_usage),
+            output(&first.usage) + output(&second.usage)
+        );
+        let id = agent.conversation_id().to_owned();
+        agent.close().await.unwrap();
+        bridge.shutdown().await;
+        (id, first, second)
+    };
+
+    // Another bridge opens the conversation (as a replica would) and its totals go on.
+    let bridge = Bridge::start(config(&data).prices(prices)).await.unwrap();
+    let agent = bridge.open_agent(&id, agent_config(&model)).await.unwrap();
+    let third = turn(&agent, "and a third").await;
+    assert_eq!(
+        input(&third.conversation_usage),
+        input(&first.usage) + input(&second.usage) + input(&third.usage)
+    );
+    let total = first.cost.unwrap() + second.cost.unwrap() + third.cost.unwrap();
+    assert!(
+        (third.conversation_cost.unwrap() - total).abs() < 1e-9,
+        "{third:?}"
+    );
+    bridge.shutdown().await;
+
+    // Without a price there is usage but no cost.
+    let bridge = Bridge::start(config(&data)).await.unwrap();
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let (_, outcome) = collect(agent.chat("free").await.unwrap()).await;
+    let outcome = outcome.unwrap();
+    assert!(outcome.usage.is_some() && outcome.conversation_usage.is_some());
+    assert_eq!((outcome.cost, outcome.conversation_cost), (None, None));
+    bridge.shutdown().await;
+}
