@@ -60,6 +60,14 @@ enum Command {
         /// A policy rule: never run TOOL (repeatable); the model is told it was denied.
         #[arg(long, value_name = "TOOL")]
         deny: Vec<String>,
+        /// Export each turn's trace (the bridge's spans and the worker's) to this OpenTelemetry
+        /// collector over OTLP/HTTP, e.g. http://127.0.0.1:4318 (traces go to /v1/traces).
+        #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
+        /// The model's price per million input and output tokens, e.g. 0.30,2.50: each turn
+        /// then shows its estimated cost.
+        #[arg(long, value_name = "IN,OUT", value_parser = parse_price)]
+        price: Option<agy_bridge::Price>,
     },
     /// Create (or check) the managed Python environment, showing progress.
     Setup {
@@ -109,15 +117,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// `IN,OUT`: a price per million input and output tokens.
+fn parse_price(text: &str) -> Result<agy_bridge::Price, String> {
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    match text.split_once(',') {
+        Some((input, output)) => match (parse(input), parse(output)) {
+            (Some(input), Some(output)) => Ok(agy_bridge::Price::per_million(input, output)),
+            _ => Err("both prices must be non-negative numbers".into()),
+        },
+        None => Err("expected IN,OUT (per million tokens), e.g. 0.30,2.50".into()),
+    }
+}
+
 async fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGY_BRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,agy_worker=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let otlp = match &cli.command {
+        Command::Chat {
+            otlp_endpoint: Some(url),
+            ..
+        } => match commands::traces::Exporter::start(url) {
+            Ok(exporter) => Some(exporter),
+            Err(e) => {
+                eprintln!("agy-bridge: --otlp-endpoint {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    commands::traces::init_logging(otlp.as_ref());
+    let result = match cli.command {
         Command::Chat {
             prompt,
             base_url,
@@ -130,6 +163,8 @@ async fn run() -> ExitCode {
             ask,
             deny,
             json,
+            otlp_endpoint: _,
+            price,
         } => {
             commands::chat::run(commands::chat::ChatOptions {
                 prompt,
@@ -146,6 +181,10 @@ async fn run() -> ExitCode {
                 ask,
                 deny,
                 json,
+                traces: otlp
+                    .as_ref()
+                    .map(commands::traces::Exporter::worker_tracing),
+                price,
             })
             .await
         }
@@ -170,6 +209,9 @@ async fn run() -> ExitCode {
             dry_run,
         }),
     };
+    if let Some(exporter) = otlp {
+        exporter.shutdown().await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

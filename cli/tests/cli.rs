@@ -713,3 +713,98 @@ fn wait_bounded(mut child: std::process::Child) -> std::process::Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// The path and body of each request a collector stand-in got.
+type Exports = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A collector stand-in: an HTTP/1.1 server that answers every request 200 and keeps each
+/// request's path and body.
+fn collector() -> (String, Exports) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let kept = Arc::clone(&kept);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    kept.lock().unwrap().push((path, body));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+/// `--otlp-endpoint` exports the turn's trace to a collector, the CLI's spans and the worker's
+/// (their names and services are read off the protobuf bodies), and `--price` shows the turn's
+/// estimated cost.
+#[test]
+fn otlp_endpoint_exports_the_turn_s_trace_and_price_shows_its_cost() {
+    let (url, got) = collector();
+    let data = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run(cli()
+        .args([
+            "chat",
+            "--offline",
+            "What is 6 * 7?",
+            "--otlp-endpoint",
+            &url,
+        ])
+        .args(["--price", "1,2"])
+        .env("XDG_DATA_HOME", data.path()));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stderr.contains("cost ≈ 0.0"), "{stderr}");
+    // Everything was exported before the CLI exited.
+    let got = got.lock().unwrap();
+    assert!(
+        got.iter().all(|(path, _)| path == "/v1/traces"),
+        "{:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
+    let all: Vec<u8> = got.iter().flat_map(|(_, body)| body.clone()).collect();
+    let has = |text: &str| all.windows(text.len()).any(|w| w == text.as_bytes());
+    for expected in [
+        "agy-bridge-cli",
+        "invoke_agent agy-bridge",
+        "chat offline-demo",
+        "execute_tool calculator",
+        "agy-worker",
+        "gen_ai.usage.input_tokens",
+    ] {
+        assert!(has(expected), "no {expected:?} in what the collector got");
+    }
+
+    let (ok, _, stderr) = run(cli().args(["chat", "--offline", "hi", "--price", "cheap"]));
+    assert!(!ok && stderr.contains("IN,OUT"), "{stderr}");
+}

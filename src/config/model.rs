@@ -206,6 +206,23 @@ impl ModelConfig {
         }
     }
 
+    /// The model's name as [`crate::PriceTable`] and spans know it: the configured name,
+    /// `default` for Gemini or Vertex AI without one (the SDK's choice), the file name for
+    /// LiteRT.
+    #[must_use]
+    pub fn model_name(&self) -> &str {
+        match self {
+            Self::Gemini { model, .. } | Self::Vertex { model, .. } => {
+                model.as_deref().unwrap_or("default")
+            }
+            Self::OpenaiCompatible { model, .. } => model,
+            Self::LiteRt { model_path } => model_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("model"),
+        }
+    }
+
     /// A short human-readable name, e.g. for the CLI.
     #[must_use]
     pub fn describe(&self) -> String {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use agy_bridge::{
-    AgentConfig, Bridge, Hooks, ModelConfig,
+    AgentConfig, Bridge, Hooks, ModelConfig, PriceTable,
     hooks::ToolDecision,
     policies::{ConfirmRequest, PolicyRule},
     testing::ScriptedModel,
@@ -45,6 +45,10 @@ pub(crate) struct ChatOptions {
     pub deny: Vec<String>,
     /// Print JSON lines instead of text.
     pub json: bool,
+    /// Where the workers export their spans (`--otlp-endpoint`).
+    pub traces: Option<agy_bridge::WorkerTracing>,
+    /// The model's price (`--price`).
+    pub price: Option<agy_bridge::Price>,
 }
 
 /// When the demo Rust tools (clock, calculator) are offered.
@@ -85,7 +89,13 @@ pub(crate) async fn run(options: ChatOptions) -> agy_bridge::Result<()> {
     } else {
         tell!("Model: {}", model_config.describe());
     }
-    let (config, _bar) = progress_config();
+    let (mut config, _bar) = progress_config();
+    if let Some(tracing) = options.traces {
+        config = config.tracing(tracing);
+    }
+    if let Some(price) = options.price {
+        config = config.prices(PriceTable::new().model(model_config.model_name(), price));
+    }
     tell!("Starting the Python worker…");
     let bridge = Bridge::start(config).await?;
     let mut agent_config = AgentConfig::new(model_config);

@@ -23,6 +23,7 @@ pub(crate) mod doctor;
 pub(crate) mod gc;
 pub(crate) mod render;
 pub(crate) mod setup;
+pub(crate) mod traces;
 
 /// Bytes as a short human-readable size.
 pub(crate) fn human_size(bytes: u64) -> String {

@@ -97,8 +97,12 @@ impl Renderer {
     pub(crate) fn outcome(&mut self, outcome: &ChatOutcome) -> io::Result<()> {
         self.break_line()?;
         if let Some(usage) = &outcome.usage {
+            let cost = outcome
+                .cost
+                .map(|c| format!(", cost ≈ {c:.6}"))
+                .unwrap_or_default();
             tell!(
-                "{DIM}[{} tokens in, {} out]{DIM:#}",
+                "{DIM}[{} tokens in, {} out{cost}]{DIM:#}",
                 usage.prompt_tokens.unwrap_or(0),
                 usage.output_tokens.unwrap_or(0)
             );
