@@ -103,6 +103,77 @@ pub(crate) fn worker_restart() {
     metrics::counter!("agy_bridge_worker_restarts_total").increment(1);
 }
 
+/// A worker process started (`outcome` `ok` or `failed`: it did not get through its
+/// handshake).
+pub(crate) fn worker_start(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_worker_starts_total", "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// A worker died (crashed, killed, or stopped answering) while it was in use.
+pub(crate) fn worker_crash() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_worker_crashes_total").increment(1);
+}
+
+/// A harness `started`, or was `lost` (found dead under its conversations).
+pub(crate) fn harness(event: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_harness_events_total", "event" => event).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = event;
+}
+
+/// A policy decision made in Rust: by `user` (an `ask_user` handler: `approved` or `denied`),
+/// by `rule` (the Rust re-check of a tool call the harness let through: `denied`), or by
+/// `predicate` (a rule's Rust predicate: `matched` or `unmatched`).
+pub(crate) fn policy_decision(decision: &'static str, by: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_policy_decisions_total", "decision" => decision, "by" => by)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (decision, by);
+}
+
+/// The live and hibernated agents of `pool` now.
+pub(crate) fn agents(pool: &str, live: usize, hibernated: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::gauge!("agy_bridge_live_agents", "pool" => pool.to_owned()).set(live as f64);
+        metrics::gauge!("agy_bridge_hibernated_agents", "pool" => pool.to_owned())
+            .set(hibernated as f64);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (pool, live, hibernated);
+}
+
+/// A conversation lease: `event` is `acquired`, `waited` (another holder had it; acquired
+/// later or given up) or `lost` (taken over while held, e.g. after a missed renewal).
+pub(crate) fn lease(event: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("agy_bridge_leases_total", "event" => event).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = event;
+}
+
+/// A conversation's state was saved to the store: `outcome` `ok` or `failed`, its size.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // only snapshot stores save
+pub(crate) fn store_save(outcome: &'static str, took: Duration, bytes: Option<u64>) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!("agy_bridge_store_saves_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("agy_bridge_store_save_duration_seconds", "outcome" => outcome)
+            .record(took.as_secs_f64());
+        if let Some(bytes) = bytes {
+            metrics::histogram!("agy_bridge_store_save_bytes").record(bytes as f64);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (outcome, took, bytes);
+}
+
 /// The `outcome` label of a turn that ended with `error`.
 pub(crate) fn turn_outcome(error: &crate::error::Error) -> &'static str {
     use crate::error::Error;

@@ -195,6 +195,11 @@ class HandshakeError(RuntimeError):
     """The harness exited or answered garbage during its stdio handshake."""
 
 
+# Called (from the spawning thread) with the pid of every harness started: the worker reports
+# harness starts to Rust (`worker/harness`).
+on_spawn: Callable[[int], None] | None = None
+
+
 def spawn(launch: Launch) -> Harness:
     """Starts a harness and does its stdio handshake (blocking: run it in a thread). The same
     steps, environment and messages as the SDK's own start-up."""
@@ -221,6 +226,8 @@ def spawn(launch: Launch) -> Harness:
     except BaseException:
         _kill(process)
         raise
+    if on_spawn is not None:
+        on_spawn(process.pid)
     return Harness(process, port, api_key, launch)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from .protocol import (
     AGENT_DISCONNECTED,
     AGENT_ERROR,
     CHAT_EVENT,
+    HARNESS_EVENT,
     INVALID_CONFIG,
     READ_ONLY_BUILTINS,
     UNKNOWN_AGENT,
@@ -314,6 +316,8 @@ class AgentHost:
         self.peer = peer
         self.sdk_ready = sdk_ready
         self.agents: dict[str, HostedAgent] = {}
+        # Harnesses reported lost (`worker/harness`), so that each is reported once.
+        self.lost_harnesses: set[int] = set()
         # Set by `initialize` (off until then).
         self.telemetry: telemetry.Telemetry = telemetry.Telemetry()
         for name, attr in self.METHODS.items():
@@ -453,6 +457,7 @@ class AgentHost:
                     await self._reopen(hosted)
                 elif hosted.harness_lost():
                     log.info("the harness of %s is gone; re-opening its conversation", hosted.agent_id)
+                    self._report_lost(hosted)
                     await self._reopen(hosted)
                 return await self._run_turn(hosted, turn_id, prompt)
             finally:
@@ -570,6 +575,8 @@ class AgentHost:
         except RpcError:
             raise
         except Exception as e:
+            if hosted.harness_lost():
+                self._report_lost(hosted)
             error = classify_exception(e)
             if error.data.get("session_dead"):
                 # After a model/API error the SDK session is dead (the next chat returns '' and
@@ -584,6 +591,15 @@ class AgentHost:
             raise error from e
         finally:
             hosted.current_turn = None
+
+    def _report_lost(self, hosted: HostedAgent) -> None:
+        """Tells Rust a harness died under its conversations (once per harness: a shared one
+        takes several along)."""
+        pid = hosted.harness_pid
+        if pid is None or pid in self.lost_harnesses:
+            return
+        self.lost_harnesses.add(pid)
+        self.peer.notify(HARNESS_EVENT, {"worker_pid": os.getpid(), "pid": pid, "event": "lost"})
 
     async def _reopen(self, hosted: HostedAgent) -> None:
         """Re-opens the agent's conversation (RESUME) with the same tools, hooks and policies."""

@@ -23,6 +23,7 @@ POLICY_CONFIRM = "policy/confirm"
 POLICY_WHEN = "policy/when"
 CHAT_EVENT = "chat/event"
 SPARE_HARNESSES = "worker/spare_harnesses"
+HARNESS_EVENT = "worker/harness"
 
 # SDK built-ins that only read; any other enabled built-in is a write tool (the SDK's rule).
 READ_ONLY_BUILTINS = frozenset({"view_file", "read_url_content", "schedule", "finish"})
@@ -47,6 +48,7 @@ __all__ = [
     "AGENT_ERROR",
     "CHAT_EVENT",
     "CONNECTION_CLOSED",
+    "HARNESS_EVENT",
     "HOOK_FAILED",
     "HOOK_POINTS",
     "HOOK_RUN",

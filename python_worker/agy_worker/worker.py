@@ -15,7 +15,7 @@ from typing import Any
 
 from . import PROTOCOL_VERSION, __version__, harness_pool, offloop, shared_harness, telemetry
 from .host import AgentHost
-from .protocol import SPARE_HARNESSES, VERSION_MISMATCH
+from .protocol import HARNESS_EVENT, SPARE_HARNESSES, VERSION_MISMATCH
 from .rpc import DEFAULT_MAX_MESSAGE, INVALID_PARAMS, JSON_BACKEND, Peer, RpcError
 
 log = logging.getLogger("agy_worker")
@@ -79,10 +79,19 @@ class Worker:
         self.sdk_imported_at = time.time()
         return importlib.metadata.version("google-antigravity")
 
+    def _harness_started(self, pid: int) -> None:
+        self.peer.notify(HARNESS_EVENT, {"worker_pid": os.getpid(), "pid": pid, "event": "started"})
+
     async def _start(self, prestart: harness_pool.Prestart | None, per_harness: int) -> str:
         """Starts the spare harnesses (alongside the SDK import), then installs the off-loop
         agent start that hands them out and shares harnesses. Once per worker: the first
         `initialize` decides."""
+        loop = asyncio.get_running_loop()
+
+        def started(pid: int) -> None:
+            loop.call_soon_threadsafe(self._harness_started, pid)
+
+        harness_pool.on_spawn = started
         if per_harness > 1:
             self.shared = shared_harness.SharedHarnesses(per_harness, self._report_harnesses)
         if prestart is not None:

@@ -131,6 +131,7 @@ impl AgentState {
         match self.policies.evaluate_call(&params.tool, &params.args) {
             PolicyDecision::Allow => {}
             PolicyDecision::Deny { reason } => {
+                crate::metrics::policy_decision("denied", "rule");
                 return Err((
                     RpcError::new(codes::TOOL_FAILED, format!("blocked by policy: {reason}")),
                     "denied",
@@ -208,6 +209,13 @@ impl AgentState {
     /// Asks an `ask_user` handler; a handler that fails, or does not answer within the
     /// confirmation timeout, denies.
     async fn ask(&self, handler: Arc<dyn AskUserHandler>, request: ConfirmRequest) -> bool {
+        let approved = self.answer(handler, request).await;
+        crate::metrics::policy_decision(if approved { "approved" } else { "denied" }, "user");
+        approved
+    }
+
+    /// The handler's answer; `false` when it fails or is late.
+    async fn answer(&self, handler: Arc<dyn AskUserHandler>, request: ConfirmRequest) -> bool {
         let tool = request.tool.clone();
         let asking = user_code::run(handler.confirm(request));
         let answer = match self.confirmation_timeout {
@@ -326,7 +334,11 @@ impl ReverseRequests for AgentState {
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
         let result = match self.policies.rules().get(params.index) {
             Some(rule) => match rule.predicate_holds(&params.args) {
-                Ok(holds) => Ok(json!(holds)),
+                Ok(holds) => {
+                    let matched = if holds { "matched" } else { "unmatched" };
+                    crate::metrics::policy_decision(matched, "predicate");
+                    Ok(json!(holds))
+                }
                 Err(panic) => {
                     tracing::error!(agent = %self.agent_id, tool = %params.tool, "a policy predicate panicked: {panic}");
                     Err(RpcError::new(

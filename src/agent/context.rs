@@ -160,13 +160,28 @@ impl AgentContext {
             let started = Instant::now();
             let dirs = self.dirs.clone();
             let id = conversation_id.to_owned();
-            let snapshot = tokio::task::spawn_blocking(move || snapshot::take(&dirs, &id))
-                .await
-                .map_err(|e| Error::Store {
-                    message: format!("taking the snapshot: {e}"),
-                })??;
-            let version = self.store.save(lease, &self.lease, &snapshot).await?;
-            snapshot::set_local_version(&self.dirs, conversation_id, version)?;
+            let saved = async {
+                let snapshot = tokio::task::spawn_blocking(move || snapshot::take(&dirs, &id))
+                    .await
+                    .map_err(|e| Error::Store {
+                        message: format!("taking the snapshot: {e}"),
+                    })??;
+                let version = self.store.save(lease, &self.lease, &snapshot).await?;
+                snapshot::set_local_version(&self.dirs, conversation_id, version)?;
+                Ok::<_, Error>((version, snapshot))
+            }
+            .await;
+            let (version, snapshot) = match saved {
+                Ok(saved) => {
+                    let bytes = saved.1.compressed.len() as u64;
+                    crate::metrics::store_save("ok", started.elapsed(), Some(bytes));
+                    saved
+                }
+                Err(e) => {
+                    crate::metrics::store_save("failed", started.elapsed(), None);
+                    return Err(e);
+                }
+            };
             tracing::debug!(
                 target: "agy_bridge::store",
                 conversation = %conversation_id,

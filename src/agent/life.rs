@@ -349,6 +349,7 @@ impl AgentCore {
                 };
                 *life = Life::Live(live);
                 crate::metrics::activation("ok", started.elapsed());
+                self.report_agents();
                 Ok(())
             }
             Err((e, kept)) => {
@@ -482,6 +483,7 @@ impl AgentCore {
         self.pool
             .live
             .remove(&(Arc::clone(self) as Arc<dyn Member>));
+        self.report_agents();
         match self.save_state(&lease).await {
             Ok(_) => {
                 self.context.release(lease, &self.conversation_id).await;
@@ -561,7 +563,14 @@ impl AgentCore {
         self.pool
             .live
             .remove(&(Arc::clone(self) as Arc<dyn Member>));
+        self.report_agents();
         result
+    }
+
+    /// Records the pool's live and hibernated agents (gauges).
+    fn report_agents(&self) {
+        let stats = self.pool.agent_stats();
+        crate::metrics::agents(&stats.pool, stats.live_agents, stats.hibernated_agents);
     }
 
     /// Saves the conversation's state to the store under `lease` (nothing to do for the local

@@ -8,8 +8,9 @@ use super::{
     wire::{
         AgentCreateParams, AgentCreateResult, AgentRef, AnsweredParams, CancelResult,
         ChatEventParams, ChatParams, ChatResult, ConfirmParams, DebugParams, EchoParams,
-        EchoResult, Empty, HookParams, InitializeParams, PingRustParams, PingRustResult,
-        SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WhenParams, WorkerInfo,
+        EchoResult, Empty, HarnessEventParams, HookParams, InitializeParams, PingRustParams,
+        PingRustResult, SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WhenParams,
+        WorkerInfo,
     },
 };
 use crate::types::{ConversationState, Step};
@@ -82,6 +83,8 @@ methods! {
     ChatEvent = "chat/event", WorkerNotification, ChatEventParams => ();
     /// The worker's pre-started harnesses changed (notification).
     SpareHarnesses = "worker/spare_harnesses", WorkerNotification, SpareHarnessesParams => ();
+    /// A harness started or was lost (notification).
+    HarnessChanged = "worker/harness", WorkerNotification, HarnessEventParams => ();
     /// Run a Rust tool; answers the tool's JSON result.
     ToolCall = "tool/call", WorkerToRust, ToolCallParams => Value;
     /// Run a Rust hook; answers the hook's result.

@@ -490,6 +490,27 @@ pub(crate) struct SpareHarnessesParams {
     pub shared: Vec<u32>,
 }
 
+/// `worker/harness` params: a harness started, or was found dead under its conversations.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct HarnessEventParams {
+    /// The reporting worker.
+    pub worker_pid: u32,
+    /// The harness.
+    pub pid: u32,
+    /// What happened.
+    pub event: HarnessEvent,
+}
+
+/// What happened to a harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HarnessEvent {
+    /// It started (a spare, a shared harness, an agent's own).
+    Started,
+    /// It was found dead while conversations were on it (killed, crashed, out of memory).
+    Lost,
+}
+
 /// `tool/call` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct ToolCallParams {

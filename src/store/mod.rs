@@ -216,6 +216,7 @@ impl Store {
     pub(crate) async fn acquire(&self, id: &str, settings: &LeaseSettings) -> Result<Lease> {
         let deadline = tokio::time::Instant::now() + settings.wait;
         let mut pause = Duration::from_millis(20);
+        let mut waited = false;
         loop {
             let attempt = match self {
                 Self::Local(store) => store.try_acquire(id, &settings.holder)?,
@@ -223,9 +224,16 @@ impl Store {
                 Self::Postgres(store) => store.try_acquire(id, settings).await?,
             };
             match attempt {
-                Ok(lease) => return Ok(lease),
+                Ok(lease) => {
+                    crate::metrics::lease("acquired");
+                    return Ok(lease);
+                }
                 Err(busy) if tokio::time::Instant::now() >= deadline => return Err(busy),
                 Err(_) => {
+                    if !waited {
+                        waited = true;
+                        crate::metrics::lease("waited");
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
@@ -244,7 +252,10 @@ impl Store {
                 Ok(())
             }
             #[cfg(feature = "postgres")]
-            Self::Postgres(store) => store.renew(lease, settings).await,
+            Self::Postgres(store) => store
+                .renew(lease, settings)
+                .await
+                .inspect_err(count_lost_lease),
         }
     }
 
@@ -275,7 +286,10 @@ impl Store {
     ) -> Result<u64> {
         match self {
             Self::Local(_) => Ok(lease.stored_version),
-            Self::Postgres(store) => store.save(lease, settings, snapshot).await,
+            Self::Postgres(store) => store
+                .save(lease, settings, snapshot)
+                .await
+                .inspect_err(count_lost_lease),
         }
     }
 
@@ -346,4 +360,12 @@ pub(crate) fn default_holder() -> String {
     };
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
     format!("{host}:{}:{suffix}", std::process::id())
+}
+
+/// Counts a lease another bridge took over.
+#[cfg(feature = "postgres")]
+fn count_lost_lease(error: &Error) {
+    if matches!(error, Error::LeaseLost { .. }) {
+        crate::metrics::lease("lost");
+    }
 }

@@ -159,6 +159,13 @@ impl WorkerProcess {
     /// [`Error::Spawn`], [`Error::WorkerCrashed`] (it died during start-up, with its stderr),
     /// [`Error::Timeout`], or [`Error::VersionMismatch`].
     pub(crate) async fn spawn(options: &WorkerOptions, handler: Arc<dyn Handler>) -> Result<Self> {
+        let started = Self::start(options, handler).await;
+        crate::metrics::worker_start(if started.is_ok() { "ok" } else { "failed" });
+        started
+    }
+
+    /// [`WorkerProcess::spawn`], uncounted.
+    async fn start(options: &WorkerOptions, handler: Arc<dyn Handler>) -> Result<Self> {
         let spawn_started = Instant::now();
         let spawn_unix = unix_now();
         let mut cmd = Command::new(&options.env.python);
@@ -244,6 +251,9 @@ impl WorkerProcess {
             let ending = Arc::clone(&ending);
             tokio::spawn(async move {
                 let status = child.wait().await.ok();
+                if !ending.stopping.load(Ordering::SeqCst) {
+                    crate::metrics::worker_crash();
+                }
                 let _ = exit_tx.send(status);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if !peer.is_closed() {

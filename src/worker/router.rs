@@ -20,12 +20,12 @@ use crate::{
     protocol::{
         Method, codes as proto,
         methods::{
-            ChatEvent as ChatEventMethod, HookRun, Ping, PolicyConfirm, PolicyWhen, SpareHarnesses,
-            ToolCall,
+            ChatEvent as ChatEventMethod, HarnessChanged, HookRun, Ping, PolicyConfirm, PolicyWhen,
+            SpareHarnesses, ToolCall,
         },
         wire::{
-            ChatEventParams, ConfirmParams, HookParams, SpareHarnessesParams, ToolCallParams,
-            WhenParams,
+            ChatEventParams, ConfirmParams, HarnessEvent, HarnessEventParams, HookParams,
+            SpareHarnessesParams, ToolCallParams, WhenParams,
         },
     },
     rpc::{Handler, RpcError, codes},
@@ -239,6 +239,16 @@ impl Handler for Router {
     }
 
     fn notification(&self, method: String, params: Value) {
+        if method == HarnessChanged::NAME {
+            match serde_json::from_value::<HarnessEventParams>(params) {
+                Ok(p) => crate::metrics::harness(match p.event {
+                    HarnessEvent::Started => "started",
+                    HarnessEvent::Lost => "lost",
+                }),
+                Err(e) => tracing::warn!("malformed {method}: {e}"),
+            }
+            return;
+        }
         if method == SpareHarnesses::NAME {
             match serde_json::from_value::<SpareHarnessesParams>(params) {
                 Ok(p) => {
