@@ -4,10 +4,13 @@
 //! (`conversations_per_harness`): memory per live agent at 16, 64 and 256 agents, activation,
 //! and the turns/s of 32 concurrent agents, each against a harness per agent in the same run.
 //!
-//! Last, the model gateway's cost: warm turns with and without it, alternating.
+//! Then the model gateway's cost: warm turns with and without it, alternating. Last, with the
+//! `otel` feature, the cost of tracing: warm tool-calling turns traced across both processes
+//! (exported to a real OTLP/HTTP receiver) against untraced ones, alternating.
 //!
-//! `cargo bench --bench activation` (or `scripts/bench`; `AGY_BENCH_ONLY=shared` or
-//! `AGY_BENCH_ONLY=gateway` runs only that part). Prints a Markdown report for BENCHMARKS.md.
+//! `cargo bench --bench activation --features otel` (or `scripts/bench`;
+//! `AGY_BENCH_ONLY=shared`, `=gateway` or `=otel` runs only that part). Prints a Markdown report
+//! for BENCHMARKS.md.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -27,6 +30,10 @@ use serde_json::{Value, json};
 use support::median;
 
 mod support;
+
+#[cfg(feature = "otel")]
+#[path = "../tests/integration/otlp.rs"]
+mod otlp;
 
 /// Counts the bytes the Rust side holds, for the bytes-per-agent figures.
 struct Counting;
@@ -524,6 +531,102 @@ async fn gateway_section() {
     off.shutdown().await;
 }
 
+/// Tracing's cost: warm turns that call a Rust tool (two model calls), traced end to end —
+/// the application's spans through `tracing-opentelemetry` and the worker's, both exported to
+/// an OTLP/HTTP receiver on loopback — against the same turns untraced, alternating.
+#[cfg(feature = "otel")]
+async fn otel_section(url: &str, model: &ScriptedModel) {
+    use std::sync::{Arc, atomic::AtomicBool};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{Layer, layer::SubscriberExt};
+
+    const TURNS: usize = 60;
+    let receiver = otlp::Receiver::start().await;
+    let exporter = {
+        use opentelemetry_otlp::WithExportConfig;
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(receiver.endpoint())
+            .build()
+            .unwrap()
+    };
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    // The layer is switched per turn: off for the untraced turns, so they pay nothing.
+    let traced = Arc::new(AtomicBool::new(false));
+    let on = Arc::clone(&traced);
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_filter(tracing_subscriber::filter::filter_fn(move |_| {
+            on.load(Ordering::Relaxed)
+        }));
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+
+    let (on_dir, off_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let plain = Bridge::start(BridgeConfig::default().data_dir(off_dir.path()))
+        .await
+        .unwrap();
+    let tracing_bridge = Bridge::start(
+        BridgeConfig::default()
+            .data_dir(on_dir.path())
+            .tracing(agy_bridge::WorkerTracing::otlp(receiver.endpoint())),
+    )
+    .await
+    .unwrap();
+    let untraced = plain.create_agent(agent_config(url)).await.unwrap();
+    let with_traces = tracing_bridge
+        .create_agent(agent_config(url))
+        .await
+        .unwrap();
+    async fn tool_turn(model: &ScriptedModel, agent: &Agent, prompt: String) -> f64 {
+        model.push(agy_bridge::testing::Reply::tool_call("noop", json!({})));
+        timed_turn(agent, &prompt).await.1
+    }
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    // Switching the filter changes what callsites are interested in: rebuild that cache.
+    let switch = |on: bool| {
+        traced.store(on, Ordering::Relaxed);
+        tracing::callsite::rebuild_interest_cache();
+    };
+    for i in 0..5 + TURNS {
+        switch(false);
+        let untraced_ms = tool_turn(model, &untraced, format!("turn {i}")).await;
+        switch(true);
+        let traced_ms = tool_turn(model, &with_traces, format!("turn {i}")).await;
+        if i >= 5 {
+            off.push(untraced_ms);
+            on.push(traced_ms);
+        }
+    }
+    switch(false);
+    untraced.close().await.unwrap();
+    with_traces.close().await.unwrap();
+    plain.shutdown().await;
+    tracing_bridge.shutdown().await;
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let spans = receiver.spans();
+    let worker = spans.iter().filter(|s| s.service == "agy-worker").count();
+    println!(
+        "\n### Tracing: warm turns calling a Rust tool (ms, median of {TURNS}, alternating; {} spans received from the bench, {worker} from the worker)\n",
+        spans.len() - worker
+    );
+    println!("| turns | whole turn | ratio of medians | median of paired ratios |");
+    println!("|---|---|---|---|");
+    let base = median(off.clone());
+    println!("| untraced (default; baseline) | {base:.1} | 1.000 | 1.000 |");
+    let paired = median(on.iter().zip(&off).map(|(t, u)| t / u).collect());
+    let traced_ms = median(on);
+    println!(
+        "| traced across both processes, exported over OTLP/HTTP | {traced_ms:.1} | {:.3} | {paired:.3} |",
+        traced_ms / base
+    );
+}
+
 struct Memory {
     rust_live: f64,
     rust_idle: f64,
@@ -608,6 +711,13 @@ fn main() {
             gateway_section().await;
             return;
         }
+        #[cfg(feature = "otel")]
+        if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("otel") {
+            println!("## Run of {} (tracing)", support::run_date());
+            println!("\nLoad average at start: {}", load.trim());
+            otel_section(&url, &model).await;
+            return;
+        }
         if std::env::var("AGY_BENCH_ONLY").as_deref() == Ok("shared") {
             println!("## Run of {} (shared harnesses)", support::run_date());
             println!("\nLoad average at start: {}", load.trim());
@@ -680,5 +790,7 @@ fn main() {
 
         shared_section(&url, &env.python).await;
         gateway_section().await;
+        #[cfg(feature = "otel")]
+        otel_section(&url, &model).await;
     });
 }

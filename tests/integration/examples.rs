@@ -10,8 +10,13 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(name: &str) -> String {
+    run_with(name, &[])
+}
+
+fn run_with(name: &str, env: &[(&str, &str)]) -> String {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(example(name))
+        .envs(env.iter().copied())
         .env_remove("GEMINI_API_KEY")
         .env("XDG_DATA_HOME", data.path())
         .stdin(std::process::Stdio::null())
@@ -81,4 +86,29 @@ fn replicas() {
         "{out}"
     );
     assert!(out.contains("stored: "), "{out}");
+}
+
+/// The observability example exports its trace (its own span, the bridge's and the worker's) to
+/// the collector `OTEL_EXPORTER_OTLP_ENDPOINT` names, and prints the turn's cost.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread")]
+async fn observability() {
+    let receiver = crate::otlp::Receiver::start().await;
+    let base = format!("http://{}", receiver.addr);
+    let out = tokio::task::block_in_place(|| {
+        run_with("observability", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &base)])
+    });
+    assert!(out.contains("Your order A-17 has shipped."), "{out}");
+    assert!(out.contains("estimated cost 0.0"), "{out}");
+    let trace = out.rsplit("trace ").next().unwrap().trim().to_owned();
+    let spans = receiver.spans();
+    let in_trace = |service: &str, name: &str| {
+        spans
+            .iter()
+            .any(|s| s.service == service && s.name == name && s.trace_id == trace)
+    };
+    assert!(in_trace("order-service", "handle_request"), "{spans:?}");
+    assert!(in_trace("order-service", "invoke_agent agy-bridge"));
+    assert!(in_trace("order-service", "execute_tool order_status"));
+    assert!(in_trace("agy-worker", "execute_tool order_status"));
 }

@@ -211,7 +211,9 @@ async fn turns_tools_hooks_hibernations_and_crashes_are_recorded() {
     assert!(common::wait_gone(harness, common::HANG).await);
     common::chat_ok(&agent, "after the harness").await;
     common::eventually("the lost harness is counted", || {
-        got.take().count("agy_bridge_harness_events_total{event=lost}") == 1
+        got.take()
+            .count("agy_bridge_harness_events_total{event=lost}")
+            == 1
     })
     .await;
     bridge.shutdown().await;
