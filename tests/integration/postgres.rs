@@ -199,7 +199,8 @@ async fn replica() {
     let say = |text: String| println!("REPLY {}", text.replace('\n', " "));
     while let Some(line) = lines.next_line().await.unwrap() {
         let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
-        if agent.is_none() && ["chat", "start", "history", "hibernate", "close"].contains(&command)
+        if agent.is_none()
+            && ["chat", "tally", "start", "history", "hibernate", "close"].contains(&command)
         {
             say("err no agent".into());
             continue;
@@ -227,6 +228,20 @@ async fn replica() {
                     Err(e) => Err(e),
                 }
             }
+            // A turn; answers its input tokens and the conversation's running total of them.
+            "tally" => match agent.as_ref().unwrap().chat(rest).await {
+                Ok(reply) => collect(reply).await.1.map(|o| {
+                    let input =
+                        |u: Option<agy_bridge::Usage>| u.and_then(|u| u.prompt_tokens).unwrap_or(0);
+                    format!(
+                        "{} {} {}",
+                        input(o.usage),
+                        input(o.conversation_usage),
+                        o.text
+                    )
+                }),
+                Err(e) => Err(e),
+            },
             "start" => match agent.as_ref().unwrap().chat(rest).await {
                 Ok(reply) => {
                     running.push(reply);
@@ -271,13 +286,22 @@ async fn two_processes_take_turns_on_one_conversation() {
     let mut b = Replica::start(&schema, &model, "replica-b", ttl);
     let id = a.send("create").await;
     let id = id.strip_prefix("ok ").unwrap().to_owned();
+    let mut input_so_far = 0;
     for round in 1..=4 {
         let replica = if round % 2 == 1 { &mut a } else { &mut b };
         if round > 1 {
             assert_eq!(replica.send(&format!("open {id}")).await, "ok ");
         }
-        let reply = replica.send(&format!("chat turn {round}")).await;
-        assert_eq!(reply, format!("ok You said: turn {round}"));
+        for turn in [format!("turn {round}"), format!("and {round}")] {
+            let reply = replica.send(&format!("tally {turn}")).await;
+            let mut parts = reply.strip_prefix("ok ").unwrap().splitn(3, ' ');
+            let mut number = || parts.next().unwrap().parse::<u64>().unwrap();
+            let (input, total) = (number(), number());
+            assert_eq!(parts.next(), Some(format!("You said: {turn}").as_str()));
+            // The conversation's running usage total moved from replica to replica with it.
+            input_so_far += input;
+            assert_eq!(total, input_so_far, "{reply}");
+        }
         assert_eq!(replica.send("close").await, "ok ");
     }
     for replica in [&mut a, &mut b] {
