@@ -291,7 +291,25 @@ class HostedAgent:
         except Exception:  # noqa: BLE001 - no connection: nothing to tell
             return False
         poll = getattr(proc, "poll", None)
-        return callable(poll) and poll() is not None
+        if callable(poll) and poll() is not None:
+            return True
+        # `poll` says nothing while another thread waits for the process (the shared harness's
+        # reaper holds Popen's wait lock), even after the process is gone: ask the system.
+        pid = getattr(proc, "pid", None)
+        return isinstance(pid, int) and not process_running(pid)
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` is a running process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to tell: assume it runs, as `poll` did
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 class AgentHost:

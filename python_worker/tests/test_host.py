@@ -162,3 +162,22 @@ def test_an_agent_that_asked_for_a_missing_sandbox_is_warned_and_no_other():
     assert sandbox_warning(config(False), missing) is None  # not asked for
     assert sandbox_warning(config(True), present) is None
     assert sandbox_status(SimpleNamespace()) is None  # no connection yet
+
+
+def test_a_killed_process_is_not_running_before_and_after_it_is_reaped() -> None:
+    import signal
+    import subprocess
+    import time
+
+    from agy_worker.host import process_running
+
+    child = subprocess.Popen(["sleep", "30"])
+    assert process_running(child.pid)
+    child.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while process_running(child.pid):  # a zombie until reaped: not running
+        assert time.monotonic() < deadline, "the killed process still runs"
+        time.sleep(0.01)
+    assert child.returncode is None, "not reaped yet: only the system knows it is gone"
+    child.wait()
+    assert not process_running(child.pid)
