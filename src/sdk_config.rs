@@ -445,3 +445,96 @@ pub struct Subagent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct SkillPaths(pub Vec<PathBuf>);
+
+/// Options of Gemini and Vertex AI models (the SDK's `GeminiModelOptions`); set with
+/// [`crate::AgentConfig::gemini_options`].
+///
+/// ```
+/// use agy_bridge::sdk_config::{GeminiOptions, ServiceTier, ThinkingLevel};
+///
+/// let options = GeminiOptions {
+///     thinking_level: Some(ThinkingLevel::Low),
+///     service_tier: Some(ServiceTier::Flex),
+///     max_output_tokens: Some(4096),
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GeminiOptions {
+    /// How much the model thinks before it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_level: Option<ThinkingLevel>,
+    /// The compute queue the calls go to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+    /// The most tokens one answer may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+}
+
+/// How much a Gemini model thinks (the SDK's `ThinkingLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkingLevel {
+    /// Minimal thinking.
+    Minimal,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Extra high.
+    ExtraHigh,
+}
+
+/// The service tier of Gemini calls (the SDK's `ServiceTier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTier {
+    /// Standard processing.
+    Standard,
+    /// Prioritized inference.
+    Priority,
+    /// Flex processing.
+    Flex,
+}
+
+/// Options of a LiteRT model (the SDK's `LiteRTAgentConfig` fields beside `model_path`); set
+/// with [`crate::AgentConfig::litert_options`]. Unset fields keep the SDK's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LiteRtOptions {
+    /// Where the model runs (the SDK's default: GPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<LiteRtBackend>,
+    /// Where audio input is processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_backend: Option<LiteRtBackend>,
+    /// Where image input is processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vision_backend: Option<LiteRtBackend>,
+    /// Speculative decoding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_speculative_decoding: Option<bool>,
+    /// The model cache directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// The local server's port (0: any free one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Download the model when `model_path` does not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_if_missing: Option<bool>,
+}
+
+/// Where a LiteRT model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiteRtBackend {
+    /// The CPU.
+    Cpu,
+    /// The GPU.
+    Gpu,
+    /// The NPU.
+    Npu,
+}

@@ -166,6 +166,42 @@ def conversation_usage(conversation: Any) -> dict[str, Any] | None:
         return None
 
 
+def google_model(kind: str, model: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`LocalAgentConfig`'s model arguments for a Gemini or Vertex AI agent: the shorthand
+    fields, or with options an explicit `ModelTarget` whose endpoint carries them (the only
+    way the SDK takes `GeminiModelOptions`, a `base_url` or headers)."""
+    fields = ("model", "api_key") if kind == "gemini" else ("model", "project", "location", "api_key")
+    shorthand = {k: model[k] for k in fields if model.get(k)}
+    if kind == "vertex":
+        shorthand["vertex"] = True
+    if not any(options.get(k) for k in ("gemini", "base_url", "http_headers", "image_model")):
+        return shorthand
+    from google.antigravity import models as m
+
+    endpoint_fields: dict[str, Any] = {
+        "base_url": options.get("base_url"),
+        "http_headers": options.get("http_headers") or None,
+        "options": m.GeminiModelOptions(**options["gemini"]) if options.get("gemini") else None,
+    }
+    if kind == "vertex":
+        endpoint: Any = m.VertexEndpoint(
+            project=model.get("project"),
+            location=model.get("location"),
+            api_key=model.get("api_key"),
+            **endpoint_fields,
+        )
+    else:
+        endpoint = m.GeminiAPIEndpoint(api_key=model.get("api_key"), **endpoint_fields)
+    name = model.get("model") or m.DEFAULT_MODEL
+    # The shorthand stays for the targets the SDK adds by default (the image model).
+    args = {**shorthand, "model": m.ModelTarget(name=name, types=[m.ModelType.TEXT], endpoint=endpoint)}
+    if options.get("image_model"):
+        args["models"] = [
+            m.ModelTarget(name=options["image_model"], types=[m.ModelType.IMAGE], endpoint=endpoint)
+        ]
+    return args
+
+
 def to_prompt(prompt: Any) -> Any:
     """A text prompt, or a list of parts: {"text"} or {"data" (base64), "mime_type"} or {"path"}."""
     if isinstance(prompt, str):
@@ -405,17 +441,16 @@ class AgentHost:
         if cfg.get("env"):
             common["env"] = cfg["env"]
         kind = model.get("kind")
+        options = cfg.get("model_options") or {}
         try:
             if kind == "openai_compatible":
                 return ag.LocalOpenAIAgentConfig(model=model["model"], base_url=model["base_url"], **common)
-            if kind == "gemini":
-                extra = {k: model[k] for k in ("model", "api_key") if model.get(k)}
-                return ag.LocalAgentConfig(**extra, **common)
+            if kind in ("gemini", "vertex"):
+                return ag.LocalAgentConfig(**google_model(kind, model, options), **common)
             if kind == "lite_rt":
-                return ag.LiteRTAgentConfig(model_path=model["model_path"], **common)
-            if kind == "vertex":
-                extra = {k: model[k] for k in ("model", "project", "location", "api_key") if model.get(k)}
-                return ag.LocalAgentConfig(vertex=True, **extra, **common)
+                return ag.LiteRTAgentConfig(
+                    model_path=model["model_path"], **(options.get("litert") or {}), **common
+                )
         except Exception as e:  # pydantic.ValidationError names the field
             raise RpcError(INVALID_CONFIG, str(e), {"exception": type(e).__name__}) from e
         raise RpcError(INVALID_CONFIG, f"unknown model kind {kind!r}", {"field": "model.kind"})

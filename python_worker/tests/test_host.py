@@ -181,3 +181,84 @@ def test_a_killed_process_is_not_running_before_and_after_it_is_reaped() -> None
     assert child.returncode is None, "not reaped yet: only the system knows it is gone"
     child.wait()
     assert not process_running(child.pid)
+
+
+def _config(tmp_path, model, **extra):
+    from agy_worker.host import AgentHost, HostedAgent
+
+    cfg = {
+        "conversation_id": "c" * 32,
+        "save_dir": str(tmp_path),
+        "app_data_dir": str(tmp_path),
+        "model": model,
+        **extra,
+    }
+    return AgentHost(_Peer(), None)._build_config(HostedAgent("a1"), cfg)
+
+
+def test_gemini_options_an_endpoint_headers_and_an_image_model_reach_the_sdk_s_model_targets(tmp_path):
+    from google.antigravity import models as m
+
+    options = {
+        "gemini": {"thinking_level": "low", "service_tier": "flex", "max_output_tokens": 4096},
+        "base_url": "http://127.0.0.1:9/gemini",
+        "http_headers": {"x-proxy-token": "t0k3n"},
+        "image_model": "my-image-model",
+    }
+    config = _config(tmp_path, {"kind": "gemini", "model": "gemini-x", "api_key": "k"}, model_options=options)
+    text = [t for t in config.models if m.ModelType.TEXT in t.types]
+    image = [t for t in config.models if m.ModelType.IMAGE in t.types]
+    assert [t.name for t in text] == ["gemini-x"] and [t.name for t in image] == ["my-image-model"]
+    endpoint = text[0].endpoint
+    assert isinstance(endpoint, m.GeminiAPIEndpoint)
+    assert endpoint.api_key == "k" and endpoint.base_url == "http://127.0.0.1:9/gemini"
+    assert endpoint.http_headers == {"x-proxy-token": "t0k3n"}
+    assert endpoint.options == m.GeminiModelOptions(
+        thinking_level=m.ThinkingLevel.LOW, service_tier=m.ServiceTier.FLEX, max_output_tokens=4096
+    )
+    assert image[0].endpoint == endpoint
+
+    # Vertex AI: the same options on a Vertex endpoint; without options, the shorthand.
+    vertex = _config(
+        tmp_path,
+        {"kind": "vertex", "model": "gemini-v", "project": "p", "location": "europe-west4"},
+        model_options={"gemini": {"thinking_level": "high"}},
+    )
+    endpoint = next(t for t in vertex.models if t.name == "gemini-v").endpoint
+    assert isinstance(endpoint, m.VertexEndpoint)
+    assert (endpoint.project, endpoint.location) == ("p", "europe-west4")
+    assert endpoint.options.thinking_level == m.ThinkingLevel.HIGH
+    plain = _config(tmp_path, {"kind": "gemini", "model": "gemini-x", "api_key": "k"})
+    assert next(t for t in plain.models if t.name == "gemini-x").endpoint.options is None
+
+
+def test_litert_options_reach_the_sdk_config(tmp_path):
+    options = {
+        "backend": "cpu",
+        "audio_backend": "cpu",
+        "vision_backend": "npu",
+        "enable_speculative_decoding": True,
+        "cache_dir": str(tmp_path / "cache"),
+        "port": 8123,
+        "download_if_missing": True,
+    }
+    config = _config(
+        tmp_path,
+        {"kind": "lite_rt", "model_path": str(tmp_path / "m.litertlm")},
+        model_options={"litert": options},
+    )
+    assert config.backend.value == "cpu" and config.vision_backend.value == "npu"
+    assert config.enable_speculative_decoding and config.download_if_missing
+    assert (config.cache_dir, config.port) == (str(tmp_path / "cache"), 8123)
+
+
+def test_a_bad_model_option_is_an_invalid_config_naming_it(tmp_path):
+    from agy_worker.protocol import INVALID_CONFIG
+
+    with pytest.raises(RpcError) as e:
+        _config(
+            tmp_path,
+            {"kind": "gemini", "model": "g", "api_key": "k"},
+            model_options={"gemini": {"max_output_tokens": 0}},
+        )
+    assert e.value.code == INVALID_CONFIG and "max_output_tokens" in e.value.message

@@ -14,10 +14,10 @@ use crate::{
     },
     error::{Error, Result},
     gateway::ModelRetry,
-    protocol::wire::{AgentBehavior, AgentSpec, ContinuationMode, WireSecret},
+    protocol::wire::{AgentBehavior, AgentSpec, ContinuationMode, ModelOptionsSpec, WireSecret},
     sdk_config::{
-        BudgetConfig, Capabilities, CompactionConfig, InlineSkill, McpServer, RetryConfig,
-        Subagent, SystemInstructions,
+        BudgetConfig, Capabilities, CompactionConfig, GeminiOptions, InlineSkill, LiteRtOptions,
+        McpServer, RetryConfig, Subagent, SystemInstructions,
     },
     store::ConversationDirs,
     worker::child_env::EnvVars,
@@ -80,6 +80,8 @@ pub struct AgentConfig {
     pub(crate) hibernate_after: Option<Duration>,
     /// How the model gateway retries this agent's failed model calls.
     pub(crate) model_retry: ModelRetry,
+    /// Model options (Gemini's, the endpoint, an image model, LiteRT's).
+    model_options: ModelOptions,
     /// Problems found while building (a bad tool), reported by `create_agent`.
     problems: Vec<Error>,
 }
@@ -107,8 +109,64 @@ impl AgentConfig {
             confirmation_timeout: None,
             hibernate_after: None,
             model_retry: ModelRetry::default(),
+            model_options: ModelOptions::default(),
             problems: Vec::new(),
         }
+    }
+
+    /// Gemini's model options for a Gemini or Vertex AI agent: thinking level, service tier,
+    /// the longest answer.
+    ///
+    /// ```
+    /// use agy_bridge::{AgentConfig, ModelConfig};
+    /// use agy_bridge::sdk_config::{GeminiOptions, ThinkingLevel};
+    ///
+    /// let config = AgentConfig::new(ModelConfig::gemini("key").with_model("gemini-3.8-flash"))
+    ///     .gemini_options(GeminiOptions {
+    ///         thinking_level: Some(ThinkingLevel::Low),
+    ///         max_output_tokens: Some(8192),
+    ///         ..GeminiOptions::default()
+    ///     })
+    ///     // Through a company proxy that wants its own credentials:
+    ///     .model_endpoint("https://llm-proxy.internal.example.com/gemini")
+    ///     .model_header("x-proxy-token", "…");
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn gemini_options(mut self, options: GeminiOptions) -> Self {
+        self.model_options.gemini = Some(options);
+        self
+    }
+
+    /// Sends a Gemini or Vertex AI agent's model calls to `base_url` instead of Google's
+    /// endpoint (a proxy, an API gateway, a regional endpoint).
+    #[must_use]
+    pub fn model_endpoint(mut self, base_url: impl Into<String>) -> Self {
+        self.model_options.base_url = Some(base_url.into());
+        self
+    }
+
+    /// Adds an HTTP header to a Gemini or Vertex AI agent's model calls (e.g. a proxy's
+    /// credentials: the value is kept secret).
+    #[must_use]
+    pub fn model_header(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.model_options.headers.set(name, value);
+        self
+    }
+
+    /// The model a Gemini or Vertex AI agent generates images with (the SDK's
+    /// `ModelType.IMAGE` target), on the same endpoint as its text model.
+    #[must_use]
+    pub fn image_model(mut self, name: impl Into<String>) -> Self {
+        self.model_options.image_model = Some(name.into());
+        self
+    }
+
+    /// A LiteRT agent's settings beside its model file (backends, cache, port, download).
+    #[must_use]
+    pub fn litert_options(mut self, options: LiteRtOptions) -> Self {
+        self.model_options.litert = Some(options);
+        self
     }
 
     /// Sets an environment variable for this agent's harness and the commands it runs (e.g. a
@@ -406,6 +464,7 @@ impl AgentConfig {
             workspaces: self.workspaces.clone(),
             response_schema: self.response_schema.clone(),
             sdk_options: self.sdk_options.clone(),
+            model_options: self.model_options.wire(),
         }
     }
 
@@ -417,6 +476,7 @@ impl AgentConfig {
         if let Some(problem) = self.problems.first() {
             return Err(problem.clone());
         }
+        self.model_options.check(&self.model)?;
         let writes: Vec<&str> = self
             .builtin_tools
             .iter()
@@ -533,5 +593,74 @@ mod tests {
             .sdk_option("mcp_servers", serde_json::json!([]))
             .validate()
             .expect("no servers, no policy needed");
+    }
+}
+
+/// What [`AgentConfig`]'s model option methods set.
+#[derive(Debug, Clone, Default)]
+struct ModelOptions {
+    gemini: Option<GeminiOptions>,
+    base_url: Option<String>,
+    headers: EnvVars,
+    image_model: Option<String>,
+    litert: Option<LiteRtOptions>,
+}
+
+impl ModelOptions {
+    /// Refuses options the agent's kind of model has no use for.
+    fn check(&self, model: &ModelConfig) -> Result<()> {
+        let google = matches!(
+            model,
+            ModelConfig::Gemini { .. } | ModelConfig::Vertex { .. }
+        );
+        let for_google = [
+            ("gemini_options", self.gemini.is_some()),
+            ("model_endpoint", self.base_url.is_some()),
+            ("model_header", !self.headers.is_empty()),
+            ("image_model", self.image_model.is_some()),
+        ];
+        if let Some((name, _)) = for_google.iter().find(|(_, set)| *set && !google) {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "{name} applies to Gemini and Vertex AI models, not to {}",
+                    model.describe()
+                ),
+            });
+        }
+        if self.litert.is_some() && !matches!(model, ModelConfig::LiteRt { .. }) {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "litert_options applies to LiteRT models, not to {}",
+                    model.describe()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn wire(&self) -> Option<ModelOptionsSpec> {
+        let spec = ModelOptionsSpec {
+            gemini: self
+                .gemini
+                .as_ref()
+                .and_then(|g| serde_json::to_value(g).ok()),
+            base_url: self.base_url.clone(),
+            http_headers: self
+                .headers
+                .exposed()
+                .map(|(name, value)| (name.to_owned(), WireSecret(value.to_owned())))
+                .collect(),
+            image_model: self.image_model.clone(),
+            litert: self
+                .litert
+                .as_ref()
+                .and_then(|l| serde_json::to_value(l).ok()),
+        };
+        let empty = spec.gemini.is_none()
+            && spec.base_url.is_none()
+            && spec.http_headers.is_empty()
+            && spec.image_model.is_none()
+            && spec.litert.is_none();
+        (!empty).then_some(spec)
     }
 }

@@ -223,6 +223,27 @@ pub(crate) enum ModelSpec {
     },
 }
 
+/// A model's options: Gemini's (`GeminiModelOptions`), where its calls go (the endpoint's
+/// `base_url` and `http_headers`), a second model for images, LiteRT's settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ModelOptionsSpec {
+    /// `GeminiModelOptions` fields: `thinking_level`, `service_tier`, `max_output_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gemini: Option<Value>,
+    /// The endpoint's base URL instead of Google's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Extra HTTP headers of the model calls (may hold credentials).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_headers: BTreeMap<String, WireSecret>,
+    /// The model for image generation (`ModelType.IMAGE`), on the same endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_model: Option<String>,
+    /// `LiteRTAgentConfig` fields beside `model_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub litert: Option<Value>,
+}
+
 impl ModelSpec {
     /// The provider and model as the OpenTelemetry GenAI conventions name them
     /// (`gen_ai.provider.name`, `gen_ai.request.model`); `default` when the SDK picks it.
@@ -334,6 +355,9 @@ pub(crate) struct AgentSpec {
     /// Further SDK config fields by their SDK names (validated by the SDK).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk_options: Option<Value>,
+    /// Model options beyond the model itself (absent: the SDK's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_options: Option<ModelOptionsSpec>,
 }
 
 /// `agent/create` params.

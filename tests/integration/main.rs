@@ -21,6 +21,7 @@ mod leaks;
 mod mcp;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod model_options;
 #[cfg(feature = "otel")]
 mod otlp;
 mod policies;
