@@ -86,6 +86,18 @@ pub enum SystemInstructions {
     },
 }
 
+impl From<&str> for SystemInstructions {
+    fn from(text: &str) -> Self {
+        Self::Append(text.to_owned())
+    }
+}
+
+impl From<String> for SystemInstructions {
+    fn from(text: String) -> Self {
+        Self::Append(text)
+    }
+}
+
 /// A titled section of templated system instructions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstructionSection {
@@ -162,6 +174,19 @@ pub struct BudgetConfig {
     /// Total tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_total_tokens: Option<u64>,
+    /// What the limits count (the SDK's default: [`BudgetScope::Lifetime`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<BudgetScope>,
+}
+
+/// What a [`BudgetConfig`]'s limits count (the SDK's `BudgetScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BudgetScope {
+    /// Everything since the conversation began.
+    Lifetime,
+    /// What is spent from when the budget was set, or the conversation resumed.
+    ForwardLooking,
 }
 
 /// The harness's model retries. (They did not apply to HTTP errors on the OpenAI path in the
@@ -423,22 +448,93 @@ impl McpServer {
     }
 }
 
-/// A subagent the agent may delegate to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// A subagent the agent may delegate to (the SDK's `SubagentConfig`).
+///
+/// ```
+/// use agy_bridge::sdk_config::{Subagent, SubagentCapabilities, SubagentSkills};
+///
+/// let reviewer = Subagent {
+///     name: "reviewer".into(),
+///     description: "Reviews a change for bugs.".into(),
+///     system_instructions: Some("Be terse.".into()),
+///     capabilities: Some(SubagentCapabilities {
+///         enabled_tools: Some(vec!["view_file".into(), "grep_search".into()]),
+///         ..SubagentCapabilities::default()
+///     }),
+///     skills: Some(SubagentSkills::Inherit {
+///         skill_names: vec!["code-review".into()],
+///         extra_skills_paths: vec![],
+///     }),
+///     ..Subagent::default()
+/// };
+/// # let _ = reviewer;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Subagent {
     /// Name.
     pub name: String,
     /// When to use it.
     pub description: String,
-    /// Its system instructions.
+    /// Its system instructions, in any of the SDK's forms (appended, custom, templated).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_instructions: Option<String>,
+    pub system_instructions: Option<SystemInstructions>,
     /// Tools it may use, by name (Rust tools of the parent agent or built-ins).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
     /// Model name, if different from the parent's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Its built-in tools and behaviour (the SDK's default: read-only tools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<SubagentCapabilities>,
+    /// Which skills it sees (the SDK's default: all of the parent's).
+    #[serde(rename = "skills_config", skip_serializing_if = "Option::is_none")]
+    pub skills: Option<SubagentSkills>,
+}
+
+/// A subagent's built-in tools and behaviour (the SDK's `SubagentCapabilities`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SubagentCapabilities {
+    /// Its behaviour (the SDK's default: autonomous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_behavior: Option<crate::protocol::wire::AgentBehavior>,
+    /// The subagents it may call in turn (`None`: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_subagents: Option<Vec<String>>,
+    /// The built-in tools it gets, by SDK name (exclusive with `disabled_tools`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_tools: Option<Vec<String>>,
+    /// The built-in tools it does not get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_tools: Option<Vec<String>>,
+    /// Its `run_command` settings.
+    #[serde(rename = "run_command_config", skip_serializing_if = "Option::is_none")]
+    pub run_command: Option<RunCommandConfig>,
+}
+
+/// Which skills a subagent sees (the SDK's `SubagentSkillsConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SubagentSkills {
+    /// The parent's (only those named, when any are), plus skills from more directories.
+    #[serde(rename = "inherit_config")]
+    Inherit {
+        /// The parent's skills it gets (empty: all).
+        skill_names: Vec<String>,
+        /// Further directories of `SKILL.md` files.
+        extra_skills_paths: Vec<PathBuf>,
+    },
+    /// None at all (and no `lookup_skill`).
+    #[serde(rename = "none_config")]
+    None {},
+    /// These instead of the parent's (at least one). The local harness of SDK 0.1.22 refuses
+    /// `inline_skills` here (the agent fails to start, saying so): use `skills_paths`.
+    #[serde(rename = "override_config")]
+    Override {
+        /// Directories of `SKILL.md` files.
+        skills_paths: Vec<PathBuf>,
+        /// Skills given inline.
+        inline_skills: Vec<InlineSkill>,
+    },
 }
 
 /// Skills from directories on disk.
@@ -537,4 +633,80 @@ pub enum LiteRtBackend {
     Gpu,
     /// The NPU.
     Npu,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The shapes the worker's tests feed the SDK with (`tests/test_host.py`).
+    #[test]
+    fn subagents_budgets_and_model_options_serialize_to_the_sdk_s_field_names() {
+        let subagent = Subagent {
+            name: "reviewer".into(),
+            description: "Reviews.".into(),
+            system_instructions: Some("Be terse.".into()),
+            capabilities: Some(SubagentCapabilities {
+                agent_behavior: Some(crate::protocol::wire::AgentBehavior::Minimal),
+                enabled_tools: Some(vec!["view_file".into()]),
+                run_command: Some(RunCommandConfig {
+                    enable_sandbox: true,
+                    ..RunCommandConfig::default()
+                }),
+                ..SubagentCapabilities::default()
+            }),
+            skills: Some(SubagentSkills::Inherit {
+                skill_names: vec!["checklist".into()],
+                extra_skills_paths: vec![],
+            }),
+            ..Subagent::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&subagent).unwrap(),
+            json!({
+                "name": "reviewer",
+                "description": "Reviews.",
+                "system_instructions": "Be terse.",
+                "capabilities": {
+                    "agent_behavior": "minimal",
+                    "enabled_tools": ["view_file"],
+                    "run_command_config": {"enable_daemons": false, "enable_sandbox": true},
+                },
+                "skills_config": {"inherit_config": {"skill_names": ["checklist"], "extra_skills_paths": []}},
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(SubagentSkills::None {}).unwrap(),
+            json!({"none_config": {}})
+        );
+        let budget = BudgetConfig {
+            max_model_calls: Some(3),
+            scope: Some(BudgetScope::ForwardLooking),
+            ..BudgetConfig::default()
+        };
+        assert_eq!(
+            serde_json::to_value(budget).unwrap(),
+            json!({"max_model_calls": 3, "scope": "FORWARD_LOOKING"})
+        );
+        let options = GeminiOptions {
+            thinking_level: Some(ThinkingLevel::ExtraHigh),
+            service_tier: Some(ServiceTier::Priority),
+            max_output_tokens: Some(10),
+        };
+        assert_eq!(
+            serde_json::to_value(options).unwrap(),
+            json!({"thinking_level": "extra_high", "service_tier": "priority", "max_output_tokens": 10})
+        );
+        let litert = LiteRtOptions {
+            backend: Some(LiteRtBackend::Cpu),
+            port: Some(8123),
+            ..LiteRtOptions::default()
+        };
+        assert_eq!(
+            serde_json::to_value(litert).unwrap(),
+            json!({"backend": "cpu", "port": 8123})
+        );
+    }
 }

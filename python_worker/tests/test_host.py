@@ -262,3 +262,40 @@ def test_a_bad_model_option_is_an_invalid_config_naming_it(tmp_path):
             model_options={"gemini": {"max_output_tokens": 0}},
         )
     assert e.value.code == INVALID_CONFIG and "max_output_tokens" in e.value.message
+
+
+def test_subagent_capabilities_skills_and_the_budget_scope_reach_the_sdk_config(tmp_path):
+    # As agy_bridge::sdk_config serializes them (checked on the Rust side).
+    subagent = {
+        "name": "reviewer",
+        "description": "Reviews.",
+        "system_instructions": {
+            "identity": "You review.",
+            "sections": [{"title": "Style", "content": "Terse."}],
+        },
+        "capabilities": {
+            "agent_behavior": "minimal",
+            "enabled_tools": ["view_file"],
+            "run_command_config": {"enable_daemons": False, "enable_sandbox": True},
+        },
+        "skills_config": {
+            "inherit_config": {"skill_names": ["checklist"], "extra_skills_paths": [str(tmp_path)]}
+        },
+    }
+    none = {"name": "plain", "description": "No skills.", "skills_config": {"none_config": {}}}
+    config = _config(
+        tmp_path,
+        {"kind": "openai_compatible", "model": "m", "base_url": "http://127.0.0.1:1/v1"},
+        sdk_options={
+            "subagents": [subagent, none],
+            "budget_config": {"max_model_calls": 3, "scope": "FORWARD_LOOKING"},
+        },
+    )
+    reviewer, plain = config.subagents
+    assert reviewer.capabilities.agent_behavior.value == "minimal"
+    assert [t.value for t in reviewer.capabilities.enabled_tools] == ["view_file"]
+    assert reviewer.capabilities.run_command_config.enable_sandbox
+    assert reviewer.skills_config.inherit_config.skill_names == ["checklist"]
+    assert reviewer.system_instructions.identity == "You review."
+    assert plain.skills_config.none_config is not None
+    assert config.budget_config.scope.value == "FORWARD_LOOKING"

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use agy_bridge::{
     AgentBehavior, Bridge, BuiltinTool, Error, PolicyRule,
     sdk_config::{
-        BudgetConfig, Capabilities, CompactionConfig, InstructionSection, McpServer,
+        BudgetConfig, BudgetScope, Capabilities, CompactionConfig, InstructionSection, McpServer,
         SystemInstructions,
     },
     testing::Reply,
@@ -89,6 +89,56 @@ async fn a_budget_stops_the_turn_with_its_stop_reason() {
     let outcome = o.unwrap();
     assert_eq!(outcome.stop_reason, "MAX_MODEL_CALLS_EXCEEDED");
     assert_eq!(model.requests().len(), 1, "no second model call");
+    bridge.shutdown().await;
+}
+
+/// `BudgetScope`: a lifetime budget spent before a hibernation stays spent after it; a
+/// forward-looking one counts again from the resume. (The harness checks the budget after
+/// each model call: the call that reaches it still happens, the next does not.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_budget_scope_decides_whether_a_resumed_conversation_starts_over() {
+    let (bridge, model, _data) = start().await;
+    let tool = FnTool::new(
+        "step",
+        "One step.",
+        json!({"type": "object", "properties": {}}),
+        |_, _| async { Ok(json!("stepped")) },
+    );
+    for (scope, calls_after_resume) in
+        [(BudgetScope::Lifetime, 1), (BudgetScope::ForwardLooking, 2)]
+    {
+        let agent = bridge
+            .create_agent(
+                agent_config(&model)
+                    .tool(tool.clone())
+                    .budget(BudgetConfig {
+                        max_model_calls: Some(2),
+                        scope: Some(scope),
+                        ..BudgetConfig::default()
+                    }),
+            )
+            .await
+            .unwrap();
+        // One model call of two.
+        let (_, o) = collect(agent.chat("first").await.unwrap()).await;
+        assert_ne!(
+            o.unwrap().stop_reason,
+            "MAX_MODEL_CALLS_EXCEEDED",
+            "{scope:?}"
+        );
+        agent.disconnect().await.unwrap();
+        // A turn that needs two: a tool call, then the answer.
+        let before = model.requests().len();
+        model.push(Reply::tool_call("step", json!({})));
+        let (_, o) = collect(agent.chat("after the pause").await.unwrap()).await;
+        let outcome = o.unwrap();
+        assert_eq!(
+            model.requests().len() - before,
+            calls_after_resume,
+            "{scope:?}: {outcome:?}"
+        );
+        agent.close().await.unwrap();
+    }
     bridge.shutdown().await;
 }
 
@@ -284,6 +334,64 @@ async fn the_lightweight_preset_offers_the_minimal_tools_and_needs_a_policy() {
             .iter()
             .any(|t| t == "generate_image" || t == "read_url_content"),
         "more than the minimal set: {offered:?}"
+    );
+    bridge.shutdown().await;
+}
+
+/// A subagent with its own capabilities, skills and templated instructions: the SDK and the
+/// harness take it, and the model is offered it by name and description.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subagent_with_capabilities_and_skills_is_offered_to_the_model() {
+    use agy_bridge::sdk_config::{Subagent, SubagentCapabilities, SubagentSkills};
+    let (bridge, model, _data) = start().await;
+    let skills = tempfile::tempdir().unwrap();
+    std::fs::create_dir(skills.path().join("checklist")).unwrap();
+    std::fs::write(
+        skills.path().join("checklist").join("SKILL.md"),
+        "---\nname: checklist\ndescription: A review checklist.\n---\nCheck the error paths.\n",
+    )
+    .unwrap();
+    let reviewer = Subagent {
+        name: "reviewer".into(),
+        description: "Reviews a change for correctness bugs.".into(),
+        system_instructions: Some(SystemInstructions::Templated {
+            identity: "You review code.".into(),
+            sections: vec![InstructionSection {
+                title: "Style".into(),
+                content: "Be terse.".into(),
+            }],
+        }),
+        capabilities: Some(SubagentCapabilities {
+            agent_behavior: Some(AgentBehavior::Minimal),
+            enabled_tools: Some(vec!["view_file".into()]),
+            ..SubagentCapabilities::default()
+        }),
+        skills: Some(SubagentSkills::Override {
+            skills_paths: vec![skills.path().to_owned()],
+            inline_skills: vec![],
+        }),
+        ..Subagent::default()
+    };
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .capabilities(Capabilities {
+                    enable_subagents: Some(true),
+                    ..Capabilities::default()
+                })
+                .builtin_tool("invoke_subagent")
+                .policy(agy_bridge::PolicyRule::allow_all())
+                .subagent(reviewer),
+        )
+        .await
+        .unwrap();
+    common::chat_ok(&agent, "hello").await;
+    let request = model.requests().pop().unwrap();
+    let offered = format!("{:?} {:?}", request.tools(), request.system_prompt());
+    assert!(offered.contains("reviewer"), "{offered}");
+    assert!(
+        offered.contains("Reviews a change for correctness bugs."),
+        "{offered}"
     );
     bridge.shutdown().await;
 }
