@@ -21,6 +21,74 @@ pub enum Part {
     },
     /// A local file; the SDK reads it and guesses the type from its name.
     File(PathBuf),
+    /// A media or file part with a description of it for the model (build it with
+    /// [`Part::described`]). The harness of SDK 0.1.22 passes descriptions to Gemini models
+    /// only: on the OpenAI-compatible path it drops them.
+    Described {
+        /// The media or file part.
+        part: Box<Part>,
+        /// What it shows.
+        description: String,
+    },
+    /// A slash command: [`SlashCommand::Plan`] makes the agent plan before it acts.
+    SlashCommand(SlashCommand),
+}
+
+/// The SDK's built-in slash commands (`BuiltinSlashCommandName`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlashCommand {
+    /// Plan carefully before executing the task: the agent writes an implementation plan
+    /// first and waits for approval.
+    Plan,
+}
+
+impl SlashCommand {
+    /// The SDK's name of the command.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+        }
+    }
+}
+
+impl Part {
+    /// This media or file part with a description for the model.
+    ///
+    /// ```
+    /// use agy_bridge::Part;
+    ///
+    /// let chart = Part::File("q3.png".into()).described("Revenue by quarter, 2026");
+    /// # let _ = chart;
+    /// ```
+    #[must_use]
+    pub fn described(self, description: impl Into<String>) -> Self {
+        Self::Described {
+            part: Box::new(self),
+            description: description.into(),
+        }
+    }
+
+    fn to_wire(&self, description: Option<&str>) -> PromptPart {
+        let description = description.map(str::to_owned);
+        match self {
+            Self::Text(text) => PromptPart::Text { text: text.clone() },
+            Self::Media { data, mime_type } => PromptPart::Media {
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+                mime_type: mime_type.clone(),
+                description,
+            },
+            Self::File(path) => PromptPart::File {
+                path: path.clone(),
+                description,
+            },
+            Self::Described { part, description } => part.to_wire(Some(description)),
+            Self::SlashCommand(command) => PromptPart::SlashCommand {
+                slash_command: command.name().to_owned(),
+            },
+        }
+    }
 }
 
 /// What a prompt is made of: anything that converts into it can be passed to
@@ -66,25 +134,16 @@ impl Content {
         ])
     }
 
-    /// The content as the worker receives it: a string, or a list of
-    /// `{"text"}` / `{"data": base64, "mime_type"}` / `{"path"}` objects.
+    /// The content as the worker receives it: a string, or a list of `{"text"}` /
+    /// `{"data": base64, "mime_type", "description"?}` / `{"path", "description"?}` /
+    /// `{"slash_command"}` objects.
     #[must_use]
     pub(crate) fn to_wire(&self) -> Prompt {
         match self {
             Self::Text(text) => Prompt::Text(text.clone()),
-            Self::Parts(parts) => Prompt::Parts(
-                parts
-                    .iter()
-                    .map(|part| match part {
-                        Part::Text(text) => PromptPart::Text { text: text.clone() },
-                        Part::Media { data, mime_type } => PromptPart::Media {
-                            data: base64::engine::general_purpose::STANDARD.encode(data),
-                            mime_type: mime_type.clone(),
-                        },
-                        Part::File(path) => PromptPart::File { path: path.clone() },
-                    })
-                    .collect(),
-            ),
+            Self::Parts(parts) => {
+                Prompt::Parts(parts.iter().map(|part| part.to_wire(None)).collect())
+            }
         }
     }
 }
@@ -104,5 +163,33 @@ impl From<String> for Content {
 impl From<Vec<Part>> for Content {
     fn from(parts: Vec<Part>) -> Self {
         Self::Parts(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_and_slash_commands_travel_to_the_worker() {
+        let content = Content::Parts(vec![
+            Part::SlashCommand(SlashCommand::Plan),
+            Part::File("chart.png".into()).described("a chart"),
+            Part::Media {
+                data: vec![1, 2],
+                mime_type: "image/png".into(),
+            }
+            .described("bytes"),
+            Part::Text("look".into()),
+        ]);
+        assert_eq!(
+            serde_json::to_value(content.to_wire()).unwrap(),
+            serde_json::json!([
+                {"slash_command": "plan"},
+                {"path": "chart.png", "description": "a chart"},
+                {"data": "AQI=", "mime_type": "image/png", "description": "bytes"},
+                {"text": "look"},
+            ])
+        );
     }
 }

@@ -64,7 +64,7 @@ pub use config::{
     AgentConfig, BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT,
     ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY, ModelConfig, default_data_dir,
 };
-pub use content::{Content, Part};
+pub use content::{Content, Part, SlashCommand};
 pub use error::{AgentErrorKind, Error, Result};
 pub use gateway::ModelRetry;
 pub use hooks::Hooks;
@@ -80,6 +80,7 @@ pub use streaming::ChatResponse;
 pub use tools::{FnTool, Tool, ToolContext, ToolError};
 pub use types::{
     ChatEvent, ChatOutcome, ConversationState, SandboxStatus, Step, StepToolCall, Usage,
+    WorkflowProgress,
 };
 pub use worker::{
     StartupTimings,

@@ -179,6 +179,35 @@ pub struct Step {
     /// Structured output of a `FINISH` step.
     #[serde(default)]
     pub structured_output: Option<serde_json::Value>,
+    /// The trajectory that started this one (a subagent's parent); empty for the main one.
+    #[serde(default)]
+    pub parent_trajectory_id: String,
+    /// How deep in subagents the step is (0: the main agent).
+    #[serde(default)]
+    pub depth: u32,
+    /// Whom the step addresses: `TARGET_USER`, `TARGET_ENVIRONMENT`, …
+    #[serde(default)]
+    pub target: String,
+    /// A `run_workflow` step's progress and output.
+    #[serde(default)]
+    pub workflow_progress: Option<WorkflowProgress>,
+}
+
+/// The progress of a `run_workflow` step (the SDK's `WorkflowProgress`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WorkflowProgress {
+    /// The workflow script's path, when it runs from a file.
+    #[serde(default)]
+    pub script_path: String,
+    /// The script's source, when the model wrote it inline.
+    #[serde(default)]
+    pub script: String,
+    /// What the run is for.
+    #[serde(default)]
+    pub description: String,
+    /// Its log and result so far.
+    #[serde(default)]
+    pub output: String,
 }
 
 /// A snapshot of an agent's conversation counters.

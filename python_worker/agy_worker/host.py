@@ -203,7 +203,8 @@ def google_model(kind: str, model: dict[str, Any], options: dict[str, Any]) -> d
 
 
 def to_prompt(prompt: Any) -> Any:
-    """A text prompt, or a list of parts: {"text"} or {"data" (base64), "mime_type"} or {"path"}."""
+    """A text prompt, or a list of parts: {"text"}, {"data" (base64), "mime_type", "description"?},
+    {"path", "description"?} or {"slash_command"}."""
     if isinstance(prompt, str):
         if not prompt.strip():
             raise RpcError(INVALID_PARAMS, "prompt must not be empty")
@@ -217,6 +218,8 @@ def to_prompt(prompt: Any) -> Any:
         try:
             if "text" in part:
                 parts.append(part["text"])
+            elif "slash_command" in part:
+                parts.append(t.SlashCommand(name=t.BuiltinSlashCommandName(part["slash_command"])))
             elif "path" in part:
                 parts.append(t.from_file(part["path"], part.get("description")))
             else:
@@ -257,6 +260,7 @@ def dedupe_steps(history: list[Any]) -> list[dict[str, Any]]:
 
 STEP_FIELDS: tuple[str, ...] = ("id", "step_index", "trajectory_id", "type", "source", "status", "content")
 STEP_FIELDS += ("thinking", "tool_calls", "error", "http_code", "is_complete_response", "structured_output")
+STEP_FIELDS += ("parent_trajectory_id", "depth", "target", "workflow_progress")
 
 
 def make_step_hook(peer: Peer, hosted: Any) -> Any:

@@ -299,3 +299,22 @@ def test_subagent_capabilities_skills_and_the_budget_scope_reach_the_sdk_config(
     assert reviewer.system_instructions.identity == "You review."
     assert plain.skills_config.none_config is not None
     assert config.budget_config.scope.value == "FORWARD_LOOKING"
+
+
+def test_media_descriptions_and_slash_commands_become_the_sdk_s_content(tmp_path):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+    path = tmp_path / "chart.png"
+    path.write_bytes(base64.b64decode(png))
+    parts = to_prompt(
+        [
+            {"slash_command": "plan"},
+            {"text": "look"},
+            {"data": png, "mime_type": "image/png", "description": "a chart"},
+            {"path": str(path), "description": "the same chart"},
+        ]
+    )
+    assert parts[0] == t.SlashCommand(name=t.BuiltinSlashCommandName.PLAN)
+    assert parts[2].description == "a chart" and parts[3].description == "the same chart"
+    with pytest.raises(RpcError) as e:
+        to_prompt([{"slash_command": "no-such-command"}])
+    assert e.value.code == INVALID_PARAMS

@@ -164,6 +164,10 @@ MAPPED = {
     "SubagentSkillsConfig.inherit_config": "`SubagentSkills::Inherit`",
     "SubagentSkillsConfig.none_config": "`SubagentSkills::None`",
     "SubagentSkillsConfig.override_config": "`SubagentSkills::Override`",
+    "_BaseMedia.description": (
+        "`Part::described` (the harness passes it to Gemini models only: on the OpenAI-compatible "
+        "path it reaches neither the model request nor the history, checked)"
+    ),
 }
 
 # SDK name -> why Rust does not reach it (yet).
@@ -174,10 +178,6 @@ NOT_MAPPED = {
     "AgentConfig.triggers": "not yet (issue 21, item 6: triggers as typed events)",
     "CapabilitiesConfig.compaction_threshold": "reachable through `CompactionConfig::token_threshold`",
     "CapabilitiesConfig.finish_tool_schema_json": "set by the SDK from `response_schema`",
-    "_BaseMedia.description": (
-        "not yet (issue 21, item 5): the harness drops it on the OpenAI path (checked: it reaches "
-        "neither the model request nor the history), so it cannot be shown to take effect offline"
-    ),
     "policy.enforce": "the SDK's internal glue (turns policies into its decide hook)",
     "policy.flatten_policies": "the SDK's internal glue (the worker hands it flat lists)",
 }

@@ -402,11 +402,22 @@ pub(crate) enum PromptPart {
         data: String,
         /// Their MIME type.
         mime_type: String,
+        /// What they show.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
     },
     /// A local file the SDK reads.
     File {
         /// Its path.
         path: PathBuf,
+        /// What it shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    /// A slash command (`BuiltinSlashCommandName`, e.g. `plan`).
+    SlashCommand {
+        /// Its name.
+        slash_command: String,
     },
 }
 

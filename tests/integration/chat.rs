@@ -166,3 +166,27 @@ async fn a_stalled_model_times_out_or_is_cancelled_and_the_agent_stays_usable() 
     common::chat_ok(&agent, "and now?").await;
     bridge.shutdown().await;
 }
+
+/// `SlashCommand::Plan` reaches the harness, which hands it to the model as `/plan` before the
+/// request; a prompt without it has none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_slash_command_reaches_the_model() {
+    use agy_bridge::{Part, SlashCommand};
+    let (bridge, model, _data) = start().await;
+    let agent = bridge.create_agent(agent_config(&model)).await.unwrap();
+    let prompt = vec![
+        Part::SlashCommand(SlashCommand::Plan),
+        Part::Text("Add a cache".into()),
+    ];
+    let (_, outcome) = collect(agent.chat(prompt).await.unwrap()).await;
+    outcome.unwrap();
+    common::chat_ok(&agent, "and then?").await;
+    let prompts: Vec<String> = model
+        .requests()
+        .iter()
+        .map(|r| r.last_user_prompt().unwrap_or_default())
+        .collect();
+    assert!(prompts[0].contains("/plan Add a cache"), "{prompts:?}");
+    assert!(!prompts[1].contains("/plan"), "{prompts:?}");
+    bridge.shutdown().await;
+}

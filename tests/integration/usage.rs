@@ -91,3 +91,72 @@ async fn running_totals_and_cost_survive_hibernation_and_a_new_bridge() {
     assert_eq!((outcome.cost, outcome.conversation_cost), (None, None));
     bridge.shutdown().await;
 }
+
+/// A real subagent run (the scripted model asks for it with `invoke_subagent`): its steps name
+/// the main trajectory as their parent, and the turn reports the subagent's usage under its
+/// trajectory id, apart from the turn's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subagent_s_steps_name_their_parent_and_its_usage_is_its_own() {
+    use agy_bridge::{
+        ChatEvent,
+        sdk_config::{Capabilities, Subagent},
+        testing::Reply,
+    };
+    use futures::StreamExt;
+    use serde_json::json;
+
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data)).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .capabilities(Capabilities {
+                    enable_subagents: Some(true),
+                    ..Capabilities::default()
+                })
+                .builtin_tool("invoke_subagent")
+                .policy(agy_bridge::PolicyRule::allow_all())
+                .subagent(Subagent {
+                    name: "reviewer".into(),
+                    description: "Reviews a change.".into(),
+                    ..Subagent::default()
+                }),
+        )
+        .await
+        .unwrap();
+    model.push(Reply::tool_call(
+        "invoke_subagent",
+        json!({
+            "Subagents": [{"TypeName": "reviewer", "Role": "Code Reviewer", "Prompt": "Review the change"}],
+            "toolSummary": "Review",
+            "toolAction": "Reviewing",
+        }),
+    ));
+    let mut reply = agent.chat("delegate the review").await.unwrap();
+    let mut steps = Vec::new();
+    while let Some(event) = reply.next().await {
+        if let ChatEvent::Step { step } = event {
+            steps.push(step);
+        }
+    }
+    let outcome = reply.finish().await.unwrap();
+    let main = steps[0].trajectory_id.clone();
+    let sub: Vec<_> = steps.iter().filter(|s| s.trajectory_id != main).collect();
+    assert!(!sub.is_empty(), "no subagent step: {steps:?}");
+    assert!(
+        sub.iter().all(|s| s.parent_trajectory_id == main),
+        "{sub:?}"
+    );
+    assert!(
+        steps.iter().any(|s| s.target == "TARGET_ENVIRONMENT"),
+        "{steps:?}"
+    );
+    let usage = outcome
+        .subagent_usage
+        .get(&sub[0].trajectory_id)
+        .unwrap_or_else(|| panic!("no usage for the subagent: {outcome:?}"));
+    assert!(usage.prompt_tokens.unwrap_or(0) > 0, "{usage:?}");
+    assert!(!outcome.subagent_usage.contains_key(&main));
+    bridge.shutdown().await;
+}
