@@ -16,8 +16,9 @@ use crate::{
     gateway::ModelRetry,
     protocol::wire::{AgentBehavior, AgentSpec, ContinuationMode, ModelOptionsSpec, WireSecret},
     sdk_config::{
-        BudgetConfig, Capabilities, CompactionConfig, GeminiOptions, InlineSkill, LiteRtOptions,
-        McpServer, RetryConfig, Subagent, SystemInstructions,
+        ApiRetry, BudgetConfig, BuiltinTool, Capabilities, CompactionConfig, GeminiOptions,
+        InlineSkill, LiteRtOptions, McpServer, RetryConfig, Subagent, SystemInstructions,
+        ThinkingLevel,
     },
     store::ConversationDirs,
     worker::child_env::EnvVars,
@@ -298,6 +299,49 @@ impl AgentConfig {
         } else {
             self.compaction(CompactionConfig {
                 token_threshold: Some(65_536),
+            })
+        }
+    }
+
+    /// The SDK's `.eval()` preset, the product-neutral set-up for benchmarks and evaluation
+    /// suites: every default built-in but image generation (unless built-ins were chosen),
+    /// no subagents, `run_command` with daemons, an `allow_all` policy unless policies are
+    /// set, API retries without limit (1 s first pause) unless retries are set, and for Gemini
+    /// and Vertex AI models thinking at [`ThinkingLevel::High`] unless a level is set. (The
+    /// SDK refuses its thinking default on other models; here they keep theirs.)
+    #[must_use]
+    pub fn eval(mut self) -> Self {
+        if self.builtin_tools.is_empty() && self.capabilities.disabled_tools.is_empty() {
+            self.capabilities.disabled_tools = vec![BuiltinTool::GenerateImage];
+        }
+        self.capabilities.enable_subagents = Some(false);
+        let mut run_command = self.capabilities.run_command.take().unwrap_or_default();
+        run_command.enable_daemons = true;
+        self.capabilities.run_command = Some(run_command);
+        if self.policies.is_empty() {
+            self.policies.push(PolicyRule::allow_all());
+        }
+        if matches!(model_kind(&self.model), ModelKind::Google) {
+            let options = self
+                .model_options
+                .gemini
+                .get_or_insert_with(GeminiOptions::default);
+            options.thinking_level.get_or_insert(ThinkingLevel::High);
+        }
+        let retries_set = self
+            .sdk_options
+            .as_ref()
+            .is_some_and(|o| o.get("retry_config").is_some());
+        if retries_set {
+            self
+        } else {
+            self.retry(RetryConfig {
+                api_retry: Some(ApiRetry {
+                    max_retries: Some(u32::MAX),
+                    initial_sleep_duration_ms: Some(1000),
+                    ..ApiRetry::default()
+                }),
+                ..RetryConfig::default()
             })
         }
     }
@@ -606,6 +650,21 @@ struct ModelOptions {
     litert: Option<LiteRtOptions>,
 }
 
+/// What kind of model options apply.
+enum ModelKind {
+    Google,
+    LiteRt,
+    Other,
+}
+
+fn model_kind(model: &ModelConfig) -> ModelKind {
+    match model {
+        ModelConfig::Gemini { .. } | ModelConfig::Vertex { .. } => ModelKind::Google,
+        ModelConfig::LiteRt { .. } => ModelKind::LiteRt,
+        _ => ModelKind::Other,
+    }
+}
+
 impl ModelOptions {
     /// Refuses options the agent's kind of model has no use for.
     fn check(&self, model: &ModelConfig) -> Result<()> {
@@ -627,7 +686,7 @@ impl ModelOptions {
                 ),
             });
         }
-        if self.litert.is_some() && !matches!(model, ModelConfig::LiteRt { .. }) {
+        if self.litert.is_some() && !matches!(model_kind(model), ModelKind::LiteRt) {
             return Err(Error::InvalidConfig {
                 message: format!(
                     "litert_options applies to LiteRT models, not to {}",

@@ -151,3 +151,48 @@ async fn model_options_for_another_kind_of_model_are_refused() {
     }
     bridge.shutdown().await;
 }
+
+/// The `.eval()` preset: every default built-in but image generation, with a policy so the
+/// write tools are allowed, and for Gemini thinking at `high` in the model request.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_eval_preset_offers_the_default_tools_and_thinks_high_on_gemini() {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data)).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let agent = bridge
+        .create_agent(common::agent_config(&model).eval())
+        .await
+        .unwrap();
+    common::chat_ok(&agent, "hello").await;
+    let offered = model.requests().pop().unwrap().tool_names();
+    assert!(offered.iter().any(|t| t == "run_command"), "{offered:?}");
+    assert!(!offered.iter().any(|t| t.contains("image")), "{offered:?}");
+    assert!(
+        !offered.iter().any(|t| t.contains("subagent")),
+        "{offered:?}"
+    );
+    agent.close().await.unwrap();
+
+    let (addr, got) = recording_endpoint().await;
+    let gemini = bridge
+        .create_agent(
+            AgentConfig::new(ModelConfig::gemini("probe-key").with_model("gemini-probe"))
+                .model_endpoint(format!("http://{addr}"))
+                .eval(),
+        )
+        .await
+        .unwrap();
+    let (_, outcome) = collect(gemini.chat("hello").await.unwrap()).await;
+    assert!(outcome.is_err(), "the endpoint refuses every call");
+    let requests = got.lock().clone();
+    let call = requests
+        .iter()
+        .find(|r| r.path.contains("gemini-probe"))
+        .unwrap_or_else(|| panic!("no model call: {requests:?}"));
+    let body: serde_json::Value = serde_json::from_str(&call.body).unwrap();
+    let thinking = body["generationConfig"]["thinkingConfig"]
+        .to_string()
+        .to_lowercase();
+    assert!(thinking.contains("high"), "{body}");
+    bridge.shutdown().await;
+}
