@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::protocol::wire::{Prompt, PromptPart};
+use crate::protocol::wire::{Prompt, PromptPart, WorkflowSpec};
 use base64::Engine;
 
 /// One part of a prompt.
@@ -163,6 +163,71 @@ impl From<String> for Content {
 impl From<Vec<Part>> for Content {
     fn from(parts: Vec<Part>) -> Self {
         Self::Parts(parts)
+    }
+}
+
+/// A workflow for [`crate::Agent::run_workflow`] (the SDK's beta `run_workflow`): a Python
+/// script of the SDK's workflow primitives (`phase`, `log`, `agent`, `parallel`, `pipeline`),
+/// which the harness runs and reports on. Needs subagents enabled and the `run_workflow`
+/// built-in (write tools: a policy too).
+///
+/// ```
+/// use agy_bridge::Workflow;
+///
+/// let from_file = Workflow::script("/srv/repo/workflows/triage.py").description("Triage new bugs");
+/// let inline = Workflow::source("phase(\"collect\")\nlog(\"collecting\")\n");
+/// # let _ = (from_file, inline);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    script: WorkflowScript,
+    description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WorkflowScript {
+    Path(PathBuf),
+    Source(String),
+}
+
+impl Workflow {
+    /// The workflow script at `path` (relative paths are taken from the agent's first
+    /// workspace).
+    #[must_use]
+    pub fn script(path: impl Into<PathBuf>) -> Self {
+        Self {
+            script: WorkflowScript::Path(path.into()),
+            description: String::new(),
+        }
+    }
+
+    /// A workflow given as source; the worker checks it as the SDK does and runs it from a
+    /// temporary file it removes afterwards.
+    #[must_use]
+    pub fn source(source: impl Into<String>) -> Self {
+        Self {
+            script: WorkflowScript::Source(source.into()),
+            description: String::new(),
+        }
+    }
+
+    /// What the run is for (shown to the model and in the progress).
+    #[must_use]
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    pub(crate) fn to_wire(&self) -> WorkflowSpec {
+        let (script_path, source) = match &self.script {
+            WorkflowScript::Path(path) => (Some(path.clone()), None),
+            WorkflowScript::Source(source) => (None, Some(source.clone())),
+        };
+        WorkflowSpec {
+            script_path,
+            source,
+            description: self.description.clone(),
+        }
     }
 }
 

@@ -64,7 +64,7 @@ pub use config::{
     AgentConfig, BridgeConfig, DEFAULT_CONVERSATIONS_PER_HARNESS, ENV_CHAT_TIMEOUT,
     ENV_CHAT_TIMEOUT_ALIAS, ENV_GEMINI_API_KEY, ModelConfig, default_data_dir,
 };
-pub use content::{Content, Part, SlashCommand};
+pub use content::{Content, Part, SlashCommand, Workflow};
 pub use error::{AgentErrorKind, Error, Result};
 pub use gateway::ModelRetry;
 pub use hooks::Hooks;

@@ -124,6 +124,10 @@ pub struct ChatOutcome {
     /// [`ChatOutcome::conversation_usage`]), when the model has a price.
     #[serde(default)]
     pub conversation_cost: Option<f64>,
+    /// A workflow turn's result ([`crate::Agent::run_workflow`]): the script, its description
+    /// and its log and result.
+    #[serde(default)]
+    pub workflow: Option<WorkflowProgress>,
 }
 
 /// A tool call recorded in a step.

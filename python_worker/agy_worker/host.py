@@ -26,6 +26,7 @@ from .protocol import (
 )
 from .proxies import Callbacks, integral, make_hooks, make_policies, make_tool, tool_name
 from .rpc import INVALID_PARAMS, Peer, RpcError
+from .workflows import WorkflowRun
 
 log = logging.getLogger("agy_worker.host")
 
@@ -499,12 +500,23 @@ class AgentHost:
 
     async def chat(self, params: Any) -> dict[str, Any]:
         hosted = self._get(params)
-        prompt = to_prompt(params.get("prompt"))
-        self._check_idle(hosted)
-        return await self._locked_turn(hosted, params.get("turn_id"), prompt, params.get("trace"))
+        spec = params.get("workflow")
+        run = WorkflowRun.start(spec, hosted.config) if isinstance(spec, dict) else None
+        try:
+            prompt = run.prompt if run is not None else to_prompt(params.get("prompt"))
+            self._check_idle(hosted)
+            return await self._locked_turn(hosted, params.get("turn_id"), prompt, params.get("trace"), run)
+        finally:
+            if run is not None:
+                run.close()
 
     async def _locked_turn(
-        self, hosted: HostedAgent, turn_id: Any, prompt: Any, trace: dict[str, str] | None = None
+        self,
+        hosted: HostedAgent,
+        turn_id: Any,
+        prompt: Any,
+        trace: dict[str, str] | None = None,
+        workflow: WorkflowRun | None = None,
     ) -> dict[str, Any]:
         async with hosted.turn_lock:
             hosted.turn_task = asyncio.current_task()
@@ -516,7 +528,7 @@ class AgentHost:
                     log.info("the harness of %s is gone; re-opening its conversation", hosted.agent_id)
                     self._report_lost(hosted)
                     await self._reopen(hosted)
-                return await self._run_turn(hosted, turn_id, prompt)
+                return await self._run_turn(hosted, turn_id, prompt, workflow)
             finally:
                 hosted.turn_task = None
                 hosted.turn_trace = None
@@ -571,7 +583,9 @@ class AgentHost:
         async with hosted.turn_lock:
             pass
 
-    async def _run_turn(self, hosted: HostedAgent, turn_id: Any, prompt: Any) -> dict[str, Any]:
+    async def _run_turn(
+        self, hosted: HostedAgent, turn_id: Any, prompt: Any, workflow: WorkflowRun | None = None
+    ) -> dict[str, Any]:
         from google.antigravity import types as t
 
         agent_id = hosted.agent_id
@@ -583,6 +597,7 @@ class AgentHost:
         if warning is not None and turn_id is not None:
             notify(CHAT_EVENT, {"agent_id": agent_id, "turn_id": turn_id, "event": warning})
         usages_before = _trajectory_usages(hosted.agent.conversation)
+        history_start = len(hosted.agent.conversation.history) if workflow is not None else 0
         try:
             response = await hosted.agent.chat(prompt)
             async for chunk in response.chunks:
@@ -604,7 +619,11 @@ class AgentHost:
             text = await response.text()
             stop = response.stop_reason
             await hosted.callbacks.settle_hooks(HOOK_SETTLE_SECS)
+            result = (
+                workflow.result(hosted.agent.conversation, history_start) if workflow is not None else None
+            )
             return {
+                "workflow": result,
                 "text": text,
                 "usage": _usage(response.usage_metadata),
                 "stop_reason": getattr(stop, "value", str(stop)),

@@ -183,6 +183,33 @@ impl Agent {
         let worker = live.worker().await?;
         let (response, last) = turn::start(turn::TurnStart {
             prompt: prompt.into().to_wire(),
+            workflow: None,
+            gate,
+            worker,
+            live,
+            quota: Arc::clone(&self.quota),
+        });
+        *self.last_turn.lock() = Some(last);
+        Ok(response)
+    }
+
+    /// Runs a workflow in a turn (the SDK's beta `run_workflow`): the model is asked to run
+    /// it with the `run_workflow` tool, the harness runs it, and the turn streams as any
+    /// other — its steps carry [`crate::Step::workflow_progress`] — and ends with the
+    /// workflow's result in [`ChatOutcome::workflow`]. A workflow the model did not run, or
+    /// that failed, fails the turn ([`Error::Agent`]).
+    ///
+    /// # Errors
+    /// As [`Agent::chat`]; the turn's own errors come from the response.
+    pub async fn run_workflow(&self, workflow: crate::content::Workflow) -> Result<ChatResponse> {
+        self.settle_abandoned_turn().await;
+        let live = self.live().await?;
+        let gate = live.slot().enter().await;
+        let worker = live.worker().await?;
+        let workflow = workflow.to_wire();
+        let (response, last) = turn::start(turn::TurnStart {
+            prompt: crate::protocol::wire::Prompt::Text(workflow.description.clone()),
+            workflow: Some(workflow),
             gate,
             worker,
             live,
@@ -620,6 +647,7 @@ pub(crate) fn outcome_from(result: ChatResult) -> ChatOutcome {
         conversation_usage: result.conversation_usage,
         cost: None,
         conversation_cost: None,
+        workflow: result.workflow,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
     protocol::{
         methods::AgentChat,
-        wire::{ChatParams, Prompt},
+        wire::{ChatParams, Prompt, WorkflowSpec},
     },
     quota::QuotaState,
     streaming::ChatResponse,
@@ -28,6 +28,8 @@ use crate::{
 /// Everything a streamed turn needs.
 pub(super) struct TurnStart {
     pub(super) prompt: Prompt,
+    /// A workflow to run instead of the prompt.
+    pub(super) workflow: Option<WorkflowSpec>,
     /// Holds off recycling of the worker until the turn ends.
     pub(super) gate: OwnedRwLockReadGuard<()>,
     pub(super) worker: Arc<Worker>,
@@ -73,6 +75,7 @@ impl Drop for TurnRoute {
 pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let TurnStart {
         prompt,
+        workflow,
         gate,
         worker,
         live,
@@ -109,7 +112,17 @@ pub(super) fn start(turn: TurnStart) -> (ChatResponse, LastTurn) {
     let task = tokio::spawn(
         async move {
             let started = std::time::Instant::now();
-            let result = run(route, live, gate, quota, core, prompt, turn_id, worker).await;
+            let result = run(
+                route,
+                live,
+                gate,
+                quota,
+                core,
+                (prompt, workflow),
+                turn_id,
+                worker,
+            )
+            .await;
             let span = tracing::Span::current();
             if let Ok(outcome) = &result
                 && let Some(cost) = outcome.cost
@@ -156,7 +169,7 @@ async fn run(
     gate: OwnedRwLockReadGuard<()>,
     quota: Arc<QuotaState>,
     core: Arc<AgentCore>,
-    prompt: Prompt,
+    (prompt, workflow): (Prompt, Option<WorkflowSpec>),
     turn_id: u64,
     worker: Arc<Worker>,
 ) -> Result<ChatOutcome> {
@@ -171,6 +184,7 @@ async fn run(
         turn_id,
         prompt,
         trace: crate::telemetry::context_of(&span),
+        workflow,
     };
     core.set_turn_span(Some(span));
     let reply = worker

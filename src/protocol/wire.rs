@@ -443,6 +443,23 @@ pub(crate) struct ChatParams {
     /// The Rust turn span's trace context (tracing on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// Run this workflow (`prompt` is then ignored: the worker asks the model to run it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowSpec>,
+}
+
+/// A workflow to run in a turn: a script's path or its source (one of the two).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct WorkflowSpec {
+    /// The script file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_path: Option<PathBuf>,
+    /// The script's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What the run is for.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// `agent/send` params.
@@ -483,6 +500,9 @@ pub(crate) struct ChatResult {
     /// The conversation's usage so far (the SDK's `total_usage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_usage: Option<Usage>,
+    /// A workflow turn's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::types::WorkflowProgress>,
 }
 
 /// `agent/cancel` result.

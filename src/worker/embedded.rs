@@ -48,6 +48,10 @@ pub(crate) const WORKER_FILES: &[(&str, &str)] = &[
         "telemetry.py",
         include_str!("../../python_worker/agy_worker/telemetry.py"),
     ),
+    (
+        "workflows.py",
+        include_str!("../../python_worker/agy_worker/workflows.py"),
+    ),
 ];
 
 /// The worker's `pyproject.toml`; its `dependencies` are what the managed venv installs.

@@ -36,3 +36,4 @@ mod tools;
 #[cfg(feature = "otel")]
 mod traces;
 mod usage;
+mod workflows;
