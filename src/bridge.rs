@@ -254,7 +254,10 @@ impl Bridge {
             _ => (model, None),
         };
         let spec = config.spec(&model, &conversation_id, &self.inner.agents.dirs);
-        let hibernate_after = config.hibernate_after.or(pool.hibernate_after);
+        // An agent with triggers does not hibernate for being idle (its triggers would stop),
+        // unless it asks to itself.
+        let pool_idle = pool.hibernate_after.filter(|_| config.triggers.is_empty());
+        let hibernate_after = config.hibernate_after.or(pool_idle);
         let callbacks = Arc::new(AgentState::new(
             agent_id.clone(),
             conversation_id.clone(),

@@ -79,8 +79,8 @@ pub use store::{ConversationInfo, StoreConfig};
 pub use streaming::ChatResponse;
 pub use tools::{FnTool, Tool, ToolContext, ToolError};
 pub use types::{
-    ChatEvent, ChatOutcome, ConversationState, SandboxStatus, Step, StepToolCall, Usage,
-    WorkflowProgress,
+    ChatEvent, ChatOutcome, ConversationState, SandboxStatus, SelfStartedTurn, Step, StepToolCall,
+    Usage, WorkflowProgress,
 };
 pub use worker::{
     StartupTimings,

@@ -635,6 +635,64 @@ pub enum LiteRtBackend {
     Npu,
 }
 
+/// A trigger: something that makes the agent start a turn on its own while it is live (the
+/// SDK's triggers; read those turns with [`crate::Agent::self_started_turns`]). For triggers of
+/// your own, call [`crate::Agent::notify`] from your code.
+///
+/// An agent with triggers is not hibernated for being idle, unless it sets
+/// [`crate::AgentConfig::hibernate_after`] itself: a hibernated agent has no harness, so its
+/// triggers stop until its next use (the live cap can still hibernate it).
+///
+/// ```
+/// use std::time::Duration;
+/// use agy_bridge::sdk_config::Trigger;
+///
+/// let hourly = Trigger::every(Duration::from_secs(3600), "Check the queue for new tickets.");
+/// let inbox = Trigger::on_file_change("/srv/inbox", "New files arrived:");
+/// # let _ = (hourly, inbox);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Trigger {
+    /// Sends `message` to the agent every `interval_secs` (the first time after one interval).
+    Every {
+        /// Seconds between two messages.
+        interval_secs: f64,
+        /// What the agent is told.
+        message: String,
+    },
+    /// Sends `message`, followed by one `added|modified|deleted: <path>` line per change,
+    /// whenever files under `path` change.
+    FileChange {
+        /// The file or directory watched.
+        path: PathBuf,
+        /// What the agent is told before the list of changes.
+        message: String,
+    },
+}
+
+impl Trigger {
+    /// Tells the agent `message` every `interval` (the SDK's `triggers.every`).
+    #[must_use]
+    pub fn every(interval: std::time::Duration, message: impl Into<String>) -> Self {
+        Self::Every {
+            interval_secs: interval.as_secs_f64(),
+            message: message.into(),
+        }
+    }
+
+    /// Tells the agent `message` and what changed whenever files under `path` change (the
+    /// SDK's `triggers.on_file_change`).
+    #[must_use]
+    pub fn on_file_change(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::FileChange {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

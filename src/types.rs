@@ -197,6 +197,32 @@ pub struct Step {
     pub workflow_progress: Option<WorkflowProgress>,
 }
 
+/// A turn the agent started on its own (a trigger, [`crate::Agent::notify`], a subagent or
+/// background task reporting back), with its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SelfStartedTurn {
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl SelfStartedTurn {
+    /// The agent's last reply in it: the last model text of the main trajectory.
+    #[must_use]
+    pub fn text(&self) -> Option<&str> {
+        let main = self.steps.first().map(|s| s.trajectory_id.as_str())?;
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| {
+                s.trajectory_id == main
+                    && s.kind == "TEXT_RESPONSE"
+                    && s.source == "MODEL"
+                    && !s.content.is_empty()
+            })
+            .map(|s| s.content.as_str())
+    }
+}
+
 /// The progress of a `run_workflow` step (the SDK's `WorkflowProgress`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowProgress {

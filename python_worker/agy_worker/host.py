@@ -22,6 +22,7 @@ from .protocol import (
     HARNESS_EVENT,
     INVALID_CONFIG,
     READ_ONLY_BUILTINS,
+    SELF_STARTED,
     UNKNOWN_AGENT,
 )
 from .proxies import Callbacks, integral, make_hooks, make_policies, make_tool, tool_name
@@ -203,6 +204,29 @@ def google_model(kind: str, model: dict[str, Any], options: dict[str, Any]) -> d
     return args
 
 
+def make_trigger(spec: dict[str, Any]) -> Any:
+    """The SDK trigger a Rust `Trigger` describes: `every` or `file_change`, each sending its
+    message (a file change adds one `kind: path` line per change)."""
+    from google.antigravity import triggers
+
+    message = str(spec.get("message") or "")
+    kind = spec.get("kind")
+    if kind == "every":
+
+        async def tick(ctx: Any) -> None:
+            await ctx.send(message)
+
+        return triggers.every(float(spec["interval_secs"]), tick)
+    if kind == "file_change":
+
+        async def changed(ctx: Any, changes: Any) -> None:
+            lines = [f"{c.kind.value}: {c.path}" for c in changes]
+            await ctx.send("\n".join([message, *lines]))
+
+        return triggers.on_file_change(str(spec["path"]), changed)
+    raise RpcError(INVALID_CONFIG, f"unknown trigger kind {kind!r}", {"field": "triggers"})
+
+
 def to_prompt(prompt: Any) -> Any:
     """A text prompt, or a list of parts: {"text"}, {"data" (base64), "mime_type", "description"?},
     {"path", "description"?} or {"slash_command"}."""
@@ -368,6 +392,7 @@ class AgentHost:
         "agent/state": "state",
         "agent/clear_history": "clear_history",
         "agent/wait_for_wakeup": "wait_for_wakeup",
+        "agent/notify": "notify",
         "agent/signal_idle": "signal_idle",
     }
 
@@ -433,6 +458,8 @@ class AgentHost:
             + make_hooks(self.peer, agent_id, callbacks, cfg.get("hooks", []))
             + [make_step_hook(self.peer, hosted)],
         }
+        if cfg.get("triggers"):
+            common["triggers"] = [make_trigger(spec) for spec in cfg["triggers"]]
         if cfg.get("response_schema"):
             common["response_schema"] = cfg["response_schema"]
         for name, value in (cfg.get("sdk_options") or {}).items():
@@ -713,12 +740,25 @@ class AgentHost:
                 if hosted.agent is not agent or not _has_unread_steps(conversation):
                     continue
                 log.info("agent %s started a turn on its own", hosted.agent_id)
+                steps: list[Any] = []
                 try:
-                    async for _ in conversation.receive_steps():
-                        pass
+                    async for step in conversation.receive_steps():
+                        steps.append(step)
                 except Exception:
                     log.warning("self-started turn of %s failed", hosted.agent_id, exc_info=True)
                 hosted.wakeup.set()
+                self.peer.notify(SELF_STARTED, {"agent_id": hosted.agent_id, "steps": dedupe_steps(steps)})
+
+    async def notify(self, params: Any) -> dict[str, Any]:
+        """Sends the agent a message as a trigger does: it starts a turn on its own."""
+        hosted = self._get(params)
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise RpcError(INVALID_PARAMS, "text must be a non-empty string")
+        if hosted.agent is None:
+            raise RpcError(AGENT_DISCONNECTED, f"agent {hosted.agent_id} has no live session")
+        await hosted.agent.conversation.connection.send_trigger_notification(text)
+        return {}
 
     async def wait_for_wakeup(self, params: Any) -> bool:
         hosted = self._get(params)

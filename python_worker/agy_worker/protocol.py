@@ -24,6 +24,7 @@ POLICY_WHEN = "policy/when"
 CHAT_EVENT = "chat/event"
 SPARE_HARNESSES = "worker/spare_harnesses"
 HARNESS_EVENT = "worker/harness"
+SELF_STARTED = "agent/self_started"
 
 # SDK built-ins that only read; any other enabled built-in is a write tool (the SDK's rule).
 READ_ONLY_BUILTINS = frozenset({"view_file", "read_url_content", "schedule", "finish"})
@@ -57,6 +58,7 @@ __all__ = [
     "POLICY_CONFIRM",
     "POLICY_WHEN",
     "READ_ONLY_BUILTINS",
+    "SELF_STARTED",
     "SPARE_HARNESSES",
     "TOOL_CALL",
     "TOOL_FAILED",

@@ -168,6 +168,10 @@ MAPPED = {
         "`Part::described` (the harness passes it to Gemini models only: on the OpenAI-compatible "
         "path it reaches neither the model request nor the history, checked)"
     ),
+    "AgentConfig.triggers": (
+        "`AgentConfig::trigger` (`Trigger::every`, `Trigger::on_file_change`); triggers of your own: "
+        "`Agent::notify`; their turns: `Agent::self_started_turns`"
+    ),
 }
 
 # SDK name -> why Rust does not reach it (yet).
@@ -175,7 +179,6 @@ NOT_MAPPED = {
     "DebugConfig.enable_server_side_tracing": "the SDK's debugging aid (see AgentConfig.debug_config)",
     "DebugConfig.logging_level": "the SDK's debugging aid (see AgentConfig.debug_config)",
     "AgentConfig.debug_config": "debugging aid of the SDK's own; the bridge has tracing and AGY_WORKER_DEBUG",
-    "AgentConfig.triggers": "not yet (issue 21, item 6: triggers as typed events)",
     "CapabilitiesConfig.compaction_threshold": "reachable through `CompactionConfig::token_threshold`",
     "CapabilitiesConfig.finish_tool_schema_json": "set by the SDK from `response_schema`",
     "policy.enforce": "the SDK's internal glue (turns policies into its decide hook)",

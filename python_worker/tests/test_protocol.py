@@ -33,9 +33,12 @@ def test_the_worker_calls_exactly_the_methods_rust_serves():
     assert {protocol.TOOL_CALL, protocol.HOOK_RUN, protocol.POLICY_CONFIRM, protocol.POLICY_WHEN} == _methods(
         "worker_to_rust"
     )
-    assert {protocol.CHAT_EVENT, protocol.SPARE_HARNESSES, protocol.HARNESS_EVENT} == _methods(
-        "worker_notification"
-    )
+    assert {
+        protocol.CHAT_EVENT,
+        protocol.SPARE_HARNESSES,
+        protocol.HARNESS_EVENT,
+        protocol.SELF_STARTED,
+    } == _methods("worker_notification")
 
 
 def test_error_codes_match():

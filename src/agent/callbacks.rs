@@ -43,6 +43,8 @@ pub(crate) struct AgentState {
     confirmation_timeout: Option<Duration>,
     /// `ask_user` approvals granted through `policy/confirm`, not yet used by a tool call.
     approvals: Mutex<HashMap<String, u32>>,
+    /// Turns the agent started on its own, for [`crate::Agent::self_started_turns`].
+    pub(crate) self_started: tokio::sync::broadcast::Sender<crate::types::SelfStartedTurn>,
 }
 
 impl AgentState {
@@ -63,6 +65,7 @@ impl AgentState {
             tool_state: ToolState::default(),
             confirmation_timeout,
             approvals: Mutex::new(HashMap::new()),
+            self_started: tokio::sync::broadcast::channel(SELF_STARTED_BACKLOG).0,
         }
     }
 
@@ -300,9 +303,18 @@ fn fail_closed(point: &str, failure: &str) -> Result<Value, RpcError> {
     }
 }
 
+/// Self-started turns kept for a reader that falls behind (older ones are dropped, with a
+/// warning).
+const SELF_STARTED_BACKLOG: usize = 64;
+
 impl ReverseRequests for AgentState {
     fn agent_id(&self) -> &str {
         &self.agent_id
+    }
+
+    fn self_started(&self, turn: crate::types::SelfStartedTurn) {
+        // No reader: nobody asked for them (their steps are in the history anyway).
+        let _ = self.self_started.send(turn);
     }
 
     fn tool_call(

@@ -289,6 +289,11 @@ impl AgentCore {
         outcome
     }
 
+    /// The agent's Rust side of reverse calls.
+    pub(crate) fn callbacks(&self) -> &Arc<AgentState> {
+        &self.callbacks
+    }
+
     /// The provider and model of the agent, as span attributes name them.
     pub(crate) fn model_names(&self) -> (&'static str, &str) {
         self.spec.model.otel_names()

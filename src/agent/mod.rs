@@ -30,10 +30,10 @@ use crate::{
     protocol::{
         Method,
         methods::{
-            AgentCancel, AgentClearHistory, AgentHistory, AgentSend, AgentSignalIdle, AgentState,
-            AgentWaitForIdle, AgentWaitForWakeup,
+            AgentCancel, AgentClearHistory, AgentHistory, AgentNotify, AgentSend, AgentSignalIdle,
+            AgentState, AgentWaitForIdle, AgentWaitForWakeup,
         },
-        wire::{AgentRef, ChatResult, SendParams, WakeupParams},
+        wire::{AgentRef, ChatResult, NotifyParams, SendParams, WakeupParams},
     },
     quota::QuotaState,
     streaming::ChatResponse,
@@ -492,6 +492,59 @@ impl Agent {
             .process
             .call::<AgentWaitForWakeup>(&params, timeout + self.core.context.operation_timeout)
             .await
+    }
+
+    /// Sends the agent a message the way a trigger does: the agent starts a turn on its own
+    /// to handle it (read it with [`Agent::self_started_turns`]). This is how to write a
+    /// trigger of your own: a task of yours that calls this when its event happens. The agent
+    /// is activated if it was hibernated.
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: agy_bridge::Agent) -> agy_bridge::Result<()> {
+    /// use futures::StreamExt;
+    ///
+    /// let mut turns = agent.self_started_turns();
+    /// agent.notify("A new order arrived: #1042").await?;
+    /// if let Some(turn) = turns.next().await {
+    ///     println!("the agent said: {:?}", turn.text());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// A worker error.
+    pub async fn notify(&self, text: impl Into<String>) -> Result<()> {
+        let params = NotifyParams {
+            agent_id: self.core.id.clone(),
+            text: text.into(),
+        };
+        let live = self.live().await?;
+        self.call_on::<AgentNotify>(&live, &params).await?;
+        Ok(())
+    }
+
+    /// The turns the agent starts on its own from now on ([`Trigger`](crate::sdk_config::Trigger)s,
+    /// [`Agent::notify`], subagents and background tasks reporting back), each when it has
+    /// ended, with its steps. A reader more than 64 turns behind misses the oldest (they stay
+    /// in the history). The stream ends when the agent is gone.
+    pub fn self_started_turns(
+        &self,
+    ) -> impl futures::Stream<Item = crate::types::SelfStartedTurn> + Send + 'static {
+        let receiver = self.core.callbacks().self_started.subscribe();
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(turn) => return Some((turn, receiver)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "self-started turns dropped: their reader fell behind"
+                        );
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     /// Declares the agent idle: a turn it started on its own is halted and pending wake-ups

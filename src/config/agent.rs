@@ -18,7 +18,7 @@ use crate::{
     sdk_config::{
         ApiRetry, BudgetConfig, BuiltinTool, Capabilities, CompactionConfig, GeminiOptions,
         InlineSkill, LiteRtOptions, McpServer, RetryConfig, Subagent, SystemInstructions,
-        ThinkingLevel,
+        ThinkingLevel, Trigger,
     },
     store::ConversationDirs,
     worker::child_env::EnvVars,
@@ -83,6 +83,8 @@ pub struct AgentConfig {
     pub(crate) model_retry: ModelRetry,
     /// Model options (Gemini's, the endpoint, an image model, LiteRT's).
     model_options: ModelOptions,
+    /// Triggers: turns the agent starts on its own.
+    pub(crate) triggers: Vec<Trigger>,
     /// Problems found while building (a bad tool), reported by `create_agent`.
     problems: Vec<Error>,
 }
@@ -111,6 +113,7 @@ impl AgentConfig {
             hibernate_after: None,
             model_retry: ModelRetry::default(),
             model_options: ModelOptions::default(),
+            triggers: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -346,6 +349,20 @@ impl AgentConfig {
         }
     }
 
+    /// Adds a trigger: the agent starts turns on its own while it is live (see [`Trigger`]).
+    #[must_use]
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        if let Trigger::Every { interval_secs, .. } = &trigger
+            && !(interval_secs.is_finite() && *interval_secs > 0.0)
+        {
+            self.problems.push(Error::InvalidConfig {
+                message: "a trigger's interval must be longer than zero".into(),
+            });
+        }
+        self.triggers.push(trigger);
+        self
+    }
+
     /// Sets the agent's behaviour.
     #[must_use]
     pub const fn behavior(mut self, behavior: AgentBehavior) -> Self {
@@ -509,6 +526,11 @@ impl AgentConfig {
             response_schema: self.response_schema.clone(),
             sdk_options: self.sdk_options.clone(),
             model_options: self.model_options.wire(),
+            triggers: self
+                .triggers
+                .iter()
+                .filter_map(|t| serde_json::to_value(t).ok())
+                .collect(),
         }
     }
 

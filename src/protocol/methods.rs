@@ -8,9 +8,9 @@ use super::{
     wire::{
         AgentCreateParams, AgentCreateResult, AgentRef, AnsweredParams, CancelResult,
         ChatEventParams, ChatParams, ChatResult, ConfirmParams, DebugParams, EchoParams,
-        EchoResult, Empty, HarnessEventParams, HookParams, InitializeParams, PingRustParams,
-        PingRustResult, SendParams, SpareHarnessesParams, ToolCallParams, WakeupParams, WhenParams,
-        WorkerInfo,
+        EchoResult, Empty, HarnessEventParams, HookParams, InitializeParams, NotifyParams,
+        PingRustParams, PingRustResult, SelfStartedParams, SendParams, SpareHarnessesParams,
+        ToolCallParams, WakeupParams, WhenParams, WorkerInfo,
     },
 };
 use crate::types::{ConversationState, Step};
@@ -79,6 +79,10 @@ methods! {
     AgentSignalIdle = "agent/signal_idle", RustToWorker, AgentRef => Empty;
     /// Stop the agent and its harness.
     AgentClose = "agent/close", RustToWorker, AgentRef => Empty;
+    /// Send the agent a message as a trigger does (it starts a turn on its own).
+    AgentNotify = "agent/notify", RustToWorker, NotifyParams => Empty;
+    /// A turn the agent started on its own ended (notification).
+    AgentSelfStarted = "agent/self_started", WorkerNotification, SelfStartedParams => ();
     /// One streamed event of a turn (notification).
     ChatEvent = "chat/event", WorkerNotification, ChatEventParams => ();
     /// The worker's pre-started harnesses changed (notification).

@@ -358,6 +358,10 @@ pub(crate) struct AgentSpec {
     /// Model options beyond the model itself (absent: the SDK's defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_options: Option<ModelOptionsSpec>,
+    /// Triggers (`{"kind": "every", "interval_secs", "message"}` or
+    /// `{"kind": "file_change", "path", "message"}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Value>,
 }
 
 /// `agent/create` params.
@@ -543,6 +547,24 @@ pub(crate) struct SpareHarnessesParams {
     /// Pids of the shared harnesses serving conversations now.
     #[serde(default)]
     pub shared: Vec<u32>,
+}
+
+/// `agent/notify` params: a message for the agent, as a trigger sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct NotifyParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The message.
+    pub text: String,
+}
+
+/// `agent/self_started` params: a turn the agent started on its own has ended.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct SelfStartedParams {
+    /// The agent.
+    pub agent_id: String,
+    /// The turn's steps (de-duplicated, as `agent/history` gives them).
+    pub steps: Vec<crate::types::Step>,
 }
 
 /// `worker/harness` params: a harness started, or was found dead under its conversations.

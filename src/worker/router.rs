@@ -20,12 +20,12 @@ use crate::{
     protocol::{
         Method, codes as proto,
         methods::{
-            ChatEvent as ChatEventMethod, HarnessChanged, HookRun, Ping, PolicyConfirm, PolicyWhen,
-            SpareHarnesses, ToolCall,
+            AgentSelfStarted, ChatEvent as ChatEventMethod, HarnessChanged, HookRun, Ping,
+            PolicyConfirm, PolicyWhen, SpareHarnesses, ToolCall,
         },
         wire::{
             ChatEventParams, ConfirmParams, HarnessEvent, HarnessEventParams, HookParams,
-            SpareHarnessesParams, ToolCallParams, WhenParams,
+            SelfStartedParams, SpareHarnessesParams, ToolCallParams, WhenParams,
         },
     },
     rpc::{Handler, RpcError, codes},
@@ -68,6 +68,8 @@ pub(crate) trait ReverseRequests: Send + Sync {
         self: Arc<Self>,
         params: WhenParams,
     ) -> BoxFuture<'static, Result<Value, RpcError>>;
+    /// `agent/self_started` (a notification): a turn the agent started on its own ended.
+    fn self_started(&self, turn: crate::types::SelfStartedTurn);
 }
 
 /// The params every reverse request starts with: the agent it is for.
@@ -245,6 +247,20 @@ impl Handler for Router {
                     HarnessEvent::Started => "started",
                     HarnessEvent::Lost => "lost",
                 }),
+                Err(e) => tracing::warn!("malformed {method}: {e}"),
+            }
+            return;
+        }
+        if method == AgentSelfStarted::NAME {
+            match serde_json::from_value::<SelfStartedParams>(params) {
+                Ok(p) => match self.agents.lock().get(&p.agent_id).cloned() {
+                    Some(agent) => {
+                        agent.self_started(crate::types::SelfStartedTurn { steps: p.steps })
+                    }
+                    None => {
+                        tracing::debug!(agent = %p.agent_id, "self-started turn of a gone agent")
+                    }
+                },
                 Err(e) => tracing::warn!("malformed {method}: {e}"),
             }
             return;

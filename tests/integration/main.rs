@@ -35,5 +35,6 @@ mod supervision;
 mod tools;
 #[cfg(feature = "otel")]
 mod traces;
+mod triggers;
 mod usage;
 mod workflows;
