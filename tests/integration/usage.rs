@@ -160,3 +160,65 @@ async fn a_subagent_s_steps_name_their_parent_and_its_usage_is_its_own() {
     assert!(!outcome.subagent_usage.contains_key(&main));
     bridge.shutdown().await;
 }
+
+/// `Capabilities::allowed_subagents`: the harness runs a subagent on the list and refuses one
+/// that is not (the model is told), with a real `invoke_subagent` call each.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_allowed_subagents_run() {
+    use agy_bridge::{
+        sdk_config::{Capabilities, Subagent},
+        testing::Reply,
+    };
+    use serde_json::json;
+
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&data)).await.unwrap();
+    let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
+    let subagent = |name: &str| Subagent {
+        name: name.into(),
+        description: format!("The {name}."),
+        ..Subagent::default()
+    };
+    let agent = bridge
+        .create_agent(
+            agent_config(&model)
+                .capabilities(Capabilities {
+                    enable_subagents: Some(true),
+                    allowed_subagents: Some(vec!["reviewer".into()]),
+                    ..Capabilities::default()
+                })
+                .builtin_tool("invoke_subagent")
+                .policy(agy_bridge::PolicyRule::allow_all())
+                .subagent(subagent("reviewer"))
+                .subagent(subagent("deployer")),
+        )
+        .await
+        .unwrap();
+    let invoke = |name: &str| {
+        Reply::tool_call(
+            "invoke_subagent",
+            json!({
+                "Subagents": [{"TypeName": name, "Role": "Helper", "Prompt": format!("Work as {name}")}],
+                "toolSummary": "Delegation",
+                "toolAction": "Delegating",
+            }),
+        )
+    };
+    for (name, runs) in [("deployer", false), ("reviewer", true)] {
+        model.push(invoke(name));
+        let (_, outcome) = collect(agent.chat(format!("ask the {name}")).await.unwrap()).await;
+        let outcome = outcome.unwrap();
+        assert_eq!(
+            !outcome.subagent_usage.is_empty(),
+            runs,
+            "{name}: {outcome:?}"
+        );
+        let told = model.requests().iter().any(|r| {
+            r.messages().iter().any(|m| {
+                m.to_string().contains(&format!("Work as {name}")) && m["role"] != "assistant"
+            })
+        });
+        assert_eq!(told, runs, "{name}: the subagent got its prompt?");
+    }
+    bridge.shutdown().await;
+}
