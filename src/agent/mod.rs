@@ -529,7 +529,8 @@ impl Agent {
     /// in the history). The stream ends when the agent is gone.
     pub fn self_started_turns(
         &self,
-    ) -> impl futures::Stream<Item = crate::types::SelfStartedTurn> + Send + 'static {
+    ) -> futures::stream::BoxStream<'static, crate::types::SelfStartedTurn> {
+        use futures::StreamExt;
         let receiver = self.core.callbacks().self_started.subscribe();
         futures::stream::unfold(receiver, |mut receiver| async move {
             loop {
@@ -545,6 +546,7 @@ impl Agent {
                 }
             }
         })
+        .boxed()
     }
 
     /// Declares the agent idle: a turn it started on its own is halted and pending wake-ups

@@ -43,7 +43,7 @@ async fn a_timer_a_file_watcher_and_notify_start_turns_that_arrive_as_typed_even
         )
         .await
         .unwrap();
-    let mut turns = Box::pin(agent.self_started_turns());
+    let mut turns = agent.self_started_turns();
 
     // The timer: the model is told, and its answer is the turn's text.
     let turn = turn_mentioning(&mut turns, "Check the queue.").await;
