@@ -543,17 +543,7 @@ async fn otel_section(url: &str, model: &ScriptedModel) {
 
     const TURNS: usize = 60;
     let receiver = otlp::Receiver::start().await;
-    let exporter = {
-        use opentelemetry_otlp::WithExportConfig;
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(receiver.endpoint())
-            .build()
-            .unwrap()
-    };
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .build();
+    let provider = receiver.tracer_provider("bench");
     // The layer is switched per turn: off for the untraced turns, so they pay nothing.
     let traced = Arc::new(AtomicBool::new(false));
     let on = Arc::clone(&traced);

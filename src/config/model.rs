@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     error::{Error, Result},
-    protocol::wire::{ModelSpec, WireSecret},
+    protocol::wire::{ModelSpec, WireSecret, model_label},
 };
 
 /// Which model an agent talks to.
@@ -213,13 +213,10 @@ impl ModelConfig {
     pub fn model_name(&self) -> &str {
         match self {
             Self::Gemini { model, .. } | Self::Vertex { model, .. } => {
-                model.as_deref().unwrap_or("default")
+                model_label(model.as_deref(), None)
             }
             Self::OpenaiCompatible { model, .. } => model,
-            Self::LiteRt { model_path } => model_path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("model"),
+            Self::LiteRt { model_path } => model_label(None, Some(model_path)),
         }
     }
 

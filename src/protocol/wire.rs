@@ -244,20 +244,24 @@ pub(crate) struct ModelOptionsSpec {
     pub litert: Option<Value>,
 }
 
+/// A model's name for price tables and spans: the configured name, `default` for a Gemini or
+/// Vertex AI model the SDK picks, the file name of a LiteRT model.
+pub(crate) fn model_label<'a>(name: Option<&'a str>, file: Option<&'a std::path::Path>) -> &'a str {
+    match (name, file) {
+        (Some(name), _) => name,
+        (None, Some(path)) => path.file_name().and_then(|n| n.to_str()).unwrap_or("model"),
+        (None, None) => "default",
+    }
+}
+
 impl ModelSpec {
     /// The provider and model as the OpenTelemetry GenAI conventions name them
-    /// (`gen_ai.provider.name`, `gen_ai.request.model`); `default` when the SDK picks it.
+    /// (`gen_ai.provider.name`, `gen_ai.request.model`; the model as [`model_label`] names it).
     pub(crate) fn otel_names(&self) -> (&'static str, &str) {
         match self {
-            Self::Gemini { model, .. } => ("gcp.gemini", model.as_deref().unwrap_or("default")),
-            Self::Vertex { model, .. } => ("gcp.vertex_ai", model.as_deref().unwrap_or("default")),
-            Self::LiteRt { model_path } => (
-                "litert",
-                model_path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("model"),
-            ),
+            Self::Gemini { model, .. } => ("gcp.gemini", model_label(model.as_deref(), None)),
+            Self::Vertex { model, .. } => ("gcp.vertex_ai", model_label(model.as_deref(), None)),
+            Self::LiteRt { model_path } => ("litert", model_label(None, Some(model_path))),
             Self::OpenaiCompatible { model, .. } => ("openai", model),
         }
     }

@@ -113,3 +113,34 @@ pub(crate) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The scripted model's call of the `run_command` built-in: `env`, printing the environment
+/// of the commands the agent runs, in `cwd`.
+pub(crate) fn print_environment(cwd: &std::path::Path) -> agy_bridge::testing::Reply {
+    agy_bridge::testing::Reply::tool_call(
+        "run_command",
+        serde_json::json!({
+            "CommandLine": "env",
+            "Cwd": cwd,
+            "WaitMsBeforeAsync": 5000,
+            "toolSummary": "Environment",
+            "toolAction": "Printing the environment",
+        }),
+    )
+}
+
+/// `config` with subagents enabled (on top of `capabilities`), the SDK built-in `tool` that
+/// uses them (`invoke_subagent`, `run_workflow`) and a policy allowing it.
+pub(crate) fn with_subagents(
+    config: AgentConfig,
+    tool: &str,
+    capabilities: agy_bridge::sdk_config::Capabilities,
+) -> AgentConfig {
+    config
+        .capabilities(agy_bridge::sdk_config::Capabilities {
+            enable_subagents: Some(true),
+            ..capabilities
+        })
+        .builtin_tool(tool)
+        .policy(agy_bridge::PolicyRule::allow_all())
+}

@@ -68,15 +68,20 @@ async fn system_instructions_in_all_three_forms() {
     bridge.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_budget_stops_the_turn_with_its_stop_reason() {
-    let (bridge, model, _data) = start().await;
-    let tool = FnTool::new(
+/// A tool the budget tests let the model call: one more model call after it.
+fn step_tool() -> FnTool {
+    FnTool::new(
         "step",
         "One step.",
         json!({"type": "object", "properties": {}}),
         |_, _| async { Ok(json!("stepped")) },
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_stops_the_turn_with_its_stop_reason() {
+    let (bridge, model, _data) = start().await;
+    let tool = step_tool();
     let agent = bridge
         .create_agent(agent_config(&model).tool(tool).budget(BudgetConfig {
             max_model_calls: Some(1),
@@ -98,12 +103,7 @@ async fn a_budget_stops_the_turn_with_its_stop_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_budget_scope_decides_whether_a_resumed_conversation_starts_over() {
     let (bridge, model, _data) = start().await;
-    let tool = FnTool::new(
-        "step",
-        "One step.",
-        json!({"type": "object", "properties": {}}),
-        |_, _| async { Ok(json!("stepped")) },
-    );
+    let tool = step_tool();
     for (scope, calls_after_resume) in
         [(BudgetScope::Lifetime, 1), (BudgetScope::ForwardLooking, 2)]
     {
@@ -374,14 +374,12 @@ async fn a_subagent_with_capabilities_and_skills_is_offered_to_the_model() {
     };
     let agent = bridge
         .create_agent(
-            agent_config(&model)
-                .capabilities(Capabilities {
-                    enable_subagents: Some(true),
-                    ..Capabilities::default()
-                })
-                .builtin_tool("invoke_subagent")
-                .policy(agy_bridge::PolicyRule::allow_all())
-                .subagent(reviewer),
+            common::with_subagents(
+                agent_config(&model),
+                "invoke_subagent",
+                Capabilities::default(),
+            )
+            .subagent(reviewer),
         )
         .await
         .unwrap();

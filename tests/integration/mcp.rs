@@ -48,6 +48,26 @@ fn call_offered(req: &RecordedRequest, suffix: &str, args: serde_json::Value) ->
     }
 }
 
+/// One completed turn of an agent that may use `server` (every call allowed): its text.
+async fn answer_with(
+    bridge: &agy_bridge::Bridge,
+    model: &ScriptedModel,
+    server: agy_bridge::sdk_config::McpServer,
+    prompt: &str,
+) -> String {
+    let agent = bridge
+        .create_agent(
+            agent_config(model)
+                .mcp_server(server)
+                .policy(PolicyRule::allow_all()),
+        )
+        .await
+        .unwrap();
+    let (text, outcome) = collect(agent.chat(prompt).await.unwrap()).await;
+    outcome.unwrap();
+    text
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_enabled_mcp_tools_are_offered_and_a_call_reaches_the_real_server() {
     // Each turn: call the offered tool whose name ends in "add", then report its answer.
@@ -61,16 +81,7 @@ async fn only_enabled_mcp_tools_are_offered_and_a_call_reaches_the_real_server()
         .await
         .unwrap();
     let server = fixture("arith").await.enabled_tools(["add", "whoami"]);
-    let agent = bridge
-        .create_agent(
-            agent_config(&model)
-                .mcp_server(server)
-                .policy(PolicyRule::allow_all()),
-        )
-        .await
-        .unwrap();
-    let (text, outcome) = collect(agent.chat("add 2 and 40").await.unwrap()).await;
-    outcome.unwrap();
+    let text = answer_with(&bridge, &model, server, "add 2 and 40").await;
     assert!(text.contains("42"), "{text}");
     let tools = offered(&model);
     assert!(tools.iter().any(|t| t.ends_with("add")), "{tools:?}");
@@ -88,16 +99,7 @@ async fn a_disabled_mcp_tool_is_never_offered_and_the_server_gets_its_environmen
     .unwrap();
     let (bridge, _, _data) = start().await;
     let server = fixture("named").await.disabled_tools(["secret"]);
-    let agent = bridge
-        .create_agent(
-            agent_config(&model)
-                .mcp_server(server)
-                .policy(PolicyRule::allow_all()),
-        )
-        .await
-        .unwrap();
-    let (text, outcome) = collect(agent.chat("who is there?").await.unwrap()).await;
-    outcome.unwrap();
+    let text = answer_with(&bridge, &model, server, "who is there?").await;
     assert!(text.contains("fixture-one"), "{text}");
     let tools = offered(&model);
     assert!(tools.iter().any(|t| t.ends_with("add")), "{tools:?}");

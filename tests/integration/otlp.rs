@@ -94,6 +94,28 @@ impl Receiver {
         format!("http://{}/v1/traces", self.addr)
     }
 
+    /// An OpenTelemetry tracer provider exporting to this receiver over OTLP/HTTP in batches,
+    /// as an application would (`service` names it).
+    pub(crate) fn tracer_provider(
+        &self,
+        service: &str,
+    ) -> opentelemetry_sdk::trace::SdkTracerProvider {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(self.endpoint())
+            .build()
+            .unwrap();
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service.to_owned())
+                    .build(),
+            )
+            .build()
+    }
+
     /// Every span received so far.
     pub(crate) fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().clone()

@@ -6,9 +6,8 @@ use crate::common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use agy_bridge::{Bridge, BridgeConfig, Error, PolicyRule, PythonConfig, testing::Reply};
+use agy_bridge::{Bridge, BridgeConfig, Error, PolicyRule, PythonConfig};
 use common::{agent_config, collect, start};
-use serde_json::json;
 
 /// The machine's managed venv (built by `agy-bridge setup` before the tests run).
 fn real_venv() -> std::path::PathBuf {
@@ -197,16 +196,7 @@ async fn environment_probe() {
         )
         .await
         .unwrap();
-    model.push(Reply::tool_call(
-        "run_command",
-        json!({
-            "CommandLine": "env",
-            "Cwd": data.path(),
-            "WaitMsBeforeAsync": 5000,
-            "toolSummary": "Environment",
-            "toolAction": "Printing the environment",
-        }),
-    ));
+    model.push(common::print_environment(data.path()));
     let (text, outcome) = collect(agent.chat("print your environment").await.unwrap()).await;
     outcome.unwrap();
     // The command ran and printed its environment (the echo model repeats the output)…

@@ -52,22 +52,7 @@ fn find<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> Vec<&'a Rec
 async fn trace_probe() {
     let receiver = Receiver::start().await;
     // The application's side: tracing spans exported over OTLP/HTTP, as the docs show.
-    let exporter = {
-        use opentelemetry_otlp::WithExportConfig;
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(receiver.endpoint())
-            .build()
-            .unwrap()
-    };
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(RUST_SERVICE)
-                .build(),
-        )
-        .build();
+    let provider = receiver.tracer_provider(RUST_SERVICE);
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("agy-bridge")));
     tracing::subscriber::set_global_default(subscriber).unwrap();
@@ -94,16 +79,7 @@ async fn trace_probe() {
         .await
         .unwrap();
     model.push(Reply::tool_call("lookup", json!({"api_key": ARG_SECRET})));
-    model.push(Reply::tool_call(
-        "run_command",
-        json!({
-            "CommandLine": "env",
-            "Cwd": data.path(),
-            "WaitMsBeforeAsync": 5000,
-            "toolSummary": "Environment",
-            "toolAction": "Printing the environment",
-        }),
-    ));
+    model.push(common::print_environment(data.path()));
     let (text, outcome) = collect(agent.chat("look the customer up").await.unwrap()).await;
     outcome.unwrap();
     // The command ran, and the exporter's settings stayed with the worker.

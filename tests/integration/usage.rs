@@ -100,39 +100,28 @@ async fn a_subagent_s_steps_name_their_parent_and_its_usage_is_its_own() {
     use agy_bridge::{
         ChatEvent,
         sdk_config::{Capabilities, Subagent},
-        testing::Reply,
     };
     use futures::StreamExt;
-    use serde_json::json;
 
     let data = tempfile::tempdir().unwrap();
     let bridge = Bridge::start(config(&data)).await.unwrap();
     let model = agy_bridge::testing::ScriptedModel::start().await.unwrap();
     let agent = bridge
         .create_agent(
-            agent_config(&model)
-                .capabilities(Capabilities {
-                    enable_subagents: Some(true),
-                    ..Capabilities::default()
-                })
-                .builtin_tool("invoke_subagent")
-                .policy(agy_bridge::PolicyRule::allow_all())
-                .subagent(Subagent {
-                    name: "reviewer".into(),
-                    description: "Reviews a change.".into(),
-                    ..Subagent::default()
-                }),
+            crate::common::with_subagents(
+                agent_config(&model),
+                "invoke_subagent",
+                Capabilities::default(),
+            )
+            .subagent(Subagent {
+                name: "reviewer".into(),
+                description: "Reviews a change.".into(),
+                ..Subagent::default()
+            }),
         )
         .await
         .unwrap();
-    model.push(Reply::tool_call(
-        "invoke_subagent",
-        json!({
-            "Subagents": [{"TypeName": "reviewer", "Role": "Code Reviewer", "Prompt": "Review the change"}],
-            "toolSummary": "Review",
-            "toolAction": "Reviewing",
-        }),
-    ));
+    model.push(invoke_subagent("reviewer", "Review the change"));
     let mut reply = agent.chat("delegate the review").await.unwrap();
     let mut steps = Vec::new();
     while let Some(event) = reply.next().await {
@@ -165,11 +154,7 @@ async fn a_subagent_s_steps_name_their_parent_and_its_usage_is_its_own() {
 /// that is not (the model is told), with a real `invoke_subagent` call each.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_allowed_subagents_run() {
-    use agy_bridge::{
-        sdk_config::{Capabilities, Subagent},
-        testing::Reply,
-    };
-    use serde_json::json;
+    use agy_bridge::sdk_config::{Capabilities, Subagent};
 
     let data = tempfile::tempdir().unwrap();
     let bridge = Bridge::start(config(&data)).await.unwrap();
@@ -181,31 +166,21 @@ async fn only_allowed_subagents_run() {
     };
     let agent = bridge
         .create_agent(
-            agent_config(&model)
-                .capabilities(Capabilities {
-                    enable_subagents: Some(true),
+            crate::common::with_subagents(
+                agent_config(&model),
+                "invoke_subagent",
+                Capabilities {
                     allowed_subagents: Some(vec!["reviewer".into()]),
                     ..Capabilities::default()
-                })
-                .builtin_tool("invoke_subagent")
-                .policy(agy_bridge::PolicyRule::allow_all())
-                .subagent(subagent("reviewer"))
-                .subagent(subagent("deployer")),
+                },
+            )
+            .subagent(subagent("reviewer"))
+            .subagent(subagent("deployer")),
         )
         .await
         .unwrap();
-    let invoke = |name: &str| {
-        Reply::tool_call(
-            "invoke_subagent",
-            json!({
-                "Subagents": [{"TypeName": name, "Role": "Helper", "Prompt": format!("Work as {name}")}],
-                "toolSummary": "Delegation",
-                "toolAction": "Delegating",
-            }),
-        )
-    };
     for (name, runs) in [("deployer", false), ("reviewer", true)] {
-        model.push(invoke(name));
+        model.push(invoke_subagent(name, &format!("Work as {name}")));
         let (_, outcome) = collect(agent.chat(format!("ask the {name}")).await.unwrap()).await;
         let outcome = outcome.unwrap();
         assert_eq!(
@@ -221,4 +196,16 @@ async fn only_allowed_subagents_run() {
         assert_eq!(told, runs, "{name}: the subagent got its prompt?");
     }
     bridge.shutdown().await;
+}
+
+/// The scripted model's call of `invoke_subagent`: one subagent of type `name` on `prompt`.
+fn invoke_subagent(name: &str, prompt: &str) -> agy_bridge::testing::Reply {
+    agy_bridge::testing::Reply::tool_call(
+        "invoke_subagent",
+        serde_json::json!({
+            "Subagents": [{"TypeName": name, "Role": "Helper", "Prompt": prompt}],
+            "toolSummary": "Delegation",
+            "toolAction": "Delegating",
+        }),
+    )
 }

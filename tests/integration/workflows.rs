@@ -2,9 +2,7 @@
 //! model calls `run_workflow` as asked, the harness runs the script's primitives, and the turn
 //! streams the workflow's progress and ends with its result.
 
-use agy_bridge::{
-    ChatEvent, Error, PolicyRule, Workflow, sdk_config::Capabilities, testing::Reply,
-};
+use agy_bridge::{ChatEvent, Error, Workflow, sdk_config::Capabilities, testing::Reply};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -15,13 +13,7 @@ use agy_bridge::testing::{RecordedRequest, ScriptedModel, echo_responder};
 use crate::common::{self, agent_config};
 
 fn workflow_agent(model: &ScriptedModel, dir: &std::path::Path) -> agy_bridge::AgentConfig {
-    agent_config(model)
-        .capabilities(Capabilities {
-            enable_subagents: Some(true),
-            ..Capabilities::default()
-        })
-        .builtin_tool("run_workflow")
-        .policy(PolicyRule::allow_all())
+    common::with_subagents(agent_config(model), "run_workflow", Capabilities::default())
         .workspace(dir)
 }
 
